@@ -1,0 +1,206 @@
+// pybind11 module `sparseforge._core`: the CPU kernels. Python validates and names arguments
+// first (python/sparseforge/_validation.py); the checks here are a backstop so that a direct
+// call with a wrong array can never read or write out of bounds. Arrays are taken as they are:
+// no dtype conversion, no copies (pybind11's default forcecast would copy silently).
+#include <pybind11/pybind11.h>
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "../cpu/omp_batch.hpp"
+
+namespace py = pybind11;
+using sparseforge::index_t;
+
+namespace {
+
+[[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
+
+template <class T>
+void require_dtype(const py::array& a, const char* name) {
+  if (!py::dtype::of<T>().is(a.dtype())) {
+    fail(std::string("`") + name + "` has dtype " + std::string(py::str(a.dtype())) +
+         "; expected " + std::string(py::str(py::dtype::of<T>())));
+  }
+}
+
+void require_shape(const py::array& a, const char* name, std::initializer_list<index_t> shape) {
+  if (a.ndim() != static_cast<py::ssize_t>(shape.size())) {
+    fail(std::string("`") + name + "` must have " + std::to_string(shape.size()) +
+         " dimensions, got " + std::to_string(a.ndim()));
+  }
+  int d = 0;
+  for (index_t s : shape) {
+    if (a.shape(d) != s) {
+      fail(std::string("`") + name + "` has shape[" + std::to_string(d) + "] = " +
+           std::to_string(a.shape(d)) + "; expected " + std::to_string(s));
+    }
+    ++d;
+  }
+}
+
+void require_c_contiguous(const py::array& a, const char* name) {
+  if (!(a.flags() & py::array::c_style)) fail(std::string("`") + name + "` must be C-contiguous");
+}
+
+void require_writeable(const py::array& a, const char* name) {
+  if (!a.writeable()) fail(std::string("`") + name + "` must be writeable");
+}
+
+index_t element_stride(const py::array& a, int dim, const char* name) {
+  const index_t bytes = a.strides(dim);
+  if (bytes % static_cast<index_t>(a.itemsize()) != 0) {
+    fail(std::string("`") + name + "` has strides that are not a multiple of its item size");
+  }
+  return bytes / static_cast<index_t>(a.itemsize());
+}
+
+template <class T>
+void omp_batch_typed(const py::array& gram, const py::array& cov, const py::object& norms_sq,
+                     int max_atoms, const py::object& tol, int n_threads,
+                     py::array out_index, py::array out_value,
+                     py::array out_count, py::array out_status,
+                     const py::object& out_dense, const std::string& lane) {
+  require_dtype<T>(gram, "gram");
+  if (gram.ndim() != 2) fail("`gram` must have 2 dimensions");
+  const index_t K = gram.shape(0);
+  require_shape(gram, "gram", {K, K});
+  require_c_contiguous(gram, "gram");
+  require_dtype<T>(cov, "cov");
+  if (cov.ndim() != 2) fail("`cov` must have 2 dimensions (n_samples, n_components)");
+  const index_t N = cov.shape(0);
+  require_shape(cov, "cov", {N, K});
+  if (max_atoms < 1 || max_atoms > K) {
+    fail("`max_atoms` must be in [1, n_components=" + std::to_string(K) + "], got " +
+         std::to_string(max_atoms));
+  }
+  const index_t M = max_atoms;
+  require_dtype<std::int32_t>(out_index, "out_index");
+  require_shape(out_index, "out_index", {N, M});
+  require_dtype<T>(out_value, "out_value");
+  require_shape(out_value, "out_value", {N, M});
+  require_dtype<std::int32_t>(out_count, "out_count");
+  require_shape(out_count, "out_count", {N});
+  require_dtype<std::int8_t>(out_status, "out_status");
+  require_shape(out_status, "out_status", {N});
+  auto require_output = [](const py::array& arr, const char* name) {
+    require_c_contiguous(arr, name);
+    require_writeable(arr, name);
+  };
+  require_output(out_index, "out_index");
+  require_output(out_value, "out_value");
+  require_output(out_count, "out_count");
+  require_output(out_status, "out_status");
+
+  sparseforge::OmpBatchArgs<T> args;
+  args.gram = static_cast<const T*>(gram.data());
+  args.n_atoms = K;
+  args.cov = static_cast<const T*>(cov.data());
+  args.n_signals = N;
+  args.cov_stride_signal = element_stride(cov, 0, "cov");
+  args.cov_stride_atom = element_stride(cov, 1, "cov");
+  args.max_atoms = max_atoms;
+  args.use_tol = !tol.is_none();
+  if (args.use_tol) {
+    args.tol = tol.cast<T>();
+    if (!(args.tol >= T(0))) fail("`tol` must be non-negative");
+    if (norms_sq.is_none()) fail("`norms_sq` is required when `tol` is given");
+  }
+  py::array norms;
+  if (!norms_sq.is_none()) {
+    norms = norms_sq.cast<py::array>();
+    require_dtype<T>(norms, "norms_sq");
+    require_shape(norms, "norms_sq", {N});
+    require_c_contiguous(norms, "norms_sq");
+    args.norms_sq = static_cast<const T*>(norms.data());
+  }
+  args.out_index = static_cast<int*>(out_index.mutable_data());
+  args.out_value = static_cast<T*>(out_value.mutable_data());
+  args.out_count = static_cast<int*>(out_count.mutable_data());
+  args.out_status = static_cast<std::int8_t*>(out_status.mutable_data());
+  py::array dense;
+  if (!out_dense.is_none()) {
+    dense = out_dense.cast<py::array>();
+    require_dtype<T>(dense, "out_dense");
+    require_shape(dense, "out_dense", {N, K});
+    require_writeable(dense, "out_dense");
+    if (K > 1 && dense.strides(1) != static_cast<py::ssize_t>(sizeof(T))) {
+      fail("`out_dense` rows must be contiguous");
+    }
+    args.out_dense = static_cast<T*>(dense.mutable_data());
+    args.dense_stride = element_stride(dense, 0, "out_dense");
+  }
+  args.n_threads = n_threads < 1 ? 1 : n_threads;
+  if (lane == "serial") {
+    args.lane = sparseforge::LaneKind::kSerial;
+  } else if (lane == "emulated_warp") {
+    args.lane = sparseforge::LaneKind::kEmulatedWarp;
+  } else {
+    fail("`lane` must be 'serial' or 'emulated_warp', got '" + lane + "'");
+  }
+
+  py::gil_scoped_release release;
+  sparseforge::omp_batch(args);
+}
+
+void omp_batch(const py::array& gram, const py::array& cov, const py::object& norms_sq,
+               int max_atoms, const py::object& tol, int n_threads, py::array out_index,
+               py::array out_value, py::array out_count,
+               py::array out_status, const py::object& out_dense,
+               const std::string& lane) {
+  if (py::dtype::of<float>().is(gram.dtype())) {
+    omp_batch_typed<float>(gram, cov, norms_sq, max_atoms, tol, n_threads, out_index, out_value,
+                           out_count, out_status, out_dense, lane);
+  } else if (py::dtype::of<double>().is(gram.dtype())) {
+    omp_batch_typed<double>(gram, cov, norms_sq, max_atoms, tol, n_threads, out_index,
+                            out_value, out_count, out_status, out_dense, lane);
+  } else {
+    fail("`gram` has dtype " + std::string(py::str(gram.dtype())) +
+         "; expected float32 or float64");
+  }
+}
+
+py::dict build_info() {
+  py::dict info;
+  info["version"] = SF_VERSION;
+#if defined(__clang__)
+  info["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  info["compiler"] = std::string("gcc ") + __VERSION__;
+#else
+  info["compiler"] = "unknown";
+#endif
+#ifdef _OPENMP
+  info["openmp"] = true;
+  info["openmp_version"] = _OPENMP;
+  info["openmp_max_threads"] = omp_get_max_threads();
+#else
+  info["openmp"] = false;
+  info["openmp_version"] = py::none();
+  info["openmp_max_threads"] = 1;
+#endif
+  info["simd_compiled"] = sparseforge::compiled_isas();
+  info["simd"] = sparseforge::active_isa();
+  return info;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "sparseforge CPU kernels (C++/OpenMP). Use the functions in sparseforge instead.";
+  m.def("omp_batch", &omp_batch, py::arg("gram"), py::arg("cov"), py::arg("norms_sq"),
+        py::arg("max_atoms"), py::arg("tol"), py::arg("n_threads"), py::arg("out_index"),
+        py::arg("out_value"), py::arg("out_count"), py::arg("out_status"),
+        py::arg("out_dense") = py::none(), py::arg("lane") = "serial",
+        "Batch-OMP over the rows of `cov` (n_samples x n_components) with `gram` (K x K). "
+        "Writes selection-ordered indices/values, counts and status codes into the outputs. "
+        "Releases the GIL.");
+  m.def("build_info", &build_info, "Compiler, OpenMP and SIMD facts of this build.");
+}

@@ -1,0 +1,57 @@
+// The CPU Batch-OMP driver: arguments, per-ISA entry points and the runtime dispatcher.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sparseforge/config.hpp"
+
+namespace sparseforge {
+
+enum class LaneKind { kSerial, kEmulatedWarp };
+
+// One batch: N signals coded against one Gram matrix. All pointers are host memory; sizes in
+// elements. Outputs: out_index / out_value are N x M row-major, out_count / out_status N.
+template <class T>
+struct OmpBatchArgs {
+  const T* gram = nullptr;          // K x K, row-major
+  index_t n_atoms = 0;              // K
+  const T* cov = nullptr;           // correlations of signal n with atom k at
+  index_t n_signals = 0;            //   cov[n * cov_stride_signal + k * cov_stride_atom]
+  index_t cov_stride_signal = 0;
+  index_t cov_stride_atom = 1;
+  const T* norms_sq = nullptr;      // N squared signal norms (required when use_tol)
+  int max_atoms = 0;                // M
+  bool use_tol = false;
+  T tol = T(0);
+  int* out_index = nullptr;
+  T* out_value = nullptr;
+  int* out_count = nullptr;
+  std::int8_t* out_status = nullptr;
+  T* out_dense = nullptr;           // optional N x K codes, rows dense_stride apart
+  index_t dense_stride = 0;
+  int n_threads = 1;
+  LaneKind lane = LaneKind::kSerial;
+};
+
+// Per-ISA builds of the same source (omp_batch.cpp compiled once per instruction set).
+#define SF_DECLARE_OMP_BATCH(ns)                          \
+  namespace ns {                                          \
+  void omp_batch(const OmpBatchArgs<float>& args);        \
+  void omp_batch(const OmpBatchArgs<double>& args);       \
+  }
+SF_DECLARE_OMP_BATCH(generic)
+SF_DECLARE_OMP_BATCH(avx2)
+SF_DECLARE_OMP_BATCH(avx512)
+#undef SF_DECLARE_OMP_BATCH
+
+// Instruction sets this build compiled, and the one the dispatcher uses on this CPU (the best
+// supported, or SPARSEFORGE_SIMD=generic|avx2|avx512 from the environment when supported).
+std::vector<std::string> compiled_isas();
+std::string active_isa();
+
+void omp_batch(const OmpBatchArgs<float>& args);
+void omp_batch(const OmpBatchArgs<double>& args);
+
+}  // namespace sparseforge

@@ -1,0 +1,25 @@
+// Compiler glue shared by the CPU (g++) and CUDA (nvcc) builds of the kernel headers.
+#pragma once
+
+#if defined(__CUDACC__)
+#define SF_HD __host__ __device__
+#define SF_INLINE __forceinline__
+#else
+#define SF_HD
+#define SF_INLINE inline __attribute__((always_inline))
+#endif
+
+// Each CPU translation unit that compiles the kernels for one instruction set defines
+// SF_ISA_NS (generic, avx2, avx512). The kernel headers open an inline namespace named after
+// it (SF_KERNEL_NS), so the AVX-512 instantiation of an inline template can never be picked by the linker
+// for the generic path (an ODR trap that would crash on CPUs without AVX-512).
+#ifndef SF_ISA_NS
+#define SF_ISA_NS generic
+#endif
+#define SF_CAT_(a, b) a##b
+#define SF_CAT(a, b) SF_CAT_(a, b)
+#define SF_KERNEL_NS SF_CAT(kernels_, SF_ISA_NS)
+
+namespace sparseforge {
+using index_t = long long;  // signal and atom counts; 64-bit so N*K never overflows
+}  // namespace sparseforge

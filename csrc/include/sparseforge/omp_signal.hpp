@@ -1,0 +1,176 @@
+// Batch-OMP for ONE signal (Rubinstein, Zibulevsky & Elad 2008), shared by the CPU driver
+// (SerialLane), the CPU emulation of a warp (EmulatedWarpLane) and the CUDA kernel (WarpLane).
+//
+// Inputs are the Gram matrix G = D D^T (K x K, row-major, symmetric) and the correlations
+// alpha0 = D x (K values); the residual r = x - D_I gamma is never formed.
+//
+// We use the progressive-Cholesky form in which the Cholesky factor L of G[I, I] (s x s) is
+// grown one row per iteration, and keep Q = G[:, I] L^{-T} (K x s). Because L^{-T} is upper
+// triangular, column j of Q depends only on the first j chosen atoms, so Q grows by one
+// column per iteration and the new row of L is simply Q[k, :], with no triangular solve:
+//
+//   k        = argmax_i |alpha_i|                        (alpha = D r, the current correlations)
+//   w        = Q[k, 0:s]              d = G[k, k] - |w|^2  (the new Cholesky row and pivot)
+//   u_s      = alpha_k / sqrt(d)                          (forward solve L u = alpha0[I], grown)
+//   Q[:, s]  = (G[:, k] - Q[:, 0:s] w) / sqrt(d)          (K * s multiply-adds: the cost)
+//   alpha   -= u_s Q[:, s]                                (alpha0 - G[:, I] gamma, incrementally)
+//   |r|^2   -= u_s^2                                      (error-constrained mode)
+//
+// and solve L^T gamma = u once at the end. This is algebraically the algorithm of the paper
+// (alpha = alpha0 - G[:, I] gamma_I), with the same O(K s) per-iteration cost but no
+// per-iteration back-substitution. Atoms need not have unit norm (G's diagonal is used), as in
+// scikit-learn's orthogonal_mp_gram, which selects by the raw correlation |alpha_i| too.
+#pragma once
+
+#include "sparseforge/config.hpp"
+#include "sparseforge/lanes.hpp"
+#include "sparseforge/status.hpp"
+
+#if !defined(__CUDACC__)
+#include <cmath>
+#endif
+
+namespace sparseforge {
+inline namespace SF_KERNEL_NS {
+
+template <class T>
+struct Epsilon;
+template <>
+struct Epsilon<float> {
+  static constexpr float value = 1.1920929e-07f;
+};
+template <>
+struct Epsilon<double> {
+  static constexpr double value = 2.220446049250313e-16;
+};
+
+SF_HD SF_INLINE float sf_sqrt(float x) { return sqrtf(x); }
+SF_HD SF_INLINE double sf_sqrt(double x) { return sqrt(x); }
+SF_HD SF_INLINE bool sf_isfinite(float x) { return x - x == 0.0f; }
+SF_HD SF_INLINE bool sf_isfinite(double x) { return x - x == 0.0; }
+
+// Scratch memory of one signal, carved from a caller-provided buffer (no allocation here).
+template <class T>
+struct OmpWorkspace {
+  T* alpha;      // K      current correlations D r
+  T* q;          // M * K  Q stored column by column: q[j * K + i] = Q[i, j]
+  T* chol;       // M * M  L, row-major lower triangle
+  T* u;          // M      L^{-1} alpha0[I]
+  int* support;  // M      chosen atoms in selection order
+
+  // Number of T elements and ints one workspace needs.
+  SF_HD static constexpr index_t scalars(index_t K, index_t M) { return K + M * K + M * M + M; }
+  SF_HD static constexpr index_t ints(index_t M) { return M; }
+
+  SF_HD static OmpWorkspace carve(T* scalars_buf, int* ints_buf, index_t K, index_t M) {
+    OmpWorkspace ws;
+    ws.alpha = scalars_buf;
+    ws.q = ws.alpha + K;
+    ws.chol = ws.q + M * K;
+    ws.u = ws.chol + M * M;
+    ws.support = ints_buf;
+    return ws;
+  }
+};
+
+template <class T>
+struct OmpProblem {
+  const T* gram;       // K x K row-major
+  index_t n_atoms;     // K
+  int max_atoms;       // M: the sparsity (fixed mode) or the cap (tol mode)
+  bool use_tol;        // error-constrained mode
+  T tol;               // max squared residual norm (use_tol only)
+};
+
+// Codes one signal. `cov` points at its K correlations, `cov_stride` elements apart; `norm_sq`
+// is |x|^2 (needed only when use_tol). Writes `count` atoms and values (selection order) to
+// out_index / out_value[0:count]; the rest of the M slots get -1 / 0.
+template <class T, class Lane>
+SF_HD SF_INLINE OmpStatus omp_signal(const Lane& lane, const OmpProblem<T>& p, const T* cov,
+                                     index_t cov_stride, T norm_sq, const OmpWorkspace<T>& ws,
+                                     int* out_index, T* out_value, int* out_count) {
+  const index_t K = p.n_atoms;
+  const index_t M = p.max_atoms;
+  const T* G = p.gram;
+  T* alpha = ws.alpha;
+  T* q = ws.q;
+  T* chol = ws.chol;
+  T* u = ws.u;
+  int* support = ws.support;
+  const T eps = Epsilon<T>::value;
+
+  lane.for_each(K, [&](index_t i) { alpha[i] = cov[i * cov_stride]; });
+
+  OmpStatus status = kOmpOk;
+  int s = 0;
+  ArgMax<T> best = lane.argmax_abs(alpha, K);
+  // Correlations below sqrt(eps) times the initial largest one are round-off: relative, so
+  // the test does not depend on the scale of the data.
+  const T negligible_sq = eps * best.value * best.value;
+  T residual_sq = norm_sq;
+
+  if (!lane.all_finite(alpha, K) || (p.use_tol && !sf_isfinite(norm_sq))) {
+    status = kOmpNonFinite;
+  } else if (!(p.use_tol && residual_sq <= p.tol)) {
+    while (s < M) {
+      const index_t k = best.index;
+      if (k < 0 || best.value * best.value <= negligible_sq) {
+        status = kOmpResidualOrthogonal;
+        break;
+      }
+      bool reselected = false;
+      for (int j = 0; j < s; ++j) reselected = reselected || (support[j] == k);
+      T* lrow = chol + s * M;
+      T pivot = G[k * K + k];
+      for (int j = 0; j < s; ++j) {
+        const T w = q[j * K + k];
+        lrow[j] = w;
+        pivot -= w * w;
+      }
+      if (reselected || !(pivot > eps * G[k * K + k])) {
+        status = kOmpLinearDependence;
+        break;
+      }
+      const T diag = sf_sqrt(pivot);
+      const T inv_diag = T(1) / diag;
+      lrow[s] = diag;
+      const T us = alpha[k] * inv_diag;
+      u[s] = us;
+      support[s] = static_cast<int>(k);
+
+      const T* gk = G + k * K;
+      T* qs = q + s * K;
+      const int s_now = s;
+      lane.for_each(K, [&](index_t i) {
+        T acc = gk[i];
+        for (int j = 0; j < s_now; ++j) acc -= lrow[j] * q[j * K + i];
+        acc *= inv_diag;
+        qs[i] = acc;
+        alpha[i] -= us * acc;
+      });
+      ++s;
+      if (p.use_tol) {
+        residual_sq -= us * us;
+        if (residual_sq <= p.tol) break;
+      }
+      if (s < M) best = lane.argmax_abs(alpha, K);
+    }
+  }
+
+  // gamma = L^{-T} u, written straight into the output slots.
+  for (int i = s - 1; i >= 0; --i) {
+    T g = u[i];
+    for (int j = i + 1; j < s; ++j) g -= chol[j * M + i] * out_value[j];
+    out_value[i] = g / chol[i * M + i];
+    out_index[i] = support[i];
+  }
+  for (index_t i = s; i < M; ++i) {
+    out_index[i] = -1;
+    out_value[i] = T(0);
+  }
+  *out_count = s;
+  return status;
+}
+
+}  // namespace SF_KERNEL_NS
+}  // namespace sparseforge

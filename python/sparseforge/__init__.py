@@ -1,0 +1,25 @@
+"""sparseforge: fast sparse coding over learned dictionaries.
+
+Batch Orthogonal Matching Pursuit with scikit-learn's API on a native C++/OpenMP core (CUDA
+kernels to follow), with K-SVD, patches and image restorers built on it.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from ._backend import HAS_CUDA, build_info, cuda_available, show_config
+from ._codes import SparseCodes
+from .coder import SparseCoder
+from .dictionaries import overcomplete_dct
+from .omp import OMPStatus, orthogonal_mp_gram, sparse_encode
+
+try:
+    __version__ = _version("sparseforge")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = build_info()["version"]
+
+__all__ = [
+    "HAS_CUDA", "OMPStatus", "SparseCoder", "SparseCodes", "__version__", "build_info",
+    "cuda_available", "orthogonal_mp_gram", "overcomplete_dct", "show_config", "sparse_encode",
+]
