@@ -2,6 +2,8 @@
 //
 // The kernel bodies in omp_signal.hpp are written once against this small interface:
 //   lane.for_each(n, f)      f(i) for every i in [0, n), elementwise-independent work
+//   lane.gram_schmidt_step(...)  the O(K s) loop of one pursuit step (register-tiled on the
+//                            CPU; one element per lane on a warp)
 //   lane.argmax_abs(a, n)    index and value of max |a[i]|, ties -> the lowest index
 //   lane.all_finite(a, n)    false if any a[i] is NaN or +-inf
 // Everything else in a kernel body is uniform code (run once on the CPU, redundantly by all
@@ -14,7 +16,10 @@
 // tested on machines without a GPU.
 #pragma once
 
+#include <type_traits>
+
 #include "sparseforge/config.hpp"
+#include "sparseforge/simd_argmax.hpp"
 
 namespace sparseforge {
 inline namespace SF_KERNEL_NS {
@@ -50,20 +55,76 @@ struct SerialLane {
     for (index_t i = 0; i < n; ++i) f(i);
   }
 
+  // The pursuit's hot loop (one Gram-Schmidt step in correlation space, see omp_signal.hpp):
+  //   out[i] = (g[i] - sum_{j<s} l[j] * q[j * ld + i]) * scale;   alpha[i] -= u * out[i]
+  // Written with GCC vector types in tiles of four vectors so the accumulators stay in
+  // registers across the j loop (an array of accumulators gets spilled to the stack).
+  template <class T>
+  SF_INLINE void gram_schmidt_step(index_t n, const T* g, const T* q, index_t ld, const T* l,
+                                   int s, T scale, T u, T* out, T* alpha) const {
+    typedef T V __attribute__((vector_size(64), aligned(sizeof(T))));
+    constexpr int VL = 64 / sizeof(T);
+    auto load = [](const T* p) { V v; __builtin_memcpy(&v, p, sizeof(V)); return v; };
+    auto store = [](T* p, V v) { __builtin_memcpy(p, &v, sizeof(V)); };
+    index_t i = 0;
+    for (; i + 4 * VL <= n; i += 4 * VL) {
+      V a0 = load(g + i), a1 = load(g + i + VL), a2 = load(g + i + 2 * VL),
+        a3 = load(g + i + 3 * VL);
+      for (int j = 0; j < s; ++j) {
+        const T* qj = q + j * ld + i;
+        const T lj = l[j];
+        a0 -= lj * load(qj);
+        a1 -= lj * load(qj + VL);
+        a2 -= lj * load(qj + 2 * VL);
+        a3 -= lj * load(qj + 3 * VL);
+      }
+      a0 *= scale; a1 *= scale; a2 *= scale; a3 *= scale;
+      store(out + i, a0); store(out + i + VL, a1);
+      store(out + i + 2 * VL, a2); store(out + i + 3 * VL, a3);
+      store(alpha + i, load(alpha + i) - u * a0);
+      store(alpha + i + VL, load(alpha + i + VL) - u * a1);
+      store(alpha + i + 2 * VL, load(alpha + i + 2 * VL) - u * a2);
+      store(alpha + i + 3 * VL, load(alpha + i + 3 * VL) - u * a3);
+    }
+    for (; i + VL <= n; i += VL) {
+      V a0 = load(g + i);
+      for (int j = 0; j < s; ++j) a0 -= l[j] * load(q + j * ld + i);
+      a0 *= scale;
+      store(out + i, a0);
+      store(alpha + i, load(alpha + i) - u * a0);
+    }
+    for (; i < n; ++i) {
+      T acc = g[i];
+      for (int j = 0; j < s; ++j) acc -= l[j] * q[j * ld + i];
+      acc *= scale;
+      out[i] = acc;
+      alpha[i] -= u * acc;
+    }
+  }
+
   template <class T>
   SF_INLINE ArgMax<T> argmax_abs(const T* a, index_t n) const {
-    // Two passes: a max reduction the compiler vectorises, then the first index that
-    // attains it (a short scan on average). Faster than a scalar compare-and-track loop.
-    T best = T(-1);
-#pragma omp simd reduction(max : best)
-    for (index_t i = 0; i < n; ++i) {
-      const T v = abs_value(a[i]);
-      best = v > best ? v : best;
+    // Vector slots carry their indices as T (exact below 2^24 atoms for float, 2^53 for
+    // double); larger dictionaries, the tail and non-SIMD builds take the scalar loop.
+    constexpr int W = simd::slots<T>();
+    constexpr index_t kExactIndices = sizeof(T) == 4 ? (index_t(1) << 24) : (index_t(1) << 53);
+    ArgMax<T> best{T(-1), -1};
+    index_t i0 = 0;
+    if (n >= W && n <= kExactIndices) {
+      T best_v[W];
+      T best_i[W];
+      const index_t n_full = n / W * W;
+      const int used = simd::argmax_abs_slots(a, n_full, best_v, best_i);
+      for (int b = 0; b < used; ++b) {
+        if (best_i[b] >= T(0)) {
+          best = argmax_combine(best, ArgMax<T>{best_v[b], static_cast<index_t>(best_i[b])});
+        }
+      }
+      if (used) i0 = n_full;
     }
-    for (index_t i = 0; i < n; ++i) {
-      if (abs_value(a[i]) == best) return ArgMax<T>{best, i};
-    }
-    return ArgMax<T>{T(0), -1};
+    for (; i0 < n; ++i0) best = argmax_combine(best, ArgMax<T>{abs_value(a[i0]), i0});
+    if (best.index < 0) best.value = T(0);
+    return best;
   }
 
   template <class T>
@@ -85,6 +146,19 @@ struct EmulatedWarpLane {
     for (int lane = 0; lane < kWidth; ++lane) {
       for (index_t i = lane; i < n; i += kWidth) f(i);
     }
+  }
+
+  // The same step as on the GPU: each lane owns the elements i = lane, lane + 32, ...
+  template <class T>
+  void gram_schmidt_step(index_t n, const T* g, const T* q, index_t ld, const T* l, int s,
+                         T scale, T u, T* out, T* alpha) const {
+    for_each(n, [&](index_t i) {
+      T acc = g[i];
+      for (int j = 0; j < s; ++j) acc -= l[j] * q[j * ld + i];
+      acc *= scale;
+      out[i] = acc;
+      alpha[i] -= u * acc;
+    });
   }
 
   template <class T>

@@ -138,16 +138,7 @@ SF_HD SF_INLINE OmpStatus omp_signal(const Lane& lane, const OmpProblem<T>& p, c
       u[s] = us;
       support[s] = static_cast<int>(k);
 
-      const T* gk = G + k * K;
-      T* qs = q + s * K;
-      const int s_now = s;
-      lane.for_each(K, [&](index_t i) {
-        T acc = gk[i];
-        for (int j = 0; j < s_now; ++j) acc -= lrow[j] * q[j * K + i];
-        acc *= inv_diag;
-        qs[i] = acc;
-        alpha[i] -= us * acc;
-      });
+      lane.gram_schmidt_step(K, G + k * K, q, K, lrow, s, inv_diag, us, q + s * K, alpha);
       ++s;
       if (p.use_tol) {
         residual_sq -= us * us;
