@@ -63,7 +63,8 @@ index_t element_stride(const py::array& a, int dim, const char* name) {
 }
 
 template <class T>
-void omp_batch_typed(const py::array& gram, const py::array& cov, const py::object& norms_sq,
+void omp_batch_typed(const py::array& gram, const py::object& cov_obj, const py::object& x_obj,
+                     const py::object& dt_obj, const py::object& norms_sq,
                      int max_atoms, const py::object& tol, int n_threads,
                      py::array out_index, py::array out_value,
                      py::array out_count, py::array out_status,
@@ -73,10 +74,38 @@ void omp_batch_typed(const py::array& gram, const py::array& cov, const py::obje
   const index_t K = gram.shape(0);
   require_shape(gram, "gram", {K, K});
   require_c_contiguous(gram, "gram");
-  require_dtype<T>(cov, "cov");
-  if (cov.ndim() != 2) fail("`cov` must have 2 dimensions (n_samples, n_components)");
-  const index_t N = cov.shape(0);
-  require_shape(cov, "cov", {N, K});
+  if (cov_obj.is_none() == x_obj.is_none()) fail("pass exactly one of `cov` and `x`");
+  index_t N = 0;
+  py::array cov, x, dt;
+  sparseforge::OmpBatchArgs<T> args;
+  if (!cov_obj.is_none()) {
+    cov = cov_obj.cast<py::array>();
+    require_dtype<T>(cov, "cov");
+    if (cov.ndim() != 2) fail("`cov` must have 2 dimensions (n_samples, n_components)");
+    N = cov.shape(0);
+    require_shape(cov, "cov", {N, K});
+    args.cov = static_cast<const T*>(cov.data());
+    args.cov_stride_signal = element_stride(cov, 0, "cov");
+    args.cov_stride_atom = element_stride(cov, 1, "cov");
+  } else {
+    x = x_obj.cast<py::array>();
+    require_dtype<T>(x, "x");
+    if (x.ndim() != 2) fail("`x` must have 2 dimensions (n_samples, n_features)");
+    N = x.shape(0);
+    const index_t F = x.shape(1);
+    if (F > 1 && x.strides(1) != static_cast<py::ssize_t>(sizeof(T))) {
+      fail("`x` must have contiguous rows (features with unit stride)");
+    }
+    if (dt_obj.is_none()) fail("`dt` (the transposed dictionary) is required with `x`");
+    dt = dt_obj.cast<py::array>();
+    require_dtype<T>(dt, "dt");
+    require_shape(dt, "dt", {F, K});
+    require_c_contiguous(dt, "dt");
+    args.x = static_cast<const T*>(x.data());
+    args.ldx = element_stride(x, 0, "x");
+    args.dt = static_cast<const T*>(dt.data());
+    args.n_features = F;
+  }
   if (max_atoms < 1 || max_atoms > K) {
     fail("`max_atoms` must be in [1, n_components=" + std::to_string(K) + "], got " +
          std::to_string(max_atoms));
@@ -99,19 +128,17 @@ void omp_batch_typed(const py::array& gram, const py::array& cov, const py::obje
   require_output(out_count, "out_count");
   require_output(out_status, "out_status");
 
-  sparseforge::OmpBatchArgs<T> args;
   args.gram = static_cast<const T*>(gram.data());
   args.n_atoms = K;
-  args.cov = static_cast<const T*>(cov.data());
   args.n_signals = N;
-  args.cov_stride_signal = element_stride(cov, 0, "cov");
-  args.cov_stride_atom = element_stride(cov, 1, "cov");
   args.max_atoms = max_atoms;
   args.use_tol = !tol.is_none();
   if (args.use_tol) {
     args.tol = tol.cast<T>();
     if (!(args.tol >= T(0))) fail("`tol` must be non-negative");
-    if (norms_sq.is_none()) fail("`norms_sq` is required when `tol` is given");
+    if (norms_sq.is_none() && args.x == nullptr) {
+      fail("`norms_sq` is required when `tol` is given with `cov`");
+    }
   }
   py::array norms;
   if (!norms_sq.is_none()) {
@@ -150,16 +177,16 @@ void omp_batch_typed(const py::array& gram, const py::array& cov, const py::obje
   sparseforge::omp_batch(args);
 }
 
-void omp_batch(const py::array& gram, const py::array& cov, const py::object& norms_sq,
+void omp_batch(const py::array& gram, const py::object& cov, const py::object& norms_sq,
                int max_atoms, const py::object& tol, int n_threads, py::array out_index,
-               py::array out_value, py::array out_count,
-               py::array out_status, const py::object& out_dense,
-               const std::string& lane) {
+               py::array out_value, py::array out_count, py::array out_status,
+               const py::object& out_dense, const std::string& lane, const py::object& x,
+               const py::object& dt) {
   if (py::dtype::of<float>().is(gram.dtype())) {
-    omp_batch_typed<float>(gram, cov, norms_sq, max_atoms, tol, n_threads, out_index, out_value,
+    omp_batch_typed<float>(gram, cov, x, dt, norms_sq, max_atoms, tol, n_threads, out_index, out_value,
                            out_count, out_status, out_dense, lane);
   } else if (py::dtype::of<double>().is(gram.dtype())) {
-    omp_batch_typed<double>(gram, cov, norms_sq, max_atoms, tol, n_threads, out_index,
+    omp_batch_typed<double>(gram, cov, x, dt, norms_sq, max_atoms, tol, n_threads, out_index,
                             out_value, out_count, out_status, out_dense, lane);
   } else {
     fail("`gram` has dtype " + std::string(py::str(gram.dtype())) +
@@ -198,9 +225,12 @@ PYBIND11_MODULE(_core, m) {
   m.def("omp_batch", &omp_batch, py::arg("gram"), py::arg("cov"), py::arg("norms_sq"),
         py::arg("max_atoms"), py::arg("tol"), py::arg("n_threads"), py::arg("out_index"),
         py::arg("out_value"), py::arg("out_count"), py::arg("out_status"),
-        py::arg("out_dense") = py::none(), py::arg("lane") = "serial",
-        "Batch-OMP over the rows of `cov` (n_samples x n_components) with `gram` (K x K). "
-        "Writes selection-ordered indices/values, counts and status codes into the outputs. "
-        "Releases the GIL.");
+        py::arg("out_dense") = py::none(), py::arg("lane") = "serial", py::kw_only(),
+        py::arg("x") = py::none(), py::arg("dt") = py::none(),
+        "Batch-OMP with `gram` (K x K) over either precomputed correlations `cov` "
+        "(n_samples x K, any strides) or signals `x` (n_samples x n_features, contiguous "
+        "rows) and `dt` = dictionary.T, whose correlations are computed block by block in "
+        "cache. Writes selection-ordered indices/values, counts and status codes into the "
+        "outputs. Releases the GIL.");
   m.def("build_info", &build_info, "Compiler, OpenMP and SIMD facts of this build.");
 }

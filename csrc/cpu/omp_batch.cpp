@@ -9,6 +9,7 @@
 #include <omp.h>
 #endif
 
+#include "block_gemm.hpp"
 #include "sparseforge/omp_signal.hpp"
 
 namespace sparseforge {
@@ -24,14 +25,30 @@ index_t padded(index_t n) {
   return (n + per_line - 1) / per_line * per_line;
 }
 
+// Signals per work item: the block's correlations (kBlock x K) stay in L2 between the
+// product and the pursuit, and dynamic scheduling of blocks balances the tol mode.
+constexpr index_t kBlock = 64;
+
+template <class T>
+T squared_norm(const T* x, index_t n) {
+  T acc = T(0);
+#pragma omp simd reduction(+ : acc)
+  for (index_t f = 0; f < n; ++f) acc += x[f] * x[f];
+  return acc;
+}
+
 template <class T, class Lane>
 void run_batch(const OmpBatchArgs<T>& a, const Lane& lane) {
   const index_t K = a.n_atoms;
   const index_t M = a.max_atoms;
   const index_t N = a.n_signals;
   if (N <= 0) return;
-  const int n_threads = static_cast<int>(std::max<index_t>(1, std::min<index_t>(a.n_threads, N)));
-  const index_t scalars = padded<T>(OmpWorkspace<T>::scalars(K, M));
+  const bool fused = a.x != nullptr;
+  const index_t n_blocks = (N + kBlock - 1) / kBlock;
+  const int n_threads =
+      static_cast<int>(std::max<index_t>(1, std::min<index_t>(a.n_threads, n_blocks)));
+  const index_t scalars =
+      padded<T>(OmpWorkspace<T>::scalars(K, M)) + (fused ? padded<T>(kBlock * K) : 0);
   const index_t ints = padded<int>(OmpWorkspace<T>::ints(M));
   // Allocated before the parallel region: a bad_alloc here becomes a Python MemoryError
   // instead of escaping an OpenMP region (which would terminate the process).
@@ -46,20 +63,36 @@ void run_batch(const OmpBatchArgs<T>& a, const Lane& lane) {
 #else
     const int t = 0;
 #endif
-    const OmpWorkspace<T> ws =
-        OmpWorkspace<T>::carve(scalar_buf.data() + t * scalars, int_buf.data() + t * ints, K, M);
-    // Dynamic chunks of 64: the error-constrained mode gives signals very different costs.
-#pragma omp for schedule(dynamic, 64)
-    for (index_t n = 0; n < N; ++n) {
-      int* idx = a.out_index + n * M;
-      T* val = a.out_value + n * M;
-      const T norm_sq = a.norms_sq ? a.norms_sq[n] : T(0);
-      a.out_status[n] = omp_signal(lane, problem, a.cov + n * a.cov_stride_signal,
-                                   a.cov_stride_atom, norm_sq, ws, idx, val, a.out_count + n);
-      if (a.out_dense) {
-        T* row = a.out_dense + n * a.dense_stride;
-        std::fill(row, row + K, T(0));
-        for (int j = 0; j < a.out_count[n]; ++j) row[idx[j]] = val[j];
+    T* mine = scalar_buf.data() + t * scalars;
+    T* cov_block = mine + padded<T>(OmpWorkspace<T>::scalars(K, M));
+    const OmpWorkspace<T> ws = OmpWorkspace<T>::carve(mine, int_buf.data() + t * ints, K, M);
+#pragma omp for schedule(dynamic, 1)
+    for (index_t blk = 0; blk < n_blocks; ++blk) {
+      const index_t start = blk * kBlock;
+      const index_t rows = std::min(kBlock, N - start);
+      const T* cov = fused ? nullptr : a.cov + start * a.cov_stride_signal;
+      index_t stride_signal = a.cov_stride_signal, stride_atom = a.cov_stride_atom;
+      if (fused) {
+        block_gemm(a.x + start * a.ldx, a.ldx, rows, a.dt, a.n_features, K, cov_block, K);
+        cov = cov_block;
+        stride_signal = K;
+        stride_atom = 1;
+      }
+      for (index_t r = 0; r < rows; ++r) {
+        const index_t n = start + r;
+        int* idx = a.out_index + n * M;
+        T* val = a.out_value + n * M;
+        T norm_sq = T(0);
+        if (a.use_tol) {
+          norm_sq = fused ? squared_norm(a.x + n * a.ldx, a.n_features) : a.norms_sq[n];
+        }
+        a.out_status[n] = omp_signal(lane, problem, cov + r * stride_signal, stride_atom,
+                                     norm_sq, ws, idx, val, a.out_count + n);
+        if (a.out_dense) {
+          T* row = a.out_dense + n * a.dense_stride;
+          std::fill(row, row + K, T(0));
+          for (int j = 0; j < a.out_count[n]; ++j) row[idx[j]] = val[j];
+        }
       }
     }
   }

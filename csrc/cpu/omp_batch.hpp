@@ -17,11 +17,20 @@ template <class T>
 struct OmpBatchArgs {
   const T* gram = nullptr;          // K x K, row-major
   index_t n_atoms = 0;              // K
-  const T* cov = nullptr;           // correlations of signal n with atom k at
-  index_t n_signals = 0;            //   cov[n * cov_stride_signal + k * cov_stride_atom]
+  index_t n_signals = 0;            // N
+  // The correlations come either precomputed, signal n with atom k at
+  //   cov[n * cov_stride_signal + k * cov_stride_atom],
+  const T* cov = nullptr;
   index_t cov_stride_signal = 0;
   index_t cov_stride_atom = 1;
-  const T* norms_sq = nullptr;      // N squared signal norms (required when use_tol)
+  // or are computed block by block from the signals x (N x n_features, rows ldx apart,
+  // features contiguous) and dt = D^T (n_features x K, row-major). Then squared norms for the
+  // tol mode are computed from x too.
+  const T* x = nullptr;
+  index_t ldx = 0;
+  const T* dt = nullptr;
+  index_t n_features = 0;
+  const T* norms_sq = nullptr;      // N squared signal norms (tol mode with precomputed cov)
   int max_atoms = 0;                // M
   bool use_tol = false;
   T tol = T(0);

@@ -1,8 +1,8 @@
 """Batch Orthogonal Matching Pursuit with scikit-learn's names, shapes and semantics.
 
-The correlations ``X @ dictionary.T`` are computed by numpy's BLAS one chunk of signals at a
-time (the floor of the method); the pursuit itself runs in the native kernel
-(csrc/include/sparseforge/omp_signal.hpp) on all cores with the GIL released.
+Each native thread takes a block of 64 signals, computes their correlations with the atoms
+(a register-blocked product, csrc/cpu/block_gemm.hpp) and codes them while they are still in
+cache (csrc/include/sparseforge/omp_signal.hpp), with the GIL released.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from ._validation import (check_float_array, check_gram, check_n_jobs, check_n_n
 
 Output = Literal["dense", "compact", "scipy"]
 
-# Signals per chunk: the chunk's correlations (chunk x K) should stay in the last-level cache
-# while the kernel reads them. Measured in benchmarks/bench_chunk.py.
-_CHUNK_BYTES = 1 << 21
+# Signals per kernel call in the error-constrained mode, whose padded per-signal buffers are
+# min(n_features, n_components) wide until each chunk is trimmed to its widest signal.
+_TOL_CHUNK = 1 << 16
+# Non-contiguous signals are copied to contiguous rows this many bytes at a time.
+_COPY_CHUNK_BYTES = 1 << 22
 
 
 class OMPStatus(enum.IntEnum):
@@ -108,21 +110,28 @@ class _Plan:
 
 
 def _run_chunks(gram: np.ndarray, n_samples: int, max_atoms: int, output: str,
-                tol: float | None, n_threads: int, cov_chunk, norms_chunk, source: str,
+                tol: float | None, n_threads: int, chunk_inputs, source: str,
                 chunk_size: int | None = None, lane: str = "serial"):
-    """Drive the kernel over chunks of signals. ``cov_chunk(a, b)`` returns the (b - a, K)
-    correlations of signals a..b (any strides); ``norms_chunk(a, b)`` their squared norms."""
+    """Drive the kernel over chunks of signals.
+
+    ``chunk_inputs(a, b)`` returns the kernel's input keywords for signals a..b: either
+    ``cov=`` (precomputed correlations, any strides; plus ``norms_sq=`` in the tol mode) or
+    ``x=`` and ``dt=`` (signals and the transposed dictionary; the kernel computes the
+    correlations in cache). Chunks exist only to bound the memory of the padded tol-mode
+    buffers and of non-contiguous inputs; the fixed-sparsity mode is one call by default.
+    """
     if output not in ("dense", "compact", "scipy"):
         raise ValueError(f"`output` must be 'dense', 'compact' or 'scipy', got {output!r}")
     n_components, dtype = gram.shape[0], gram.dtype
     plan = _Plan(n_samples, n_components, max_atoms, dtype, output, fixed=tol is None)
-    step = chunk_size or max(64, _CHUNK_BYTES // (n_components * dtype.itemsize))
-    for start in range(0, n_samples, step):
+    step = chunk_size or (n_samples if tol is None else _TOL_CHUNK)
+    for start in range(0, n_samples, max(step, 1)):
         stop = min(start + step, n_samples)
         idx, val, cnt, st, dense = plan.buffers(start, stop)
-        norms = norms_chunk(start, stop) if tol is not None else None
-        _core.omp_batch(gram, cov_chunk(start, stop), norms, max_atoms, tol, n_threads,
-                        idx, val, cnt, st, dense, lane)
+        inputs = chunk_inputs(start, stop)
+        _core.omp_batch(gram, inputs.get("cov"), inputs.get("norms_sq"), max_atoms, tol,
+                        n_threads, idx, val, cnt, st, dense, lane,
+                        x=inputs.get("x"), dt=inputs.get("dt"))
         plan.keep(start, stop, idx, val)
     _check_status(plan.status, source)
     return plan.result()
@@ -180,7 +189,8 @@ def sparse_encode(
         Validate the dictionary and Gram matrix (finite, symmetric). Signals are always
         checked for NaN/inf, by the kernel, at no extra cost.
     chunk_size : int, optional
-        Signals per chunk (default: about 2 MiB of correlations).
+        Signals per kernel call (default: all at once in the fixed-sparsity mode, 65536 in
+        the `tol` mode). Results do not depend on it.
 
     Returns
     -------
@@ -230,19 +240,24 @@ def sparse_encode(
         max_atoms = check_n_nonzero_coefs(n_nonzero_coefs, n_components)
     n_threads = check_n_jobs(n_jobs)
 
-    if cov is None:
-        def cov_chunk(a, b):
-            return X[a:b] @ dictionary.T
+    if cov is not None:
+        def chunk_inputs(a, b):
+            rows = X[a:b]
+            return {"cov": cov[:, a:b].T, "norms_sq": np.einsum("ij,ij->i", rows, rows)
+                    if tol is not None else None}
+        step = chunk_size
     else:
-        def cov_chunk(a, b):
-            return cov[:, a:b].T
+        dt = np.ascontiguousarray(dictionary.T)
+        contiguous_rows = X.shape[1] <= 1 or X.strides[1] == X.itemsize
 
-    def norms_chunk(a, b):
-        rows = X[a:b]
-        return np.einsum("ij,ij->i", rows, rows)
-
-    return _run_chunks(gram, n_samples, max_atoms, output, tol, n_threads, cov_chunk,
-                       norms_chunk, "X" if cov is None else "cov", chunk_size)
+        def chunk_inputs(a, b):
+            # Rows with strided features are copied a chunk at a time (never the whole X).
+            rows = X[a:b] if contiguous_rows else np.ascontiguousarray(X[a:b])
+            return {"x": rows, "dt": dt}
+        step = chunk_size or (None if contiguous_rows else
+                              max(1, _COPY_CHUNK_BYTES // max(1, n_features * X.itemsize)))
+    return _run_chunks(gram, n_samples, max_atoms, output, tol, n_threads, chunk_inputs,
+                       "X" if cov is None else "cov", step)
 
 
 def orthogonal_mp_gram(
@@ -321,7 +336,9 @@ def orthogonal_mp_gram(
         max_atoms = check_n_nonzero_coefs(n_nonzero_coefs, n_components)
 
     codes = _run_chunks(Gram, n_targets, max_atoms, "compact", tol, check_n_jobs(n_jobs),
-                        lambda a, b: cov[:, a:b].T, lambda a, b: norms[a:b], "Xy")
+                        lambda a, b: {"cov": cov[:, a:b].T,
+                                      "norms_sq": None if norms is None else norms[a:b]},
+                        "Xy")
     coef = codes.to_dense().T
     if single:
         coef = coef[:, 0]

@@ -138,7 +138,10 @@ SF_HD SF_INLINE OmpStatus omp_signal(const Lane& lane, const OmpProblem<T>& p, c
       u[s] = us;
       support[s] = static_cast<int>(k);
 
-      lane.gram_schmidt_step(K, G + k * K, q, K, lrow, s, inv_diag, us, q + s * K, alpha);
+      // After the last atom allowed, only u_s is needed: skip the costliest step of all.
+      if (s + 1 < M) {
+        lane.gram_schmidt_step(K, G + k * K, q, K, lrow, s, inv_diag, us, q + s * K, alpha);
+      }
       ++s;
       if (p.use_tol) {
         residual_sq -= us * us;
