@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
+from . import datasets
 from ._backend import HAS_CUDA, build_info, cuda_available, show_config
 from ._codes import SparseCodes
 from .coder import SparseCoder
@@ -21,5 +22,5 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 __all__ = [
     "HAS_CUDA", "OMPStatus", "SparseCoder", "SparseCodes", "__version__", "build_info",
-    "cuda_available", "orthogonal_mp_gram", "overcomplete_dct", "show_config", "sparse_encode",
+    "cuda_available", "datasets", "orthogonal_mp_gram", "overcomplete_dct", "show_config", "sparse_encode",
 ]

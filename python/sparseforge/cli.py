@@ -1,0 +1,107 @@
+"""Command line: ``sparseforge demo | info``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+
+def _patches(image: np.ndarray, patch: int):
+    from sklearn.feature_extraction.image import extract_patches_2d
+
+    patches = extract_patches_2d(image, (patch, patch)).reshape(-1, patch * patch)
+    means = patches.mean(axis=1, keepdims=True)
+    return np.ascontiguousarray(patches - means), means
+
+
+def _reconstruct(flat: np.ndarray, means: np.ndarray, shape, patch: int) -> np.ndarray:
+    from sklearn.feature_extraction.image import reconstruct_from_patches_2d
+
+    return reconstruct_from_patches_2d((flat + means).reshape(-1, patch, patch), shape)
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Sparse-code every 8x8 patch of the shipped image over an overcomplete DCT."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    import sparseforge as sf
+
+    image = sf.datasets.load_image("camera").astype(np.float64)
+    dtype = np.float32 if args.float32 else np.float64
+    patches, means = _patches(image, 8)
+    patches, means = patches.astype(dtype), means.astype(dtype)
+    dictionary = sf.overcomplete_dct(8, 16, dtype=dtype)
+    info = sf.build_info()
+    print(f"sparseforge {sf.__version__}: {info['simd']} kernels, "
+          f"{sf._validation.check_n_jobs(args.n_jobs)} thread(s), CUDA built: "
+          f"{info['cuda_built']}, GPU available: {info['cuda_available']}")
+    print(f"image: shipped 'camera' {image.shape[0]}x{image.shape[1]}; {patches.shape[0]:,} "
+          f"overlapping 8x8 patches (mean removed), {dtype.__name__}; dictionary: "
+          f"overcomplete DCT {dictionary.shape[0]} atoms x {dictionary.shape[1]} features")
+    try:
+        from sklearn.decomposition import sparse_encode as sk_encode
+    except ImportError:  # pragma: no cover - scikit-learn is a dependency
+        sk_encode = None
+    rng = np.random.default_rng(0)
+    subset = np.sort(rng.choice(patches.shape[0], size=min(args.sklearn_subset,
+                                                             patches.shape[0]), replace=False))
+    header = f"{'k':>3} {'PSNR (dB)':>10} {'sparseforge sig/s':>18}"
+    if sk_encode is not None and not args.no_sklearn:
+        header += f" {'scikit-learn sig/s':>19} {'speed-up':>9} {'max |diff|':>11}"
+    print(header)
+    for k in args.sparsities:
+        sf.sparse_encode(patches[:2048], dictionary, n_nonzero_coefs=k, n_jobs=args.n_jobs)
+        start = time.perf_counter()
+        codes = sf.sparse_encode(patches, dictionary, n_nonzero_coefs=k, n_jobs=args.n_jobs,
+                                 output="compact")
+        seconds = time.perf_counter() - start
+        approx = codes.reconstruct(dictionary)
+        restored = _reconstruct(approx, means, image.shape, 8)
+        psnr = peak_signal_noise_ratio(image, restored, data_range=255)
+        line = f"{k:>3} {psnr:>10.2f} {patches.shape[0] / seconds:>18,.0f}"
+        if sk_encode is not None and not args.no_sklearn:
+            start = time.perf_counter()
+            sk_codes = sk_encode(patches[subset], dictionary, algorithm="omp",
+                                 n_nonzero_coefs=k, n_jobs=args.n_jobs)
+            sk_seconds = time.perf_counter() - start
+            ours = codes.to_dense()[subset]
+            rate = subset.size / sk_seconds
+            line += (f" {rate:>19,.0f} {patches.shape[0] / seconds / rate:>8.0f}x"
+                     f" {np.abs(ours - sk_codes).max():>11.1e}")
+        print(line)
+    if sk_encode is not None and not args.no_sklearn:
+        print(f"(scikit-learn timed on {subset.size:,} of the patches; 'max |diff|' compares "
+              "its codes with sparseforge's on those patches)")
+    return 0
+
+
+def info(args: argparse.Namespace) -> int:
+    del args
+    import sparseforge as sf
+
+    sf.show_config()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sparseforge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_demo = sub.add_parser("demo", help="sparse-code the patches of the shipped image")
+    p_demo.add_argument("--sparsities", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    p_demo.add_argument("--n-jobs", type=int, default=None, help="threads (default: all)")
+    p_demo.add_argument("--float32", action="store_true", help="code in float32")
+    p_demo.add_argument("--no-sklearn", action="store_true", help="skip scikit-learn")
+    p_demo.add_argument("--sklearn-subset", type=int, default=3000,
+                        help="patches scikit-learn codes (it is slow)")
+    p_demo.set_defaults(func=demo)
+    p_info = sub.add_parser("info", help="print the build configuration")
+    p_info.set_defaults(func=info)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Small data shipped inside the package (see sparseforge/data/README.md for sources)."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+
+_IMAGES = {"camera": "camera.png"}
+
+
+def load_image(name: str = "camera") -> np.ndarray:
+    """Load a grayscale test image shipped with sparseforge.
+
+    Parameters
+    ----------
+    name : {"camera"}
+        Image name.
+
+    Returns
+    -------
+    image : ndarray of uint8, shape (H, W)
+        Pixel values in [0, 255].
+    """
+    if name not in _IMAGES:
+        raise ValueError(f"`name` must be one of {sorted(_IMAGES)}, got {name!r}")
+    from skimage.io import imread  # scikit-image reads the PNG
+
+    with resources.as_file(resources.files("sparseforge") / "data" / _IMAGES[name]) as path:
+        return np.asarray(imread(path))
