@@ -23,9 +23,15 @@ namespace {
 
 [[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
 
+// numpy's own equivalence test: an unpickled array carries an equal but distinct dtype
+// object (so identity would fail), and a byte-swapped dtype is not equivalent.
+bool equivalent(const py::dtype& a, const py::dtype& b) {
+  return py::detail::npy_api::get().PyArray_EquivTypes_(a.ptr(), b.ptr()) != 0;
+}
+
 template <class T>
 void require_dtype(const py::array& a, const char* name) {
-  if (!py::dtype::of<T>().is(a.dtype())) {
+  if (!equivalent(py::dtype::of<T>(), a.dtype())) {
     fail(std::string("`") + name + "` has dtype " + std::string(py::str(a.dtype())) +
          "; expected " + std::string(py::str(py::dtype::of<T>())));
   }
@@ -182,10 +188,10 @@ void omp_batch(const py::array& gram, const py::object& cov, const py::object& n
                py::array out_value, py::array out_count, py::array out_status,
                const py::object& out_dense, const std::string& lane, const py::object& x,
                const py::object& dt) {
-  if (py::dtype::of<float>().is(gram.dtype())) {
+  if (equivalent(py::dtype::of<float>(), gram.dtype())) {
     omp_batch_typed<float>(gram, cov, x, dt, norms_sq, max_atoms, tol, n_threads, out_index, out_value,
                            out_count, out_status, out_dense, lane);
-  } else if (py::dtype::of<double>().is(gram.dtype())) {
+  } else if (equivalent(py::dtype::of<double>(), gram.dtype())) {
     omp_batch_typed<double>(gram, cov, x, dt, norms_sq, max_atoms, tol, n_threads, out_index,
                             out_value, out_count, out_status, out_dense, lane);
   } else {

@@ -52,6 +52,9 @@ def check_float_array(x: Any, name: str, *, ndim: tuple[int, ...] | int,
     if x.dtype.kind == "c":
         raise TypeError(f"`{name}` has complex dtype {x.dtype}; sparse coding here is real-valued")
     if x.dtype not in FLOAT_DTYPES:
+        if x.dtype.kind == "f" and not x.dtype.isnative:
+            raise TypeError(f"`{name}` has non-native byte order ({x.dtype.str}); convert it "
+                            f"with {name}.astype({name}.dtype.newbyteorder('='))")
         raise TypeError(f"`{name}` has dtype {x.dtype}; expected float32 or float64")
     allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if x.ndim not in allowed:

@@ -8,6 +8,7 @@ cache (csrc/include/sparseforge/omp_signal.hpp), with the GIL released.
 from __future__ import annotations
 
 import enum
+import numbers
 import warnings
 from typing import Any, Literal
 
@@ -41,6 +42,9 @@ class OMPStatus(enum.IntEnum):
     LINEAR_DEPENDENCE = 2
     #: The signal or its correlations contained NaN or infinity (an error is raised).
     NON_FINITE = 3
+    #: `tol` mode only: the atom cap (`n_nonzero_coefs`, or ``min(n_features,
+    #: n_components)``) was reached before the residual met `tol`. No warning is issued.
+    MAX_ATOMS = 4
 
 
 def _default_sparsity(n: int) -> int:
@@ -51,14 +55,16 @@ def _check_status(status: np.ndarray, source: str) -> None:
     bad = np.flatnonzero(status == OMPStatus.NON_FINITE)
     if bad.size:
         raise ValueError(f"`{source}` contains NaN or infinity (in {bad.size} signal(s), the "
-                         f"first at row {bad[0]})")
+                         f"first at row {bad[0]}); in the `tol` mode a squared norm that "
+                         "overflows the dtype counts too")
     n_dep = int(np.count_nonzero(status == OMPStatus.LINEAR_DEPENDENCE))
     if n_dep:
         warnings.warn(
             f"Orthogonal matching pursuit ended prematurely for {n_dep} of {status.size} "
             "signal(s) due to linear dependence in the dictionary (duplicate, zero-norm or "
             "nearly collinear atoms). The requested precision might not have been met.",
-            RuntimeWarning, stacklevel=3)
+            # user -> public function -> _run_chunks -> here
+            RuntimeWarning, stacklevel=4)
 
 
 class _Plan:
@@ -122,10 +128,15 @@ def _run_chunks(gram: np.ndarray, n_samples: int, max_atoms: int, output: str,
     """
     if output not in ("dense", "compact", "scipy"):
         raise ValueError(f"`output` must be 'dense', 'compact' or 'scipy', got {output!r}")
+    if chunk_size is not None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral):
+            raise TypeError(f"`chunk_size` must be an integer or None, got {chunk_size!r}")
+        if chunk_size < 1:
+            raise ValueError(f"`chunk_size` must be positive, got {chunk_size}")
     n_components, dtype = gram.shape[0], gram.dtype
     plan = _Plan(n_samples, n_components, max_atoms, dtype, output, fixed=tol is None)
-    step = chunk_size or (n_samples if tol is None else _TOL_CHUNK)
-    for start in range(0, n_samples, max(step, 1)):
+    step = max(1, chunk_size or (n_samples if tol is None else _TOL_CHUNK))
+    for start in range(0, n_samples, step):
         stop = min(start + step, n_samples)
         idx, val, cnt, st, dense = plan.buffers(start, stop)
         inputs = chunk_inputs(start, stop)
@@ -242,9 +253,14 @@ def sparse_encode(
 
     if cov is not None:
         def chunk_inputs(a, b):
-            rows = X[a:b]
-            return {"cov": cov[:, a:b].T, "norms_sq": np.einsum("ij,ij->i", rows, rows)
-                    if tol is not None else None}
+            norms = None
+            if tol is not None:  # X is read only for its squared norms
+                rows = X[a:b]
+                norms = np.einsum("ij,ij->i", rows, rows)
+                if not np.isfinite(norms).all():
+                    raise ValueError("`X` contains NaN or infinity (or its squared norms "
+                                     "overflow the dtype)")
+            return {"cov": cov[:, a:b].T, "norms_sq": norms}
         step = chunk_size
     else:
         dt = np.ascontiguousarray(dictionary.T)
@@ -256,8 +272,9 @@ def sparse_encode(
             return {"x": rows, "dt": dt}
         step = chunk_size or (None if contiguous_rows else
                               max(1, _COPY_CHUNK_BYTES // max(1, n_features * X.itemsize)))
+    source = "cov" if cov is not None else "X" if check_input else "X` or `dictionary"
     return _run_chunks(gram, n_samples, max_atoms, output, tol, n_threads, chunk_inputs,
-                       "X" if cov is None else "cov", step)
+                       source, step)
 
 
 def orthogonal_mp_gram(

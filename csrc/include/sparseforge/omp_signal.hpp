@@ -38,10 +38,12 @@ struct Epsilon;
 template <>
 struct Epsilon<float> {
   static constexpr float value = 1.1920929e-07f;
+  static constexpr float sqrt_value = 3.4526698e-04f;
 };
 template <>
 struct Epsilon<double> {
   static constexpr double value = 2.220446049250313e-16;
+  static constexpr double sqrt_value = 1.4901161193847656e-08;
 };
 
 SF_HD SF_INLINE float sf_sqrt(float x) { return sqrtf(x); }
@@ -105,8 +107,9 @@ SF_HD SF_INLINE OmpStatus omp_signal(const Lane& lane, const OmpProblem<T>& p, c
   int s = 0;
   ArgMax<T> best = lane.argmax_abs(alpha, K);
   // Correlations below sqrt(eps) times the initial largest one are round-off: relative, so
-  // the test does not depend on the scale of the data.
-  const T negligible_sq = eps * best.value * best.value;
+  // the test does not depend on the scale of the data (and, unlike a test on squares, it
+  // cannot overflow for large finite signals).
+  const T negligible = Epsilon<T>::sqrt_value * best.value;
   T residual_sq = norm_sq;
 
   if (!lane.all_finite(alpha, K) || (p.use_tol && !sf_isfinite(norm_sq))) {
@@ -114,7 +117,7 @@ SF_HD SF_INLINE OmpStatus omp_signal(const Lane& lane, const OmpProblem<T>& p, c
   } else if (!(p.use_tol && residual_sq <= p.tol)) {
     while (s < M) {
       const index_t k = best.index;
-      if (k < 0 || best.value * best.value <= negligible_sq) {
+      if (k < 0 || best.value <= negligible) {
         status = kOmpResidualOrthogonal;
         break;
       }
@@ -149,6 +152,7 @@ SF_HD SF_INLINE OmpStatus omp_signal(const Lane& lane, const OmpProblem<T>& p, c
       }
       if (s < M) best = lane.argmax_abs(alpha, K);
     }
+    if (status == kOmpOk && p.use_tol && s == M && residual_sq > p.tol) status = kOmpMaxAtoms;
   }
 
   // gamma = L^{-T} u, written straight into the output slots.

@@ -19,6 +19,9 @@ enum OmpStatus : std::int8_t {
   // The correlation vector or the signal energy contained NaN or inf. Codes are zero; Python
   // raises an error naming the input.
   kOmpNonFinite = 3,
+  // Error-constrained mode only: the atom cap (n_nonzero_coefs, or min(n_features, K)) was
+  // reached before the residual met `tol`. The codes are the best with that many atoms.
+  kOmpMaxAtoms = 4,
 };
 
 }  // namespace sparseforge
