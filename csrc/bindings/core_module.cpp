@@ -200,6 +200,28 @@ void omp_batch(const py::array& gram, const py::object& cov, const py::object& n
   }
 }
 
+template <class T>
+py::array gram_typed(const py::array& d) {
+  require_c_contiguous(d, "dictionary");
+  const index_t K = d.shape(0), n = d.shape(1);
+  py::array_t<T> out({K, K});
+  const T* src = static_cast<const T*>(d.data());
+  T* dst = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    sparseforge::gram_matrix(src, K, n, dst);
+  }
+  return std::move(out);
+}
+
+py::array gram(const py::array& d) {
+  if (d.ndim() != 2) fail("`dictionary` must have 2 dimensions");
+  if (equivalent(py::dtype::of<float>(), d.dtype())) return gram_typed<float>(d);
+  if (equivalent(py::dtype::of<double>(), d.dtype())) return gram_typed<double>(d);
+  fail("`dictionary` has dtype " + std::string(py::str(d.dtype())) +
+       "; expected float32 or float64");
+}
+
 py::dict build_info() {
   py::dict info;
   info["version"] = SF_VERSION;
@@ -238,5 +260,8 @@ PYBIND11_MODULE(_core, m) {
         "rows) and `dt` = dictionary.T, whose correlations are computed block by block in "
         "cache. Writes selection-ordered indices/values, counts and status codes into the "
         "outputs. Releases the GIL.");
+  m.def("gram", &gram, py::arg("dictionary"),
+        "dictionary @ dictionary.T for a C-contiguous (K, n) dictionary, exactly symmetric, "
+        "computed on the calling thread (no BLAS thread pool). Releases the GIL.");
   m.def("build_info", &build_info, "Compiler, OpenMP and SIMD facts of this build.");
 }

@@ -43,32 +43,29 @@ inline void gemm_tile(const T* x, index_t ldx, const T* dt, index_t ldd, index_t
   }
 }
 
-template <class T, int kRows>
-inline void gemm_rows(const T* x, index_t ldx, const T* dt, index_t n_features, index_t K,
-                      T* c, index_t ldc) {
-  constexpr index_t kCols = 4 * 64 / sizeof(T);
-  index_t k = 0;
-  for (; k + kCols <= K; k += kCols) gemm_tile<T, kRows>(x, ldx, dt + k, K, n_features, c + k, ldc);
-  for (; k < K; ++k) {  // tail atoms (K not a multiple of the tile width)
-    for (int r = 0; r < kRows; ++r) {
-      T acc = T(0);
-      for (index_t f = 0; f < n_features; ++f) acc += x[r * ldx + f] * dt[f * K + k];
-      c[r * ldc + k] = acc;
-    }
-  }
-}
-
 // c[r, k] = sum_f x[r, f] * dt[f, k] for r < rows; x rows ldx apart, dt is n_features x K
-// row-major, c rows ldc apart.
+// row-major, c rows ldc apart. Column tiles are the outer loop so that one tile of dt
+// (n_features x 4 vectors) stays in L1/L2 while every row strip of the block uses it.
 template <class T>
 inline void block_gemm(const T* x, index_t ldx, index_t rows, const T* dt, index_t n_features,
                        index_t K, T* c, index_t ldc) {
   constexpr int kRows = 6;  // 6 x 4 = 24 accumulators of the 32 vector registers
-  index_t r = 0;
-  for (; r + kRows <= rows; r += kRows) {
-    gemm_rows<T, kRows>(x + r * ldx, ldx, dt, n_features, K, c + r * ldc, ldc);
+  constexpr index_t kCols = 4 * 64 / sizeof(T);
+  index_t k = 0;
+  for (; k + kCols <= K; k += kCols) {
+    index_t r = 0;
+    for (; r + kRows <= rows; r += kRows) {
+      gemm_tile<T, kRows>(x + r * ldx, ldx, dt + k, K, n_features, c + r * ldc + k, ldc);
+    }
+    for (; r < rows; ++r) gemm_tile<T, 1>(x + r * ldx, ldx, dt + k, K, n_features, c + r * ldc + k, ldc);
   }
-  for (; r < rows; ++r) gemm_rows<T, 1>(x + r * ldx, ldx, dt, n_features, K, c + r * ldc, ldc);
+  for (index_t r = 0; r < rows; ++r) {  // tail atoms (K not a multiple of the tile width)
+    for (index_t kk = k; kk < K; ++kk) {
+      T acc = T(0);
+      for (index_t f = 0; f < n_features; ++f) acc += x[r * ldx + f] * dt[f * K + kk];
+      c[r * ldc + kk] = acc;
+    }
+  }
 }
 
 }  // namespace SF_KERNEL_NS

@@ -83,7 +83,25 @@ void dispatch(const OmpBatchArgs<T>& args) {
   }
 }
 
+template <class T>
+void dispatch_gram(const T* d, index_t K, index_t n, T* out) {
+  switch (active()) {
+#ifdef SF_HAVE_AVX512
+    case Isa::kAvx512: avx512::gram_matrix(d, K, n, out); return;
+#endif
+#ifdef SF_HAVE_AVX2
+    case Isa::kAvx2: avx2::gram_matrix(d, K, n, out); return;
+#endif
+    default: generic::gram_matrix(d, K, n, out); return;
+  }
+}
+
 }  // namespace
+
+void gram_matrix(const float* d, index_t K, index_t n, float* out) { dispatch_gram(d, K, n, out); }
+void gram_matrix(const double* d, index_t K, index_t n, double* out) {
+  dispatch_gram(d, K, n, out);
+}
 
 std::vector<std::string> compiled_isas() {
   std::vector<std::string> out;

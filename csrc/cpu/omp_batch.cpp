@@ -107,10 +107,28 @@ void dispatch_lane(const OmpBatchArgs<T>& a) {
   }
 }
 
+template <class T>
+void gram_impl(const T* d, index_t K, index_t n, T* out) {
+  std::vector<T> dt(static_cast<size_t>(n * K));
+  for (index_t k = 0; k < K; ++k) {
+    for (index_t f = 0; f < n; ++f) dt[f * K + k] = d[k * n + f];
+  }
+  for (index_t r = 0; r < K; r += kBlock) {
+    block_gemm(d + r * n, n, std::min(kBlock, K - r), dt.data(), n, K, out + r * K, K);
+  }
+  // Vector tiles and the scalar tail round differently: mirror the upper triangle so the
+  // result is exactly symmetric.
+  for (index_t i = 0; i < K; ++i) {
+    for (index_t j = i + 1; j < K; ++j) out[j * K + i] = out[i * K + j];
+  }
+}
+
 }  // namespace
 
 void omp_batch(const OmpBatchArgs<float>& args) { dispatch_lane(args); }
 void omp_batch(const OmpBatchArgs<double>& args) { dispatch_lane(args); }
+void gram_matrix(const float* d, index_t K, index_t n, float* out) { gram_impl(d, K, n, out); }
+void gram_matrix(const double* d, index_t K, index_t n, double* out) { gram_impl(d, K, n, out); }
 
 }  // namespace SF_ISA_NS
 }  // namespace sparseforge

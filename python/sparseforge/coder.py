@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from . import _core
 from ._codes import SparseCodes
 from ._validation import check_float_array
 from .omp import sparse_encode
@@ -66,7 +67,7 @@ class SparseCoder(TransformerMixin, BaseEstimator):
                              f"{self.transform_algorithm!r}")
         components = check_float_array(self.dictionary, "dictionary", ndim=2)
         self.components_ = components
-        self.gram_ = components @ components.T
+        self.gram_ = _core.gram(np.ascontiguousarray(components))
         self.n_components_, self.n_features_in_ = components.shape
         return self
 

@@ -38,7 +38,8 @@ class OMPStatus(enum.IntEnum):
     #: includes all-zero signals. The codes are exact; no warning is issued.
     RESIDUAL_ORTHOGONAL = 1
     #: Stopped early because the next atom is linearly dependent on the chosen ones (duplicate,
-    #: zero-norm or nearly collinear atoms). A RuntimeWarning reports how many signals.
+    #: zero-norm or nearly collinear atoms: its squared distance to their span is below
+    #: 64 eps times its squared norm). A RuntimeWarning reports how many signals.
     LINEAR_DEPENDENCE = 2
     #: The signal or its correlations contained NaN or infinity (an error is raised).
     NON_FINITE = 3
@@ -229,7 +230,7 @@ def sparse_encode(
         raise ValueError(f"`dictionary` must have at least one atom and one feature, got shape "
                          f"{dictionary.shape}")
     if gram is None:
-        gram = dictionary @ dictionary.T
+        gram = _core.gram(np.ascontiguousarray(dictionary))
     elif check_input:
         gram = check_gram(gram, n_components, X.dtype)
     else:

@@ -56,49 +56,48 @@ struct SerialLane {
   }
 
   // The pursuit's hot loop (one Gram-Schmidt step in correlation space, see omp_signal.hpp):
-  //   out[i] = (g[i] - sum_{j<s} l[j] * q[j * ld + i]) * scale;   alpha[i] -= u * out[i]
-  // Written with GCC vector types in tiles of four vectors so the accumulators stay in
-  // registers across the j loop (an array of accumulators gets spilled to the stack).
-  template <class T>
-  SF_INLINE void gram_schmidt_step(index_t n, const T* g, const T* q, index_t ld, const T* l,
-                                   int s, T scale, T u, T* out, T* alpha) const {
+  //   Q[i, s] = (g[i] - sum_{j<s} l[j] * Q[i, j]) * scale;   alpha[i] -= u * Q[i, s]
+  // One Q tile (Layout::kTile rows = 4 vectors) at a time, written with GCC vector types so
+  // the four accumulators stay in registers across the j loop (an array of accumulators gets
+  // spilled to the stack).
+  template <class T, class Layout>
+  SF_INLINE void gram_schmidt_step(index_t n, const T* g, T* q, const Layout& layout,
+                                   const T* l, int s, T scale, T u, T* alpha) const {
     typedef T V __attribute__((vector_size(64), aligned(sizeof(T))));
     constexpr int VL = 64 / sizeof(T);
+    constexpr index_t TW = Layout::kTile;
+    static_assert(TW == 4 * VL, "a Q tile is four vectors");
     auto load = [](const T* p) { V v; __builtin_memcpy(&v, p, sizeof(V)); return v; };
     auto store = [](T* p, V v) { __builtin_memcpy(p, &v, sizeof(V)); };
-    index_t i = 0;
-    for (; i + 4 * VL <= n; i += 4 * VL) {
-      V a0 = load(g + i), a1 = load(g + i + VL), a2 = load(g + i + 2 * VL),
-        a3 = load(g + i + 3 * VL);
-      for (int j = 0; j < s; ++j) {
-        const T* qj = q + j * ld + i;
-        const T lj = l[j];
-        a0 -= lj * load(qj);
-        a1 -= lj * load(qj + VL);
-        a2 -= lj * load(qj + 2 * VL);
-        a3 -= lj * load(qj + 3 * VL);
+    for (index_t i0 = 0; i0 < n; i0 += TW) {
+      T* tile = q + layout.at(i0, 0);
+      if (i0 + TW <= n) {
+        V a0 = load(g + i0), a1 = load(g + i0 + VL), a2 = load(g + i0 + 2 * VL),
+          a3 = load(g + i0 + 3 * VL);
+        for (int j = 0; j < s; ++j) {
+          const T* qj = tile + j * TW;
+          const T lj = l[j];
+          a0 -= lj * load(qj);
+          a1 -= lj * load(qj + VL);
+          a2 -= lj * load(qj + 2 * VL);
+          a3 -= lj * load(qj + 3 * VL);
+        }
+        a0 *= scale; a1 *= scale; a2 *= scale; a3 *= scale;
+        T* out = tile + s * TW;
+        store(out, a0); store(out + VL, a1); store(out + 2 * VL, a2); store(out + 3 * VL, a3);
+        store(alpha + i0, load(alpha + i0) - u * a0);
+        store(alpha + i0 + VL, load(alpha + i0 + VL) - u * a1);
+        store(alpha + i0 + 2 * VL, load(alpha + i0 + 2 * VL) - u * a2);
+        store(alpha + i0 + 3 * VL, load(alpha + i0 + 3 * VL) - u * a3);
+      } else {  // the last, partial tile
+        for (index_t b = 0; b < n - i0; ++b) {
+          T acc = g[i0 + b];
+          for (int j = 0; j < s; ++j) acc -= l[j] * tile[j * TW + b];
+          acc *= scale;
+          tile[s * TW + b] = acc;
+          alpha[i0 + b] -= u * acc;
+        }
       }
-      a0 *= scale; a1 *= scale; a2 *= scale; a3 *= scale;
-      store(out + i, a0); store(out + i + VL, a1);
-      store(out + i + 2 * VL, a2); store(out + i + 3 * VL, a3);
-      store(alpha + i, load(alpha + i) - u * a0);
-      store(alpha + i + VL, load(alpha + i + VL) - u * a1);
-      store(alpha + i + 2 * VL, load(alpha + i + 2 * VL) - u * a2);
-      store(alpha + i + 3 * VL, load(alpha + i + 3 * VL) - u * a3);
-    }
-    for (; i + VL <= n; i += VL) {
-      V a0 = load(g + i);
-      for (int j = 0; j < s; ++j) a0 -= l[j] * load(q + j * ld + i);
-      a0 *= scale;
-      store(out + i, a0);
-      store(alpha + i, load(alpha + i) - u * a0);
-    }
-    for (; i < n; ++i) {
-      T acc = g[i];
-      for (int j = 0; j < s; ++j) acc -= l[j] * q[j * ld + i];
-      acc *= scale;
-      out[i] = acc;
-      alpha[i] -= u * acc;
     }
   }
 
@@ -149,14 +148,14 @@ struct EmulatedWarpLane {
   }
 
   // The same step as on the GPU: each lane owns the elements i = lane, lane + 32, ...
-  template <class T>
-  void gram_schmidt_step(index_t n, const T* g, const T* q, index_t ld, const T* l, int s,
-                         T scale, T u, T* out, T* alpha) const {
+  template <class T, class Layout>
+  void gram_schmidt_step(index_t n, const T* g, T* q, const Layout& layout, const T* l, int s,
+                         T scale, T u, T* alpha) const {
     for_each(n, [&](index_t i) {
       T acc = g[i];
-      for (int j = 0; j < s; ++j) acc -= l[j] * q[j * ld + i];
+      for (int j = 0; j < s; ++j) acc -= l[j] * q[layout.at(i, j)];
       acc *= scale;
-      out[i] = acc;
+      q[layout.at(i, s)] = acc;
       alpha[i] -= u * acc;
     });
   }
