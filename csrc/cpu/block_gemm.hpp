@@ -57,7 +57,18 @@ inline void block_gemm(const T* x, index_t ldx, index_t rows, const T* dt, index
     for (; r + kRows <= rows; r += kRows) {
       gemm_tile<T, kRows>(x + r * ldx, ldx, dt + k, K, n_features, c + r * ldc + k, ldc);
     }
-    for (; r < rows; ++r) gemm_tile<T, 1>(x + r * ldx, ldx, dt + k, K, n_features, c + r * ldc + k, ldc);
+    // The last rows % 6 rows in one tile of their own height: single-row tiles would have
+    // only 4 accumulators, too few to hide the multiply-add latency.
+    const T* xr = x + r * ldx;
+    T* cr = c + r * ldc + k;
+    switch (rows - r) {
+      case 5: gemm_tile<T, 5>(xr, ldx, dt + k, K, n_features, cr, ldc); break;
+      case 4: gemm_tile<T, 4>(xr, ldx, dt + k, K, n_features, cr, ldc); break;
+      case 3: gemm_tile<T, 3>(xr, ldx, dt + k, K, n_features, cr, ldc); break;
+      case 2: gemm_tile<T, 2>(xr, ldx, dt + k, K, n_features, cr, ldc); break;
+      case 1: gemm_tile<T, 1>(xr, ldx, dt + k, K, n_features, cr, ldc); break;
+      default: break;
+    }
   }
   for (index_t r = 0; r < rows; ++r) {  // tail atoms (K not a multiple of the tile width)
     for (index_t kk = k; kk < K; ++kk) {

@@ -28,6 +28,11 @@ index_t padded(index_t n) {
 // Signals per work item: the block's correlations (kBlock x K) stay in L2 between the
 // product and the pursuit, and dynamic scheduling of blocks balances the tol mode.
 constexpr index_t kBlock = 64;
+// Signals whose pursuits one thread interleaves: one pursuit step is a long dependency chain
+// (argmax, pivot, square root, division, update, argmax), and alternating the steps of two
+// signals lets the out-of-order core overlap them (measured 15% faster in float32; four
+// signals gained nothing more).
+constexpr int kInterleave = 2;
 
 template <class T>
 T squared_norm(const T* x, index_t n) {
@@ -47,9 +52,10 @@ void run_batch(const OmpBatchArgs<T>& a, const Lane& lane) {
   const index_t n_blocks = (N + kBlock - 1) / kBlock;
   const int n_threads =
       static_cast<int>(std::max<index_t>(1, std::min<index_t>(a.n_threads, n_blocks)));
-  const index_t scalars =
-      padded<T>(OmpWorkspace<T>::scalars(K, M)) + (fused ? padded<T>(kBlock * K) : 0);
-  const index_t ints = padded<int>(OmpWorkspace<T>::ints(M));
+  const index_t ws_scalars = padded<T>(OmpWorkspace<T>::scalars(K, M));
+  const index_t ws_ints = padded<int>(OmpWorkspace<T>::ints(M));
+  const index_t scalars = kInterleave * ws_scalars + (fused ? padded<T>(kBlock * K) : 0);
+  const index_t ints = kInterleave * ws_ints;
   // Allocated before the parallel region: a bad_alloc here becomes a Python MemoryError
   // instead of escaping an OpenMP region (which would terminate the process).
   std::vector<T> scalar_buf(static_cast<size_t>(scalars * n_threads));
@@ -64,8 +70,12 @@ void run_batch(const OmpBatchArgs<T>& a, const Lane& lane) {
     const int t = 0;
 #endif
     T* mine = scalar_buf.data() + t * scalars;
-    T* cov_block = mine + padded<T>(OmpWorkspace<T>::scalars(K, M));
-    const OmpWorkspace<T> ws = OmpWorkspace<T>::carve(mine, int_buf.data() + t * ints, K, M);
+    T* cov_block = mine + kInterleave * ws_scalars;
+    OmpWorkspace<T> ws[kInterleave];
+    for (int g = 0; g < kInterleave; ++g) {
+      ws[g] = OmpWorkspace<T>::carve(mine + g * ws_scalars, int_buf.data() + t * ints + g * ws_ints,
+                                     K, M);
+    }
 #pragma omp for schedule(dynamic, 1)
     for (index_t blk = 0; blk < n_blocks; ++blk) {
       const index_t start = blk * kBlock;
@@ -78,20 +88,33 @@ void run_batch(const OmpBatchArgs<T>& a, const Lane& lane) {
         stride_signal = K;
         stride_atom = 1;
       }
-      for (index_t r = 0; r < rows; ++r) {
-        const index_t n = start + r;
-        int* idx = a.out_index + n * M;
-        T* val = a.out_value + n * M;
-        T norm_sq = T(0);
-        if (a.use_tol) {
-          norm_sq = fused ? squared_norm(a.x + n * a.ldx, a.n_features) : a.norms_sq[n];
+      // Signals are coded kInterleave at a time, their steps alternating (see OmpPursuit).
+      for (index_t r0 = 0; r0 < rows; r0 += kInterleave) {
+        const int group = static_cast<int>(std::min<index_t>(kInterleave, rows - r0));
+        OmpPursuit<T> pursuit[kInterleave];
+        for (int g = 0; g < group; ++g) {
+          const index_t n = start + r0 + g;
+          T norm_sq = T(0);
+          if (a.use_tol) {
+            norm_sq = fused ? squared_norm(a.x + n * a.ldx, a.n_features) : a.norms_sq[n];
+          }
+          pursuit[g].begin(lane, problem, cov + (r0 + g) * stride_signal, stride_atom, norm_sq,
+                           ws[g]);
         }
-        a.out_status[n] = omp_signal(lane, problem, cov + r * stride_signal, stride_atom,
-                                     norm_sq, ws, idx, val, a.out_count + n);
-        if (a.out_dense) {
-          T* row = a.out_dense + n * a.dense_stride;
-          std::fill(row, row + K, T(0));
-          for (int j = 0; j < a.out_count[n]; ++j) row[idx[j]] = val[j];
+        for (bool more = true; more;) {
+          more = false;
+          for (int g = 0; g < group; ++g) more = pursuit[g].step(lane, problem, ws[g]) || more;
+        }
+        for (int g = 0; g < group; ++g) {
+          const index_t n = start + r0 + g;
+          int* idx = a.out_index + n * M;
+          T* val = a.out_value + n * M;
+          a.out_status[n] = pursuit[g].finish(problem, ws[g], idx, val, a.out_count + n);
+          if (a.out_dense) {
+            T* row = a.out_dense + n * a.dense_stride;
+            std::fill(row, row + K, T(0));
+            for (int j = 0; j < a.out_count[n]; ++j) row[idx[j]] = val[j];
+          }
         }
       }
     }

@@ -104,96 +104,133 @@ struct OmpProblem {
   T tol;               // max squared residual norm (use_tol only)
 };
 
-// Codes one signal. `cov` points at its K correlations, `cov_stride` elements apart; `norm_sq`
-// is |x|^2 (needed only when use_tol). Writes `count` atoms and values (selection order) to
-// out_index / out_value[0:count]; the rest of the M slots get -1 / 0.
-template <class T, class Lane>
-SF_HD SF_INLINE OmpStatus omp_signal(const Lane& lane, const OmpProblem<T>& p, const T* cov,
-                                     index_t cov_stride, T norm_sq, const OmpWorkspace<T>& ws,
-                                     int* out_index, T* out_value, int* out_count) {
-  const index_t K = p.n_atoms;
-  const index_t M = p.max_atoms;
-  const T* G = p.gram;
-  T* alpha = ws.alpha;
-  T* q = ws.q;
-  T* chol = ws.chol;
-  T* u = ws.u;
-  int* support = ws.support;
-  const T eps = Epsilon<T>::value;
+// The pursuit of one signal as a resumable state: begin() loads the correlations, each
+// step() adds one atom, finish() solves for the coefficients. omp_signal() runs it to the end;
+// the CPU driver interleaves the steps of a few signals so that one signal's long dependency
+// chain (argmax -> pivot -> sqrt -> update -> argmax) overlaps another's work in the
+// out-of-order core, and a CUDA warp runs one signal's steps with every lane.
+template <class T>
+struct OmpPursuit {
   // A new atom whose Cholesky pivot (its squared distance to the span of the chosen atoms,
   // relative to its squared norm) is below 64 eps counts as linearly dependent: the pivot is
   // then at the level of the round-off in G itself (a few eps), and continuing would amplify
   // that noise by 1 / pivot in the coefficients. scikit-learn uses 1 eps (absolute).
-  constexpr T kDependence = T(64);
-  const QLayout<T> layout{M};
+  static constexpr T kDependence = T(64);
 
-  lane.for_each(K, [&](index_t i) { alpha[i] = cov[i * cov_stride]; });
+  ArgMax<T> best;     // next atom candidate
+  T negligible;       // correlations at or below this are round-off
+  T residual_sq;      // |r|^2 (tol mode)
+  int s;              // atoms chosen so far
+  OmpStatus status;
+  bool running;
 
-  OmpStatus status = kOmpOk;
-  int s = 0;
-  ArgMax<T> best = lane.argmax_abs(alpha, K);
-  // Correlations below sqrt(eps) times the initial largest one are round-off: relative, so
-  // the test does not depend on the scale of the data (and, unlike a test on squares, it
-  // cannot overflow for large finite signals).
-  const T negligible = Epsilon<T>::sqrt_value * best.value;
-  T residual_sq = norm_sq;
-
-  if (!lane.all_finite(alpha, K) || (p.use_tol && !sf_isfinite(norm_sq))) {
-    status = kOmpNonFinite;
-  } else if (!(p.use_tol && residual_sq <= p.tol)) {
-    while (s < M) {
-      const index_t k = best.index;
-      if (k < 0 || best.value <= negligible) {
-        status = kOmpResidualOrthogonal;
-        break;
-      }
-      bool reselected = false;
-      for (int j = 0; j < s; ++j) reselected = reselected || (support[j] == k);
-      T* lrow = chol + s * M;
-      T pivot = G[k * K + k];
-      for (int j = 0; j < s; ++j) {
-        const T w = q[layout.at(k, j)];
-        lrow[j] = w;
-        pivot -= w * w;
-      }
-      if (reselected || !(pivot > kDependence * eps * G[k * K + k])) {
-        status = kOmpLinearDependence;
-        break;
-      }
-      const T diag = sf_sqrt(pivot);
-      const T inv_diag = T(1) / diag;
-      lrow[s] = diag;
-      const T us = alpha[k] * inv_diag;
-      u[s] = us;
-      support[s] = static_cast<int>(k);
-
-      // After the last atom allowed, only u_s is needed: skip the costliest step of all.
-      if (s + 1 < M) {
-        lane.gram_schmidt_step(K, G + k * K, q, layout, lrow, s, inv_diag, us, alpha);
-      }
-      ++s;
-      if (p.use_tol) {
-        residual_sq -= us * us;
-        if (residual_sq <= p.tol) break;
-      }
-      if (s < M) best = lane.argmax_abs(alpha, K);
+  // `cov` points at the signal's K correlations, `cov_stride` elements apart; `norm_sq` is
+  // |x|^2 (needed only in the tol mode).
+  template <class Lane>
+  SF_HD SF_INLINE void begin(const Lane& lane, const OmpProblem<T>& p, const T* cov,
+                             index_t cov_stride, T norm_sq, const OmpWorkspace<T>& ws) {
+    const index_t K = p.n_atoms;
+    T* alpha = ws.alpha;
+    lane.for_each(K, [&](index_t i) { alpha[i] = cov[i * cov_stride]; });
+    s = 0;
+    status = kOmpOk;
+    best = lane.argmax_abs(alpha, K);
+    // Correlations below sqrt(eps) times the initial largest one are round-off: relative, so
+    // the test does not depend on the scale of the data (and, unlike a test on squares, it
+    // cannot overflow for large finite signals).
+    negligible = Epsilon<T>::sqrt_value * best.value;
+    residual_sq = norm_sq;
+    running = true;
+    if (!lane.all_finite(alpha, K) || (p.use_tol && !sf_isfinite(norm_sq))) {
+      status = kOmpNonFinite;
+      running = false;
+    } else if (p.use_tol && residual_sq <= p.tol) {
+      running = false;
     }
-    if (status == kOmpOk && p.use_tol && s == M && residual_sq > p.tol) status = kOmpMaxAtoms;
   }
 
-  // gamma = L^{-T} u, written straight into the output slots.
-  for (int i = s - 1; i >= 0; --i) {
-    T g = u[i];
-    for (int j = i + 1; j < s; ++j) g -= chol[j * M + i] * out_value[j];
-    out_value[i] = g / chol[i * M + i];
-    out_index[i] = support[i];
+  // Adds one atom; returns whether the pursuit goes on.
+  template <class Lane>
+  SF_HD SF_INLINE bool step(const Lane& lane, const OmpProblem<T>& p,
+                            const OmpWorkspace<T>& ws) {
+    if (!running) return false;
+    const index_t K = p.n_atoms;
+    const index_t M = p.max_atoms;
+    const T* G = p.gram;
+    const QLayout<T> layout{M};
+    const index_t k = best.index;
+    if (k < 0 || best.value <= negligible) return stop(kOmpResidualOrthogonal);
+    bool reselected = false;
+    for (int j = 0; j < s; ++j) reselected = reselected || (ws.support[j] == k);
+    T* lrow = ws.chol + s * M;
+    T pivot = G[k * K + k];
+    for (int j = 0; j < s; ++j) {
+      const T w = ws.q[layout.at(k, j)];
+      lrow[j] = w;
+      pivot -= w * w;
+    }
+    if (reselected || !(pivot > kDependence * Epsilon<T>::value * G[k * K + k])) {
+      return stop(kOmpLinearDependence);
+    }
+    const T diag = sf_sqrt(pivot);
+    const T inv_diag = T(1) / diag;
+    lrow[s] = diag;
+    const T us = ws.alpha[k] * inv_diag;
+    ws.u[s] = us;
+    ws.support[s] = static_cast<int>(k);
+    // After the last atom allowed, only u_s is needed: skip the costliest step of all.
+    if (s + 1 < M) {
+      lane.gram_schmidt_step(K, G + k * K, ws.q, layout, lrow, s, inv_diag, us, ws.alpha);
+    }
+    ++s;
+    if (p.use_tol) {
+      residual_sq -= us * us;
+      if (residual_sq <= p.tol) return stop(kOmpOk);
+    }
+    if (s == M) {
+      return stop(p.use_tol ? kOmpMaxAtoms : kOmpOk);
+    }
+    best = lane.argmax_abs(ws.alpha, K);
+    return true;
   }
-  for (index_t i = s; i < M; ++i) {
-    out_index[i] = -1;
-    out_value[i] = T(0);
+
+  // gamma = L^{-T} u, written straight into the output slots (selection order); the rest of
+  // the M slots get -1 / 0.
+  SF_HD SF_INLINE OmpStatus finish(const OmpProblem<T>& p, const OmpWorkspace<T>& ws,
+                                   int* out_index, T* out_value, int* out_count) const {
+    const index_t M = p.max_atoms;
+    for (int i = s - 1; i >= 0; --i) {
+      T g = ws.u[i];
+      for (int j = i + 1; j < s; ++j) g -= ws.chol[j * M + i] * out_value[j];
+      out_value[i] = g / ws.chol[i * M + i];
+      out_index[i] = ws.support[i];
+    }
+    for (index_t i = s; i < M; ++i) {
+      out_index[i] = -1;
+      out_value[i] = T(0);
+    }
+    *out_count = s;
+    return status;
   }
-  *out_count = s;
-  return status;
+
+ private:
+  SF_HD SF_INLINE bool stop(OmpStatus why) {
+    status = why;
+    running = false;
+    return false;
+  }
+};
+
+// Codes one signal from start to end (see OmpPursuit).
+template <class T, class Lane>
+SF_HD SF_INLINE OmpStatus omp_signal(const Lane& lane, const OmpProblem<T>& p, const T* cov,
+                                     index_t cov_stride, T norm_sq, const OmpWorkspace<T>& ws,
+                                     int* out_index, T* out_value, int* out_count) {
+  OmpPursuit<T> pursuit;
+  pursuit.begin(lane, p, cov, cov_stride, norm_sq, ws);
+  while (pursuit.step(lane, p, ws)) {
+  }
+  return pursuit.finish(p, ws, out_index, out_value, out_count);
 }
 
 }  // namespace SF_KERNEL_NS
