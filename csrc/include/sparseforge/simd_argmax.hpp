@@ -66,38 +66,27 @@ SF_AVX512_ARGMAX(float, __m512, ps, __mmask16, 16,
 #undef SF_AVX512_ARGMAX
 constexpr int kSlotsDouble = 8, kSlotsFloat = 16;
 #elif defined(__AVX2__)
-inline int argmax_abs_slots(const double* a, index_t n_full, double* best_v, double* best_i) {
-  const __m256d sign = _mm256_set1_pd(-0.0);
-  __m256d bv = _mm256_set1_pd(-1.0), bi = _mm256_set1_pd(-1.0);
-  __m256d idx = _mm256_setr_pd(0, 1, 2, 3);
-  const __m256d step = _mm256_set1_pd(4.0);
-  for (index_t i = 0; i < n_full; i += 4) {
-    const __m256d v = _mm256_andnot_pd(sign, _mm256_loadu_pd(a + i));
-    const __m256d gt = _mm256_cmp_pd(v, bv, _CMP_GT_OQ);
-    bv = _mm256_blendv_pd(bv, v, gt);
-    bi = _mm256_blendv_pd(bi, idx, gt);
-    idx = _mm256_add_pd(idx, step);
+// One accumulator; the per-slot candidates are combined by the caller.
+#define SF_AVX2_ARGMAX(T, VEC, SUF, LANES, IOTA)                                           \
+  inline int argmax_abs_slots(const T* a, index_t n_full, T* best_v, T* best_i) {         \
+    const VEC sign = _mm256_set1_##SUF(-0.0);                                            \
+    VEC bv = _mm256_set1_##SUF(-1.0), bi = _mm256_set1_##SUF(-1.0);                      \
+    VEC idx = IOTA;                                                                      \
+    const VEC step = _mm256_set1_##SUF(LANES);                                           \
+    for (index_t i = 0; i < n_full; i += LANES) {                                        \
+      const VEC v = _mm256_andnot_##SUF(sign, _mm256_loadu_##SUF(a + i));                \
+      const VEC gt = _mm256_cmp_##SUF(v, bv, _CMP_GT_OQ);                                 \
+      bv = _mm256_blendv_##SUF(bv, v, gt);                                               \
+      bi = _mm256_blendv_##SUF(bi, idx, gt);                                             \
+      idx = _mm256_add_##SUF(idx, step);                                                 \
+    }                                                                                    \
+    _mm256_storeu_##SUF(best_v, bv);                                                     \
+    _mm256_storeu_##SUF(best_i, bi);                                                     \
+    return LANES;                                                                        \
   }
-  _mm256_storeu_pd(best_v, bv);
-  _mm256_storeu_pd(best_i, bi);
-  return 4;
-}
-inline int argmax_abs_slots(const float* a, index_t n_full, float* best_v, float* best_i) {
-  const __m256 sign = _mm256_set1_ps(-0.0f);
-  __m256 bv = _mm256_set1_ps(-1.0f), bi = _mm256_set1_ps(-1.0f);
-  __m256 idx = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256 step = _mm256_set1_ps(8.0f);
-  for (index_t i = 0; i < n_full; i += 8) {
-    const __m256 v = _mm256_andnot_ps(sign, _mm256_loadu_ps(a + i));
-    const __m256 gt = _mm256_cmp_ps(v, bv, _CMP_GT_OQ);
-    bv = _mm256_blendv_ps(bv, v, gt);
-    bi = _mm256_blendv_ps(bi, idx, gt);
-    idx = _mm256_add_ps(idx, step);
-  }
-  _mm256_storeu_ps(best_v, bv);
-  _mm256_storeu_ps(best_i, bi);
-  return 8;
-}
+SF_AVX2_ARGMAX(double, __m256d, pd, 4, _mm256_setr_pd(0, 1, 2, 3))
+SF_AVX2_ARGMAX(float, __m256, ps, 8, _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7))
+#undef SF_AVX2_ARGMAX
 constexpr int kSlotsDouble = 4, kSlotsFloat = 8;
 #else
 template <class T>
