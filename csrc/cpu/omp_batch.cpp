@@ -98,8 +98,9 @@ void run_batch(const OmpBatchArgs<T>& a, const Lane& lane) {
           if (a.use_tol) {
             norm_sq = fused ? squared_norm(a.x + n * a.ldx, a.n_features) : a.norms_sq[n];
           }
-          pursuit[g].begin(lane, problem, cov + (r0 + g) * stride_signal, stride_atom, norm_sq,
-                           ws[g]);
+          const T* cov_row = cov + (r0 + g) * stride_signal;
+          if (fused) ws[g].alpha = cov_block + (r0 + g) * K;  // in place: no copy
+          pursuit[g].begin(lane, problem, cov_row, stride_atom, norm_sq, ws[g]);
         }
         for (bool more = true; more;) {
           more = false;

@@ -124,14 +124,21 @@ struct OmpPursuit {
   OmpStatus status;
   bool running;
 
-  // `cov` points at the signal's K correlations, `cov_stride` elements apart; `norm_sq` is
-  // |x|^2 (needed only in the tol mode).
+  // `cov` points at the signal's K correlations, `cov_stride` elements apart (or is ws.alpha
+  // itself: then they are used and overwritten in place); `norm_sq` is |x|^2 (needed only in
+  // the tol mode).
   template <class Lane>
   SF_HD SF_INLINE void begin(const Lane& lane, const OmpProblem<T>& p, const T* cov,
                              index_t cov_stride, T norm_sq, const OmpWorkspace<T>& ws) {
     const index_t K = p.n_atoms;
     T* alpha = ws.alpha;
-    lane.for_each(K, [&](index_t i) { alpha[i] = cov[i * cov_stride]; });
+    if (cov == alpha) {
+      // The caller let the pursuit work in place on its correlations (CPU fused path).
+    } else if (cov_stride == 1) {
+      lane.for_each(K, [&](index_t i) { alpha[i] = cov[i]; });
+    } else {
+      lane.for_each(K, [&](index_t i) { alpha[i] = cov[i * cov_stride]; });
+    }
     s = 0;
     status = kOmpOk;
     best = lane.argmax_abs(alpha, K);
