@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Batch-OMP throughput: sparseforge against its peers, all timed in one run.
 
-    /work/venv/bin/python benchmarks/bench_omp.py            # full run (~5-8 min on 2 cores)
-    /work/venv/bin/python benchmarks/bench_omp.py --quick    # smoke test (~1 min)
-    /work/venv/bin/python benchmarks/bench_omp.py --cases 64x256_L8 --dtypes float32
+    python benchmarks/bench_omp.py            # full run (~5-8 min on 2 cores)
+    python benchmarks/bench_omp.py --quick    # smoke test (~1 min)
+    python benchmarks/bench_omp.py --cases 64x256_L8 --dtypes float32
 
 Cases (planted problems: Gaussian unit-norm dictionary, L-sparse signals + N(0, 0.01²) noise):
 
