@@ -1,4 +1,4 @@
-# Builds csrc/cpu/omp_batch.cpp once per instruction set into object libraries, so one binary
+# Builds csrc/cpu/omp_batch.cpp and ksvd_sweep.cpp once per instruction set into object libraries, so one binary
 # runs everywhere and uses AVX2 or AVX-512 where the CPU has them (runtime dispatch in
 # csrc/cpu/isa_dispatch.cpp). SPARSEFORGE_MARCH (e.g. "native") adds -march to every build.
 include(CheckCXXCompilerFlag)
@@ -8,7 +8,8 @@ set(SF_ISA_DEFINES "")
 
 function(sf_add_isa name)
   set(flags ${ARGN})
-  add_library(sf_omp_${name} OBJECT ${PROJECT_SOURCE_DIR}/csrc/cpu/omp_batch.cpp)
+  add_library(sf_omp_${name} OBJECT ${PROJECT_SOURCE_DIR}/csrc/cpu/omp_batch.cpp
+                                    ${PROJECT_SOURCE_DIR}/csrc/cpu/ksvd_sweep.cpp)
   target_include_directories(sf_omp_${name} PRIVATE ${PROJECT_SOURCE_DIR}/csrc/include)
   target_compile_definitions(sf_omp_${name} PRIVATE SF_ISA_NS=${name})
   target_compile_options(sf_omp_${name} PRIVATE ${SF_KERNEL_FLAGS} ${flags})

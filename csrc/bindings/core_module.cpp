@@ -14,6 +14,7 @@
 #include <omp.h>
 #endif
 
+#include "../cpu/ksvd_sweep.hpp"
 #include "../cpu/omp_batch.hpp"
 
 namespace py = pybind11;
@@ -222,6 +223,69 @@ py::array gram(const py::array& d) {
        "; expected float32 or float64");
 }
 
+template <class T>
+py::tuple ksvd_sweep_typed(const py::array& x, py::array dictionary, const py::array& indices,
+                           py::array values, py::array residual, bool exact, int max_power_iter,
+                           double power_tol, int n_threads) {
+  require_dtype<T>(dictionary, "dictionary");
+  if (dictionary.ndim() != 2) fail("`dictionary` must have 2 dimensions");
+  const index_t K = dictionary.shape(0), n = dictionary.shape(1);
+  require_dtype<std::int32_t>(indices, "indices");
+  if (indices.ndim() != 2) fail("`indices` must have 2 dimensions");
+  const index_t N = indices.shape(0), M = indices.shape(1);
+  require_dtype<T>(values, "values");
+  require_shape(values, "values", {N, M});
+  require_dtype<T>(residual, "residual");
+  require_shape(residual, "residual", {N, n});
+  require_dtype<T>(x, "X");
+  require_shape(x, "X", {N, n});
+  require_c_contiguous(x, "X");
+  for (auto [arr, name] : {std::pair<py::array*, const char*>{&dictionary, "dictionary"},
+                           {&values, "values"}, {&residual, "residual"}}) {
+    require_c_contiguous(*arr, name);
+    require_writeable(*arr, name);
+  }
+  require_c_contiguous(indices, "indices");
+  const int* idx = static_cast<const int*>(indices.data());
+  for (index_t i = 0; i < N * M; ++i) {
+    if (idx[i] < -1 || idx[i] >= K) fail("`indices` holds an atom index outside [-1, K)");
+  }
+  py::array_t<std::int64_t> usage(K);
+  sparseforge::KsvdSweepArgs<T> args;
+  args.n_signals = N;
+  args.n_features = n;
+  args.n_atoms = K;
+  args.max_atoms = M;
+  args.dictionary = static_cast<T*>(dictionary.mutable_data());
+  args.indices = idx;
+  args.values = static_cast<T*>(values.mutable_data());
+  args.x = static_cast<const T*>(x.data());
+  args.residual = static_cast<T*>(residual.mutable_data());
+  args.usage = usage.mutable_data();
+  args.exact = exact;
+  args.max_power_iter = max_power_iter;
+  args.power_tol = static_cast<T>(power_tol);
+  args.n_threads = n_threads < 1 ? 1 : n_threads;
+  double coded_error = 0.0;
+  args.coded_error = &coded_error;
+  {
+    py::gil_scoped_release release;
+    sparseforge::ksvd_sweep(args);
+  }
+  return py::make_tuple(usage, coded_error);
+}
+
+py::tuple ksvd_sweep(const py::array& x, py::array dictionary, const py::array& indices,
+                     py::array values, py::array residual, bool exact, int max_power_iter,
+                     double power_tol, int n_threads) {
+  if (equivalent(py::dtype::of<float>(), dictionary.dtype())) {
+    return ksvd_sweep_typed<float>(x, dictionary, indices, values, residual, exact,
+                                   max_power_iter, power_tol, n_threads);
+  }
+  return ksvd_sweep_typed<double>(x, dictionary, indices, values, residual, exact,
+                                  max_power_iter, power_tol, n_threads);
+}
+
 py::dict build_info() {
   py::dict info;
   info["version"] = SF_VERSION;
@@ -263,5 +327,14 @@ PYBIND11_MODULE(_core, m) {
   m.def("gram", &gram, py::arg("dictionary"),
         "dictionary @ dictionary.T for a C-contiguous (K, n) dictionary, exactly symmetric, "
         "computed on the calling thread (no BLAS thread pool). Releases the GIL.");
+  m.def("ksvd_sweep", &ksvd_sweep, py::arg("X"), py::arg("dictionary"), py::arg("indices"),
+        py::arg("values"),
+        py::arg("residual"), py::arg("exact") = false, py::arg("max_power_iter") = 50,
+        py::arg("power_tol") = 1e-7, py::arg("n_threads") = 1,
+        "One K-SVD dictionary-update sweep over all atoms in order, in place: `dictionary` "
+        "(K, n) and the compact code `values` (N, M) are updated, and `residual` (N, n) is "
+        "filled with X - codes @ D, kept consistent. Returns (users per atom, squared "
+        "Frobenius error of the codes before the sweep). "
+        "Releases the GIL.");
   m.def("build_info", &build_info, "Compiler, OpenMP and SIMD facts of this build.");
 }

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "ksvd_sweep.hpp"
 #include "omp_batch.hpp"
 
 namespace sparseforge {
@@ -96,7 +97,23 @@ void dispatch_gram(const T* d, index_t K, index_t n, T* out) {
   }
 }
 
+template <class T>
+void dispatch_ksvd(const KsvdSweepArgs<T>& args) {
+  switch (active()) {
+#ifdef SF_HAVE_AVX512
+    case Isa::kAvx512: avx512::ksvd_sweep(args); return;
+#endif
+#ifdef SF_HAVE_AVX2
+    case Isa::kAvx2: avx2::ksvd_sweep(args); return;
+#endif
+    default: generic::ksvd_sweep(args); return;
+  }
+}
+
 }  // namespace
+
+void ksvd_sweep(const KsvdSweepArgs<float>& args) { dispatch_ksvd(args); }
+void ksvd_sweep(const KsvdSweepArgs<double>& args) { dispatch_ksvd(args); }
 
 void gram_matrix(const float* d, index_t K, index_t n, float* out) { dispatch_gram(d, K, n, out); }
 void gram_matrix(const double* d, index_t K, index_t n, double* out) {

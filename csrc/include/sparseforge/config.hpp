@@ -20,6 +20,15 @@
 #define SF_CAT(a, b) SF_CAT_(a, b)
 #define SF_KERNEL_NS SF_CAT(kernels_, SF_ISA_NS)
 
+// Vectorise a sum reduction on the CPU (the IEEE order forbids it otherwise); nothing under
+// nvcc or without OpenMP.
+#define SF_PRAGMA(x) _Pragma(#x)
+#if defined(_OPENMP) && !defined(__CUDACC__)
+#define SF_SIMD_SUM(acc) SF_PRAGMA(omp simd reduction(+ : acc))
+#else
+#define SF_SIMD_SUM(acc)
+#endif
+
 namespace sparseforge {
 using index_t = long long;  // signal and atom counts; 64-bit so N*K never overflows
 }  // namespace sparseforge

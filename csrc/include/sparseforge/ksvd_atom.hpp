@@ -1,0 +1,115 @@
+// One atom's K-SVD update (Aharon, Elad & Bruckstein 2006; approximate variant: Rubinstein,
+// Zibulevsky & Elad 2008), shared by the CPU sweep and, later, the CUDA kernels.
+//
+// For atom k with users w (the signals whose codes use it, coefficients g), the restricted
+// error is E = R_w + d_k g^T, where R = X - D Gamma is the current residual of every signal.
+// E is never formed:
+//   approximate:  d = E g / |E g|,             g' = E^T d
+//   exact:        d = top left singular vector of E (power iterations on E E^T started from
+//                 the approximate d, until the direction moves less than `tol`), g' = E^T d
+// then R_w <- E - d g'^T, d_k <- d, Gamma[k, w] <- g'. Both leave |E - d g'^T|_F no larger
+// than before (the exact one minimises it), which the tests check.
+#pragma once
+
+#include "sparseforge/config.hpp"
+
+#if !defined(__CUDACC__)
+#include <cmath>
+#endif
+
+namespace sparseforge {
+inline namespace SF_KERNEL_NS {
+
+template <class T>
+struct KsvdAtomArgs {
+  index_t n_features;        // n
+  const int* user_signal;    // signal index of each user
+  const int* user_slot;      // slot of atom k in that signal's compact code
+  index_t n_users;
+  T* atom;                   // d_k (n), updated in place
+  T* values;                 // compact code values, row stride `values_ld`
+  index_t values_ld;
+  T* residual;               // R, N x n row-major, updated in place
+  T* g;                      // scratch: n_users
+  T* h;                      // scratch: n_users
+  T* d;                      // scratch: n
+  T* e;                      // scratch: n
+  bool exact;
+  int max_power_iter;
+  T power_tol;
+};
+
+template <class T>
+SF_HD SF_INLINE T ksvd_dot(const T* a, const T* b, index_t n) {
+  T acc = T(0);
+  SF_SIMD_SUM(acc)
+  for (index_t f = 0; f < n; ++f) acc += a[f] * b[f];
+  return acc;
+}
+
+// out = E^T d, i.e. out[u] = r_u . d + g[u] (d_k . d)
+template <class T>
+SF_HD SF_INLINE void ksvd_error_t_times(const KsvdAtomArgs<T>& a, const T* dir, T* out) {
+  const index_t n = a.n_features;
+  const T atom_dot = ksvd_dot(a.atom, dir, n);
+  for (index_t u = 0; u < a.n_users; ++u) {
+    out[u] = ksvd_dot(a.residual + a.user_signal[u] * n, dir, n) + a.g[u] * atom_dot;
+  }
+}
+
+// out = E v / |E v|, i.e. sum_u v[u] r_u + d_k (g . v), normalised; returns |E v|.
+template <class T>
+SF_HD SF_INLINE T ksvd_error_times(const KsvdAtomArgs<T>& a, const T* v, T* out) {
+  const index_t n = a.n_features;
+  const T gv = ksvd_dot(a.g, v, a.n_users);
+  for (index_t f = 0; f < n; ++f) out[f] = a.atom[f] * gv;
+  for (index_t u = 0; u < a.n_users; ++u) {
+    const T* r = a.residual + a.user_signal[u] * n;
+    const T vu = v[u];
+    for (index_t f = 0; f < n; ++f) out[f] += vu * r[f];
+  }
+  const T norm = sqrt(ksvd_dot(out, out, n));
+  if (norm > T(0)) {
+    const T inv = T(1) / norm;
+    for (index_t f = 0; f < n; ++f) out[f] *= inv;
+  }
+  return norm;
+}
+
+// Updates atom k, its coefficients and the residual of its users. Returns false (and changes
+// nothing) when the atom has no users or E g vanishes.
+template <class T>
+SF_HD SF_INLINE bool ksvd_atom_update(const KsvdAtomArgs<T>& a) {
+  const index_t n = a.n_features;
+  if (a.n_users == 0) return false;
+  for (index_t u = 0; u < a.n_users; ++u) {
+    a.g[u] = a.values[a.user_signal[u] * a.values_ld + a.user_slot[u]];
+  }
+  if (!(ksvd_error_times(a, a.g, a.d) > T(0))) return false;
+  if (a.exact) {
+    // Power iterations on E E^T: d <- E (E^T d), normalised.
+    for (int it = 0; it < a.max_power_iter; ++it) {
+      ksvd_error_t_times(a, a.d, a.h);
+      if (!(ksvd_error_times(a, a.h, a.e) > T(0))) break;
+      T moved = T(0);
+      for (index_t f = 0; f < n; ++f) {
+        const T diff = a.e[f] - a.d[f];
+        moved += diff * diff;
+        a.d[f] = a.e[f];
+      }
+      if (moved <= a.power_tol * a.power_tol) break;
+    }
+  }
+  ksvd_error_t_times(a, a.d, a.h);  // g' = E^T d
+  for (index_t u = 0; u < a.n_users; ++u) {
+    T* r = a.residual + a.user_signal[u] * n;
+    const T old_g = a.g[u], new_g = a.h[u];
+    for (index_t f = 0; f < n; ++f) r[f] += a.atom[f] * old_g - a.d[f] * new_g;
+    a.values[a.user_signal[u] * a.values_ld + a.user_slot[u]] = new_g;
+  }
+  for (index_t f = 0; f < n; ++f) a.atom[f] = a.d[f];
+  return true;
+}
+
+}  // namespace SF_KERNEL_NS
+}  // namespace sparseforge
