@@ -49,20 +49,25 @@ void sweep(const KsvdSweepArgs<T>& a) {
       const T* atom = a.dictionary + k * n;
       for (index_t f = 0; f < n; ++f) r[f] -= v * atom[f];
     }
-    for (index_t f = 0; f < n; ++f) coded_error += static_cast<double>(r[f]) * r[f];
+    double row_error = 0.0;
+    SF_SIMD_SUM(row_error)
+    for (index_t f = 0; f < n; ++f) row_error += static_cast<double>(r[f]) * r[f];
+    coded_error += row_error;
   }
   *a.coded_error = coded_error;
   index_t most = 0;
   for (index_t k = 0; k < K; ++k) most = std::max(most, start[k + 1] - start[k]);
   std::vector<T> g(static_cast<size_t>(most)), h(static_cast<size_t>(most));
+  std::vector<T> rows(static_cast<size_t>(most * n));
   std::vector<T> d(static_cast<size_t>(n)), e(static_cast<size_t>(n));
 
   for (index_t k = 0; k < K; ++k) {
     const index_t users = start[k + 1] - start[k];
     a.usage[k] = users;
     KsvdAtomArgs<T> args{n, user_signal.data() + start[k], user_slot.data() + start[k], users,
-                         a.dictionary + k * n, a.values, M, a.residual, g.data(), h.data(),
-                         d.data(), e.data(), a.exact, a.max_power_iter, a.power_tol};
+                         a.dictionary + k * n, a.values, M, a.residual, rows.data(), g.data(),
+                         h.data(), d.data(), e.data(), a.exact, a.max_power_iter,
+                         a.power_tol};
     ksvd_atom_update(args);
   }
 }

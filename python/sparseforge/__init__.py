@@ -12,7 +12,7 @@ from . import datasets
 from ._backend import HAS_CUDA, build_info, cuda_available, show_config
 from ._codes import SparseCodes
 from .coder import SparseCoder
-from .dictionaries import overcomplete_dct
+from .dictionaries import overcomplete_dct, universal_dictionary
 from .ksvd import KSVD, KSVDIteration, ksvd
 from .omp import OMPStatus, orthogonal_mp_gram, sparse_encode
 
@@ -22,6 +22,7 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = build_info()["version"]
 
 __all__ = [
-    "HAS_CUDA", "KSVD", "KSVDIteration", "OMPStatus", "SparseCoder", "SparseCodes", "__version__", "build_info",
-    "cuda_available", "datasets", "ksvd", "orthogonal_mp_gram", "overcomplete_dct", "show_config", "sparse_encode",
+    "HAS_CUDA", "KSVD", "KSVDIteration", "OMPStatus", "SparseCoder", "SparseCodes",
+    "__version__", "build_info", "cuda_available", "datasets", "ksvd", "orthogonal_mp_gram",
+    "overcomplete_dct", "show_config", "sparse_encode", "universal_dictionary",
 ]

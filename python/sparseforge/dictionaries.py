@@ -38,3 +38,24 @@ def overcomplete_dct(patch_size: int = 8, n_atoms_per_dim: int = 16, *,
     atoms = np.einsum("ai,bj->ijab", basis, basis).reshape(m * m, p * p)
     atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
     return np.ascontiguousarray(atoms, dtype=dtype)
+
+
+def universal_dictionary(*, dtype: DTypeLike = np.float64) -> np.ndarray:
+    """The universal dictionary for 8x8 patches shipped with sparseforge.
+
+    256 unit-norm atoms learned with :func:`sparseforge.ksvd` (approximate, 40 iterations,
+    8 atoms per patch, from the overcomplete DCT) on 200,000 mean-removed 8x8 patches of the
+    400 Train400 images, by ``scripts/train_universal_dictionary.py``; the record of that run
+    is ``sparseforge/data/universal_8x8_256.json``.
+
+    Returns
+    -------
+    dictionary : ndarray of shape (256, 64)
+        Atoms as rows; patches flattened in C order.
+    """
+    from importlib import resources
+
+    with resources.as_file(resources.files("sparseforge") / "data"
+                           / "universal_8x8_256.npy") as path:
+        atoms = np.load(path)
+    return np.ascontiguousarray(atoms, dtype=dtype)

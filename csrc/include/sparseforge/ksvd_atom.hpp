@@ -20,6 +20,9 @@
 namespace sparseforge {
 inline namespace SF_KERNEL_NS {
 
+// Users whose residual rows the CPU gather prefetches ahead of the one it copies.
+constexpr index_t kKsvdPrefetch = 8;
+
 template <class T>
 struct KsvdAtomArgs {
   index_t n_features;        // n
@@ -30,6 +33,7 @@ struct KsvdAtomArgs {
   T* values;                 // compact code values, row stride `values_ld`
   index_t values_ld;
   T* residual;               // R, N x n row-major, updated in place
+  T* rows;                   // scratch: n_users x n, the users' residual rows (gathered)
   T* g;                      // scratch: n_users
   T* h;                      // scratch: n_users
   T* d;                      // scratch: n
@@ -53,7 +57,7 @@ SF_HD SF_INLINE void ksvd_error_t_times(const KsvdAtomArgs<T>& a, const T* dir, 
   const index_t n = a.n_features;
   const T atom_dot = ksvd_dot(a.atom, dir, n);
   for (index_t u = 0; u < a.n_users; ++u) {
-    out[u] = ksvd_dot(a.residual + a.user_signal[u] * n, dir, n) + a.g[u] * atom_dot;
+    out[u] = ksvd_dot(a.rows + u * n, dir, n) + a.g[u] * atom_dot;
   }
 }
 
@@ -64,7 +68,7 @@ SF_HD SF_INLINE T ksvd_error_times(const KsvdAtomArgs<T>& a, const T* v, T* out)
   const T gv = ksvd_dot(a.g, v, a.n_users);
   for (index_t f = 0; f < n; ++f) out[f] = a.atom[f] * gv;
   for (index_t u = 0; u < a.n_users; ++u) {
-    const T* r = a.residual + a.user_signal[u] * n;
+    const T* r = a.rows + u * n;
     const T vu = v[u];
     for (index_t f = 0; f < n; ++f) out[f] += vu * r[f];
   }
@@ -77,13 +81,29 @@ SF_HD SF_INLINE T ksvd_error_times(const KsvdAtomArgs<T>& a, const T* v, T* out)
 }
 
 // Updates atom k, its coefficients and the residual of its users. Returns false (and changes
-// nothing) when the atom has no users or E g vanishes.
+// nothing) when the atom has no users or E g vanishes. The users' residual rows are gathered
+// into contiguous scratch first: they are scattered over the N x n residual, and the update
+// reads them two to (exact) many times.
 template <class T>
 SF_HD SF_INLINE bool ksvd_atom_update(const KsvdAtomArgs<T>& a) {
   const index_t n = a.n_features;
   if (a.n_users == 0) return false;
   for (index_t u = 0; u < a.n_users; ++u) {
+#if !defined(__CUDA_ARCH__)
+    // The rows are scattered over the residual: fetch a few users ahead (latency-bound else).
+    if (u + kKsvdPrefetch < a.n_users) {
+      const char* ahead =
+          reinterpret_cast<const char*>(a.residual + a.user_signal[u + kKsvdPrefetch] * n);
+      for (index_t byte = 0; byte < n * static_cast<index_t>(sizeof(T)); byte += 64) {
+        __builtin_prefetch(ahead + byte);
+      }
+      __builtin_prefetch(a.values + a.user_signal[u + kKsvdPrefetch] * a.values_ld);
+    }
+#endif
     a.g[u] = a.values[a.user_signal[u] * a.values_ld + a.user_slot[u]];
+    const T* src = a.residual + a.user_signal[u] * n;
+    T* dst = a.rows + u * n;
+    for (index_t f = 0; f < n; ++f) dst[f] = src[f];
   }
   if (!(ksvd_error_times(a, a.g, a.d) > T(0))) return false;
   if (a.exact) {
@@ -103,8 +123,9 @@ SF_HD SF_INLINE bool ksvd_atom_update(const KsvdAtomArgs<T>& a) {
   ksvd_error_t_times(a, a.d, a.h);  // g' = E^T d
   for (index_t u = 0; u < a.n_users; ++u) {
     T* r = a.residual + a.user_signal[u] * n;
+    const T* src = a.rows + u * n;
     const T old_g = a.g[u], new_g = a.h[u];
-    for (index_t f = 0; f < n; ++f) r[f] += a.atom[f] * old_g - a.d[f] * new_g;
+    for (index_t f = 0; f < n; ++f) r[f] = src[f] + a.atom[f] * old_g - a.d[f] * new_g;
     a.values[a.user_signal[u] * a.values_ld + a.user_slot[u]] = new_g;
   }
   for (index_t f = 0; f < n; ++f) a.atom[f] = a.d[f];
