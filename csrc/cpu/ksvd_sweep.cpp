@@ -1,8 +1,10 @@
 // Sequential K-SVD atom sweep. Atoms are updated one after another (each update sees the
-// residual left by the previous ones: that is K-SVD, not a parallel variant), so the
-// parallelism is inside an atom's update only where it is worth it; with ~N L / K users per
-// atom (about 1,250 for 40,000 signals, L = 8, K = 256) one thread does an atom in
-// microseconds, and the sweep costs less than the sparse coding around it.
+// residual left by the previous ones: that is K-SVD, not a parallel variant). Only the
+// residual X - codes @ D is computed in parallel. Splitting each atom's gather / scatter over
+// threads needs three barriers per atom; on 2 cores that was no faster when idle and ~60x
+// slower when another process kept a core busy (each barrier waits for a descheduled
+// thread), so an atom's update runs on one thread (~1,250 users of 64 values at 40,000
+// signals, L = 8, K = 256: tens of microseconds).
 #include "ksvd_sweep.hpp"
 
 #include <algorithm>
@@ -64,11 +66,14 @@ void sweep(const KsvdSweepArgs<T>& a) {
   for (index_t k = 0; k < K; ++k) {
     const index_t users = start[k + 1] - start[k];
     a.usage[k] = users;
-    KsvdAtomArgs<T> args{n, user_signal.data() + start[k], user_slot.data() + start[k], users,
-                         a.dictionary + k * n, a.values, M, a.residual, rows.data(), g.data(),
-                         h.data(), d.data(), e.data(), a.exact, a.max_power_iter,
-                         a.power_tol};
-    ksvd_atom_update(args);
+    const KsvdAtomArgs<T> args{n, user_signal.data() + start[k], user_slot.data() + start[k],
+                               users, a.dictionary + k * n, a.values, M, a.residual,
+                               rows.data(), g.data(), h.data(), d.data(), e.data(), a.exact,
+                               a.max_power_iter, a.power_tol};
+    ksvd_gather(args, 0, users);
+    if (!ksvd_solve(args)) continue;
+    ksvd_scatter(args, 0, users);
+    ksvd_commit(args);
   }
 }
 

@@ -80,18 +80,21 @@ SF_HD SF_INLINE T ksvd_error_times(const KsvdAtomArgs<T>& a, const T* v, T* out)
   return norm;
 }
 
-// Updates atom k, its coefficients and the residual of its users. Returns false (and changes
-// nothing) when the atom has no users or E g vanishes. The users' residual rows are gathered
-// into contiguous scratch first: they are scattered over the N x n residual, and the update
-// reads them two to (exact) many times.
+// The update in three phases, so a driver can spread the two memory-bound ones over threads
+// (CPU: OpenMP; GPU: the lanes of a block) and run the middle one once:
+//   1. ksvd_gather(a, u0, u1): users [u0, u1) copy their coefficient and residual row into
+//      contiguous scratch (the rows are scattered over the N x n residual);
+//   2. ksvd_solve(a): the new atom d in a.d and coefficients g' in a.h, from the gathered
+//      rows only; returns false when E g vanishes (then phase 3 is skipped, nothing changes);
+//   3. ksvd_scatter(a, u0, u1): users write back their residual rows and coefficients; the
+//      driver then copies a.d into the atom (ksvd_commit).
 template <class T>
-SF_HD SF_INLINE bool ksvd_atom_update(const KsvdAtomArgs<T>& a) {
+SF_HD SF_INLINE void ksvd_gather(const KsvdAtomArgs<T>& a, index_t u0, index_t u1) {
   const index_t n = a.n_features;
-  if (a.n_users == 0) return false;
-  for (index_t u = 0; u < a.n_users; ++u) {
+  for (index_t u = u0; u < u1; ++u) {
 #if !defined(__CUDA_ARCH__)
-    // The rows are scattered over the residual: fetch a few users ahead (latency-bound else).
-    if (u + kKsvdPrefetch < a.n_users) {
+    // Fetch a few users ahead: these reads are latency-bound otherwise.
+    if (u + kKsvdPrefetch < u1) {
       const char* ahead =
           reinterpret_cast<const char*>(a.residual + a.user_signal[u + kKsvdPrefetch] * n);
       for (index_t byte = 0; byte < n * static_cast<index_t>(sizeof(T)); byte += 64) {
@@ -105,7 +108,12 @@ SF_HD SF_INLINE bool ksvd_atom_update(const KsvdAtomArgs<T>& a) {
     T* dst = a.rows + u * n;
     for (index_t f = 0; f < n; ++f) dst[f] = src[f];
   }
-  if (!(ksvd_error_times(a, a.g, a.d) > T(0))) return false;
+}
+
+template <class T>
+SF_HD SF_INLINE bool ksvd_solve(const KsvdAtomArgs<T>& a) {
+  const index_t n = a.n_features;
+  if (a.n_users == 0 || !(ksvd_error_times(a, a.g, a.d) > T(0))) return false;
   if (a.exact) {
     // Power iterations on E E^T: d <- E (E^T d), normalised.
     for (int it = 0; it < a.max_power_iter; ++it) {
@@ -121,15 +129,24 @@ SF_HD SF_INLINE bool ksvd_atom_update(const KsvdAtomArgs<T>& a) {
     }
   }
   ksvd_error_t_times(a, a.d, a.h);  // g' = E^T d
-  for (index_t u = 0; u < a.n_users; ++u) {
+  return true;
+}
+
+template <class T>
+SF_HD SF_INLINE void ksvd_scatter(const KsvdAtomArgs<T>& a, index_t u0, index_t u1) {
+  const index_t n = a.n_features;
+  for (index_t u = u0; u < u1; ++u) {
     T* r = a.residual + a.user_signal[u] * n;
     const T* src = a.rows + u * n;
     const T old_g = a.g[u], new_g = a.h[u];
     for (index_t f = 0; f < n; ++f) r[f] = src[f] + a.atom[f] * old_g - a.d[f] * new_g;
     a.values[a.user_signal[u] * a.values_ld + a.user_slot[u]] = new_g;
   }
-  for (index_t f = 0; f < n; ++f) a.atom[f] = a.d[f];
-  return true;
+}
+
+template <class T>
+SF_HD SF_INLINE void ksvd_commit(const KsvdAtomArgs<T>& a) {
+  for (index_t f = 0; f < a.n_features; ++f) a.atom[f] = a.d[f];
 }
 
 }  // namespace SF_KERNEL_NS
