@@ -16,6 +16,8 @@
 
 #include "../cpu/ksvd_sweep.hpp"
 #include "../cpu/omp_batch.hpp"
+#include "../cpu/patches.hpp"
+#include "sparseforge/patches.hpp"
 
 namespace py = pybind11;
 using sparseforge::index_t;
@@ -286,6 +288,84 @@ py::tuple ksvd_sweep(const py::array& x, py::array dictionary, const py::array& 
                                   max_power_iter, power_tol, n_threads);
 }
 
+template <class T>
+void extract_typed(const py::array& image, int ph, int pw, const py::array& positions,
+                   py::array out, int n_threads) {
+  require_dtype<T>(image, "image");
+  if (image.ndim() != 3) fail("`image` must be (H, W, C)");
+  require_c_contiguous(image, "image");
+  const index_t H = image.shape(0), W = image.shape(1), C = image.shape(2);
+  require_dtype<long long>(positions, "positions");
+  if (positions.ndim() != 2 || positions.shape(1) != 2) fail("`positions` must be (n, 2)");
+  require_c_contiguous(positions, "positions");
+  const index_t n = positions.shape(0);
+  const long long* pos = static_cast<const long long*>(positions.data());
+  for (index_t p = 0; p < n; ++p) {
+    if (pos[2 * p] < 0 || pos[2 * p] + ph > H || pos[2 * p + 1] < 0 || pos[2 * p + 1] + pw > W) {
+      fail("`positions` holds a patch outside the image");
+    }
+  }
+  require_dtype<T>(out, "out");
+  require_shape(out, "out", {n, ph, pw, C});
+  require_c_contiguous(out, "out");
+  require_writeable(out, "out");
+  const T* src = static_cast<const T*>(image.data());
+  T* dst = static_cast<T*>(out.mutable_data());
+  py::gil_scoped_release release;
+  sparseforge::extract_patches(src, H, W, C, ph, pw, pos, n, dst, n_threads < 1 ? 1 : n_threads);
+}
+
+void extract(const py::array& image, int ph, int pw, const py::array& positions, py::array out,
+             int n_threads) {
+  if (equivalent(py::dtype::of<float>(), image.dtype())) {
+    return extract_typed<float>(image, ph, pw, positions, out, n_threads);
+  }
+  extract_typed<double>(image, ph, pw, positions, out, n_threads);
+}
+
+template <class T>
+void aggregate_typed(const py::array& patches, const py::object& weights_obj, int step,
+                     bool normalise, py::array out, int n_threads) {
+  require_dtype<T>(patches, "patches");
+  if (patches.ndim() != 4) fail("`patches` must be (n_patches, ph, pw, C)");
+  require_c_contiguous(patches, "patches");
+  require_dtype<T>(out, "out");
+  if (out.ndim() != 3) fail("`out` must be (H, W, C)");
+  require_c_contiguous(out, "out");
+  require_writeable(out, "out");
+  const index_t H = out.shape(0), W = out.shape(1), C = out.shape(2);
+  const index_t ph = patches.shape(1), pw = patches.shape(2);
+  if (step < 1 || ph > H || pw > W || patches.shape(3) != C) fail("inconsistent patch geometry");
+  const index_t rows = sparseforge::grid_count(H, ph, step),
+                cols = sparseforge::grid_count(W, pw, step);
+  if (patches.shape(0) != rows * cols) {
+    fail("`patches` has " + std::to_string(patches.shape(0)) + " patches; the grid has " +
+         std::to_string(rows * cols));
+  }
+  const T* weights = nullptr;
+  py::array w;
+  if (!weights_obj.is_none()) {
+    w = weights_obj.cast<py::array>();
+    require_dtype<T>(w, "weights");
+    require_shape(w, "weights", {rows * cols});
+    require_c_contiguous(w, "weights");
+    weights = static_cast<const T*>(w.data());
+  }
+  const T* src = static_cast<const T*>(patches.data());
+  T* dst = static_cast<T*>(out.mutable_data());
+  py::gil_scoped_release release;
+  sparseforge::aggregate_patches(src, weights, H, W, C, ph, pw, step, normalise, dst,
+                                 n_threads < 1 ? 1 : n_threads);
+}
+
+void aggregate(const py::array& patches, const py::object& weights, int step, bool normalise,
+               py::array out, int n_threads) {
+  if (equivalent(py::dtype::of<float>(), patches.dtype())) {
+    return aggregate_typed<float>(patches, weights, step, normalise, out, n_threads);
+  }
+  aggregate_typed<double>(patches, weights, step, normalise, out, n_threads);
+}
+
 py::dict build_info() {
   py::dict info;
   info["version"] = SF_VERSION;
@@ -336,5 +416,11 @@ PYBIND11_MODULE(_core, m) {
         "filled with X - codes @ D, kept consistent. Returns (users per atom, squared "
         "Frobenius error of the codes before the sweep). "
         "Releases the GIL.");
+  m.def("extract_patches", &extract, py::arg("image"), py::arg("ph"), py::arg("pw"),
+        py::arg("positions"), py::arg("out"), py::arg("n_threads") = 1,
+        "Copy the ph x pw patches at `positions` (n, 2) of `image` (H, W, C) into `out`.");
+  m.def("aggregate_patches", &aggregate, py::arg("patches"), py::arg("weights"),
+        py::arg("step"), py::arg("normalise"), py::arg("out"), py::arg("n_threads") = 1,
+        "Gather-form aggregation of grid patches (n, ph, pw, C) into `out` (H, W, C).");
   m.def("build_info", &build_info, "Compiler, OpenMP and SIMD facts of this build.");
 }

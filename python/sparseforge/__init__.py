@@ -15,6 +15,7 @@ from .coder import SparseCoder
 from .dictionaries import overcomplete_dct, universal_dictionary
 from .ksvd import KSVD, KSVDIteration, ksvd
 from .omp import OMPStatus, orthogonal_mp_gram, sparse_encode
+from .patches import extract_patches_2d, reconstruct_from_patches_2d
 
 try:
     __version__ = _version("sparseforge")
@@ -23,6 +24,7 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 __all__ = [
     "HAS_CUDA", "KSVD", "KSVDIteration", "OMPStatus", "SparseCoder", "SparseCodes",
-    "__version__", "build_info", "cuda_available", "datasets", "ksvd", "orthogonal_mp_gram",
-    "overcomplete_dct", "show_config", "sparse_encode", "universal_dictionary",
+    "__version__", "build_info", "cuda_available", "datasets", "extract_patches_2d", "ksvd",
+    "orthogonal_mp_gram", "overcomplete_dct", "reconstruct_from_patches_2d", "show_config",
+    "sparse_encode", "universal_dictionary",
 ]
