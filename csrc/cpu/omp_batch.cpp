@@ -10,6 +10,7 @@
 #endif
 
 #include "block_gemm.hpp"
+#include "sparseforge/omp_masked.hpp"
 #include "sparseforge/omp_signal.hpp"
 
 namespace sparseforge {
@@ -122,8 +123,66 @@ void run_batch(const OmpBatchArgs<T>& a, const Lane& lane) {
   }
 }
 
+// Masked signals: one at a time per thread (their Gram rows are computed per signal, which
+// dominates; interleaving would not hide it).
+template <class T, class Lane>
+void run_masked(const OmpBatchArgs<T>& a, const Lane& lane) {
+  const index_t K = a.n_atoms, M = a.max_atoms, N = a.n_signals, n = a.n_features;
+  if (N <= 0) return;
+  const int n_threads = static_cast<int>(std::max<index_t>(1, std::min<index_t>(a.n_threads, N)));
+  const index_t ws_scalars = padded<T>(OmpWorkspace<T>::scalars(K, M));
+  const index_t scalars = ws_scalars + padded<T>(K * n) + 2 * padded<T>(K);
+  const index_t ints = padded<int>(OmpWorkspace<T>::ints(M)) + padded<int>(n);
+  std::vector<T> scalar_buf(static_cast<size_t>(scalars * n_threads));
+  std::vector<int> int_buf(static_cast<size_t>(ints * n_threads));
+  const OmpProblem<T> problem{nullptr, K, a.max_atoms, a.use_tol, a.tol};
+
+#pragma omp parallel num_threads(n_threads)
+  {
+#ifdef _OPENMP
+    const int t = omp_get_thread_num();
+#else
+    const int t = 0;
+#endif
+    T* mine = scalar_buf.data() + t * scalars;
+    int* my_ints = int_buf.data() + t * ints;
+    const OmpWorkspace<T> ws = OmpWorkspace<T>::carve(mine, my_ints, K, M);
+    MaskedScratch<T> scratch{mine + ws_scalars, mine + ws_scalars + padded<T>(K * n),
+                             mine + ws_scalars + padded<T>(K * n) + padded<T>(K),
+                             my_ints + padded<int>(OmpWorkspace<T>::ints(M))};
+#pragma omp for schedule(dynamic, 16)
+    for (index_t i = 0; i < N; ++i) {
+      index_t n_obs = 0;
+      const T norm_sq = masked_setup(a.dictionary, K, n, a.x + i * a.ldx, a.mask + i * a.ldm,
+                                     scratch, ws.alpha, &n_obs);
+      const MaskedGramRows<T> rows{&scratch, K, n_obs};
+      OmpPursuit<T> pursuit;
+      pursuit.begin(lane, problem, ws.alpha, 1, norm_sq, ws);
+      while (pursuit.step(lane, problem, ws, rows)) {
+      }
+      int* idx = a.out_index + i * M;
+      T* val = a.out_value + i * M;
+      a.out_status[i] = pursuit.finish(problem, ws, idx, val, a.out_count + i);
+      for (int j = 0; j < a.out_count[i]; ++j) val[j] *= scratch.scale[idx[j]];
+      if (a.out_dense) {
+        T* row = a.out_dense + i * a.dense_stride;
+        std::fill(row, row + K, T(0));
+        for (int j = 0; j < a.out_count[i]; ++j) row[idx[j]] = val[j];
+      }
+    }
+  }
+}
+
 template <class T>
 void dispatch_lane(const OmpBatchArgs<T>& a) {
+  if (a.mask != nullptr) {
+    if (a.lane == LaneKind::kEmulatedWarp) {
+      run_masked(a, EmulatedWarpLane{});
+    } else {
+      run_masked(a, SerialLane{});
+    }
+    return;
+  }
   if (a.lane == LaneKind::kEmulatedWarp) {
     run_batch(a, EmulatedWarpLane{});
   } else {

@@ -48,6 +48,16 @@ class OMPStatus(enum.IntEnum):
     MAX_ATOMS = 4
 
 
+def _check_mask(mask: Any, shape: tuple[int, int]) -> np.ndarray:
+    if not isinstance(mask, np.ndarray):
+        mask = np.asarray(mask)
+    if mask.dtype != np.bool_:
+        raise TypeError(f"`mask` has dtype {mask.dtype}; expected bool (True = observed)")
+    if mask.shape != shape:
+        raise ValueError(f"`mask` has shape {mask.shape}; expected the shape of `X`, {shape}")
+    return mask
+
+
 def _default_sparsity(n: int) -> int:
     return max(int(n / 10), 1)
 
@@ -143,7 +153,8 @@ def _run_chunks(gram: np.ndarray, n_samples: int, max_atoms: int, output: str,
         inputs = chunk_inputs(start, stop)
         _core.omp_batch(gram, inputs.get("cov"), inputs.get("norms_sq"), max_atoms, tol,
                         n_threads, idx, val, cnt, st, dense, lane,
-                        x=inputs.get("x"), dt=inputs.get("dt"))
+                        x=inputs.get("x"), dt=inputs.get("dt"), mask=inputs.get("mask"),
+                        dictionary=inputs.get("dictionary"))
         plan.keep(start, stop, idx, val)
     _check_status(plan.status, source)
     return plan.result()
@@ -162,6 +173,7 @@ def sparse_encode(
     output: Output = "dense",
     check_input: bool = True,
     chunk_size: int | None = None,
+    mask: Any = None,
 ):
     """Sparse-code the rows of `X` over `dictionary` with Batch-OMP.
 
@@ -203,6 +215,14 @@ def sparse_encode(
     chunk_size : int, optional
         Signals per kernel call (default: all at once in the fixed-sparsity mode, 65536 in
         the `tol` mode). Results do not depend on it.
+    mask : ndarray of bool, shape (n_samples, n_features), optional
+        Observed entries (missing pixels are False). Each signal is then coded from its
+        observed entries only: over the atoms restricted to those rows and normalised there
+        (atoms are selected by normalised correlation, as SPAMS' ``ompMask``), with the
+        coefficients returned for the original atoms, so ``code @ dictionary`` fills in the
+        missing entries. `tol` then bounds the squared residual on the observed entries. A
+        signal with nothing observed gets zero codes. `gram` and `cov` cannot be used with a
+        mask (every signal has its own Gram matrix).
 
     Returns
     -------
@@ -229,6 +249,7 @@ def sparse_encode(
     if n_components == 0 or n_features == 0:
         raise ValueError(f"`dictionary` must have at least one atom and one feature, got shape "
                          f"{dictionary.shape}")
+    gram_given = gram is not None
     if gram is None:
         gram = _core.gram(np.ascontiguousarray(dictionary))
     elif check_input:
@@ -252,7 +273,21 @@ def sparse_encode(
         max_atoms = check_n_nonzero_coefs(n_nonzero_coefs, n_components)
     n_threads = check_n_jobs(n_jobs)
 
-    if cov is not None:
+    if mask is not None:
+        mask = _check_mask(mask, X.shape)
+        if cov is not None or gram_given:
+            raise ValueError("`gram` and `cov` cannot be combined with `mask`: each masked "
+                             "signal has its own Gram matrix")
+        dt = np.ascontiguousarray(dictionary.T)
+        atoms = np.ascontiguousarray(dictionary)
+        contiguous_rows = X.shape[1] <= 1 or X.strides[1] == X.itemsize
+
+        def chunk_inputs(a, b):
+            rows = X[a:b] if contiguous_rows else np.ascontiguousarray(X[a:b])
+            return {"x": rows, "dt": dt, "mask": np.ascontiguousarray(mask[a:b]),
+                    "dictionary": atoms}
+        step = chunk_size
+    elif cov is not None:
         def chunk_inputs(a, b):
             norms = None
             if tol is not None:  # X is read only for its squared norms

@@ -95,6 +95,14 @@ struct OmpWorkspace {
   }
 };
 
+// Row k of a precomputed Gram matrix (the usual case).
+template <class T>
+struct PrecomputedGramRows {
+  const T* gram;
+  index_t n_atoms;
+  SF_HD SF_INLINE const T* row(index_t k) const { return gram + k * n_atoms; }
+};
+
 template <class T>
 struct OmpProblem {
   const T* gram;       // K x K row-major
@@ -160,23 +168,31 @@ struct OmpPursuit {
   template <class Lane>
   SF_HD SF_INLINE bool step(const Lane& lane, const OmpProblem<T>& p,
                             const OmpWorkspace<T>& ws) {
+    return step(lane, p, ws, PrecomputedGramRows<T>{p.gram, p.n_atoms});
+  }
+
+  // The same with the Gram rows supplied on demand (masked signals compute theirs).
+  template <class Lane, class GramRows>
+  SF_HD SF_INLINE bool step(const Lane& lane, const OmpProblem<T>& p,
+                            const OmpWorkspace<T>& ws, const GramRows& gram) {
     if (!running) return false;
     const index_t K = p.n_atoms;
     const index_t M = p.max_atoms;
-    const T* G = p.gram;
     const QLayout<T> layout{M};
     const index_t k = best.index;
     if (k < 0 || best.value <= negligible) return stop(kOmpResidualOrthogonal);
     bool reselected = false;
     for (int j = 0; j < s; ++j) reselected = reselected || (ws.support[j] == k);
     T* lrow = ws.chol + s * M;
-    T pivot = G[k * K + k];
+    const T* gk = gram.row(k);
+    const T gkk = gk[k];
+    T pivot = gkk;
     for (int j = 0; j < s; ++j) {
       const T w = ws.q[layout.at(k, j)];
       lrow[j] = w;
       pivot -= w * w;
     }
-    if (reselected || !(pivot > kDependence * Epsilon<T>::value * G[k * K + k])) {
+    if (reselected || !(pivot > kDependence * Epsilon<T>::value * gkk)) {
       return stop(kOmpLinearDependence);
     }
     const T diag = sf_sqrt(pivot);
@@ -187,7 +203,7 @@ struct OmpPursuit {
     ws.support[s] = static_cast<int>(k);
     // After the last atom allowed, only u_s is needed: skip the costliest step of all.
     if (s + 1 < M) {
-      lane.gram_schmidt_step(K, G + k * K, ws.q, layout, lrow, s, inv_diag, us, ws.alpha);
+      lane.gram_schmidt_step(K, gk, ws.q, layout, lrow, s, inv_diag, us, ws.alpha);
     }
     ++s;
     if (p.use_tol) {

@@ -1,0 +1,81 @@
+// Masked signals (missing pixels): OMP on the observed entries only. Each signal is coded over
+// the atoms restricted to its observed rows, normalised (so atoms are selected by normalised
+// correlation, as SPAMS' ompMask does); its Gram rows cannot be precomputed, so they are
+// computed on demand from the restricted dictionary, and the coefficients are rescaled to the
+// original atoms at the end.
+#pragma once
+
+#include "sparseforge/config.hpp"
+
+#if !defined(__CUDACC__)
+#include <cmath>
+#endif
+
+namespace sparseforge {
+inline namespace SF_KERNEL_NS {
+
+// Per-signal scratch for the masked setup: the restricted dictionary, the atom scales, the
+// observed indices and one Gram row.
+template <class T>
+struct MaskedScratch {
+  T* restricted;   // K x n (only the first n_observed columns of each row are used)
+  T* scale;        // K: 1 / |d_k restricted|, 0 for atoms with no observed energy
+  T* row;          // K: the Gram row returned by MaskedGramRows
+  int* observed;   // n
+};
+
+// Gram row k of the normalised restricted atoms: row[i] = s_i s_k <d_i|m, d_k|m>.
+template <class T>
+struct MaskedGramRows {
+  const MaskedScratch<T>* scratch;
+  index_t n_atoms;
+  index_t n_observed;
+  SF_HD SF_INLINE const T* row(index_t k) const {
+    const MaskedScratch<T>& m = *scratch;
+    const T* dk = m.restricted + k * n_observed;
+    for (index_t i = 0; i < n_atoms; ++i) {
+      const T* di = m.restricted + i * n_observed;
+      T acc = T(0);
+      SF_SIMD_SUM(acc)
+      for (index_t o = 0; o < n_observed; ++o) acc += di[o] * dk[o];
+      m.row[i] = acc * m.scale[i] * m.scale[k];
+    }
+    return m.row;
+  }
+};
+
+// Prepares one masked signal: gathers the observed entries, the restricted atoms and their
+// scales, writes the normalised correlations s_i <d_i|m, x|m> to `alpha` and returns
+// |x|m|^2. Returns the number of observed entries through `n_observed`.
+template <class T>
+SF_HD SF_INLINE T masked_setup(const T* dictionary, index_t K, index_t n, const T* x,
+                               const unsigned char* mask, const MaskedScratch<T>& m, T* alpha,
+                               index_t* n_observed) {
+  index_t n_obs = 0;
+  T norm_sq = T(0);
+  for (index_t f = 0; f < n; ++f) {
+    if (mask[f]) {
+      m.observed[n_obs++] = static_cast<int>(f);
+      norm_sq += x[f] * x[f];
+    }
+  }
+  for (index_t k = 0; k < K; ++k) {
+    const T* d = dictionary + k * n;
+    T* r = m.restricted + k * n_obs;
+    T energy = T(0), corr = T(0);
+    for (index_t o = 0; o < n_obs; ++o) {
+      const T v = d[m.observed[o]];
+      r[o] = v;
+      energy += v * v;
+      corr += v * x[m.observed[o]];
+    }
+    const T scale = energy > T(0) ? T(1) / sqrt(energy) : T(0);
+    m.scale[k] = scale;
+    alpha[k] = corr * scale;
+  }
+  *n_observed = n_obs;
+  return norm_sq;
+}
+
+}  // namespace SF_KERNEL_NS
+}  // namespace sparseforge
