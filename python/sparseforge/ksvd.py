@@ -78,16 +78,13 @@ def _initial_dictionary(X: np.ndarray, n_components: int, dict_init: Any,
 def _replace_atoms(X, D, codes: SparseCodes, residual, usage, threshold, x_norms):
     """Replace unused atoms and near-duplicates by the worst-represented signals, each signal
     used once; codes that referenced a replaced duplicate are dropped and the residual is
-    corrected, so codes, residual and dictionary stay consistent."""
+    corrected, so codes, residual and dictionary stay consistent. Returns the counts and the
+    squared residual norm of every signal afterwards."""
     dead = np.flatnonzero(usage == 0)
     gram = np.abs(_core.gram(D))
-    np.fill_diagonal(gram, 0)
     # Atom k duplicates an earlier atom j < k (the earlier one is kept).
     duplicate = np.flatnonzero((np.tril(gram, -1) > threshold).any(axis=1))
     duplicate = np.setdiff1d(duplicate, dead)
-    replace = np.concatenate([dead, duplicate])
-    if replace.size == 0:
-        return 0, 0
     if duplicate.size:
         hit = np.isin(codes.indices, duplicate)
         rows, slots = np.nonzero(hit)
@@ -96,12 +93,16 @@ def _replace_atoms(X, D, codes: SparseCodes, residual, usage, threshold, x_norms
         codes.indices[rows, slots] = -1
         np.subtract.at(codes.counts, rows, 1)
     errors = np.einsum("ij,ij->i", residual, residual)
-    errors[x_norms == 0] = -1  # a zero signal cannot become an atom
-    worst = np.argsort(errors)[::-1][:replace.size]
-    worst = worst[errors[worst] > 0]
-    for atom, signal in zip(replace, worst):
-        D[atom] = X[signal] / np.sqrt(x_norms[signal])
-    return int(dead.size), int(duplicate.size)
+    replace = np.concatenate([dead, duplicate])
+    if replace.size:
+        candidates = np.where(x_norms > 0, errors, -1.0)  # a zero signal cannot be an atom
+        count = min(replace.size, candidates.size)
+        worst = np.argpartition(candidates, -count)[-count:]
+        worst = worst[np.argsort(candidates[worst])[::-1]]
+        worst = worst[candidates[worst] > 0]
+        for atom, signal in zip(replace, worst):
+            D[atom] = X[signal] / np.sqrt(x_norms[signal])
+    return int(dead.size), int(duplicate.size), errors
 
 
 def ksvd(
@@ -213,9 +214,9 @@ def ksvd(
                                                   max_power_iter=max_power_iter,
                                                   n_threads=n_threads)
             rmse_coded = math.sqrt(coded_error / X.size)
-            n_dead, n_dup = _replace_atoms(X, D, codes, residual, usage, duplicate_threshold,
-                                           x_norms)
-            errors[it] = math.sqrt(float(np.mean(np.square(residual, dtype=np.float64))))
+            n_dead, n_dup, signal_errors = _replace_atoms(X, D, codes, residual, usage,
+                                                          duplicate_threshold, x_norms)
+            errors[it] = math.sqrt(float(signal_errors.sum(dtype=np.float64)) / X.size)
             if progress is not None:
                 progress.set_postfix(rmse=f"{errors[it]:.4g}", replaced=n_dead + n_dup)
                 progress.update()
