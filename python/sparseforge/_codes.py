@@ -63,5 +63,11 @@ class SparseCodes:
         if dictionary.shape[0] != self.n_components:
             raise ValueError(f"`dictionary` has {dictionary.shape[0]} atoms; the codes use "
                              f"{self.n_components}")
-        atoms = dictionary[np.maximum(self.indices, 0)]            # (n, k_max, n_features)
-        return np.einsum("nk,nkf->nf", self.values, atoms)
+        out = np.empty((self.indices.shape[0], dictionary.shape[1]),
+                       np.result_type(self.values, dictionary))
+        # In chunks: the gathered atoms are k_max times the size of the output.
+        step = max(1, (1 << 22) // max(1, self.indices.shape[1] * dictionary.shape[1]))
+        for a in range(0, out.shape[0], step):
+            atoms = dictionary[np.maximum(self.indices[a:a + step], 0)]   # (c, k_max, n)
+            np.einsum("nk,nkf->nf", self.values[a:a + step], atoms, out=out[a:a + step])
+        return out

@@ -1,0 +1,198 @@
+"""Classical sparse-coding restoration: K-SVD denoising (Elad & Aharon 2006) and inpainting
+with masked OMP.
+
+Images are float arrays on the **0-255 scale** (as in the paper and the standard benchmarks);
+`sigma` is in the same units. Nothing is rescaled or detected: an image in [0, 1] must be
+multiplied by 255 first (the defaults `gain` and `lam` = 30 / sigma assume 0-255).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_float_array, check_n_jobs
+from ..dictionaries import overcomplete_dct, universal_dictionary
+from ..ksvd import ksvd
+from ..omp import sparse_encode
+from ..patches import extract_patches_2d, reconstruct_from_patches_2d
+
+_DICTIONARIES = ("universal", "dct", "adaptive")
+
+
+def _check_image(image: Any) -> np.ndarray:
+    image = check_float_array(image, "image", ndim=2)
+    return np.ascontiguousarray(image)
+
+
+def _check_sigma(sigma: Any) -> float:
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not np.isfinite(sigma):
+        raise TypeError(f"`sigma` must be a finite real number, got {sigma!r}")
+    if sigma < 0:
+        raise ValueError(f"`sigma` must be non-negative, got {sigma}")
+    return float(sigma)
+
+
+def _dictionary(spec: Any, patch_size: int, dtype) -> np.ndarray:
+    n = patch_size * patch_size
+    if isinstance(spec, str):
+        if spec not in _DICTIONARIES:
+            raise ValueError(f"`dictionary` must be one of {_DICTIONARIES} or an array, got "
+                             f"{spec!r}")
+        if spec == "dct" or patch_size != 8:
+            if spec == "universal":
+                raise ValueError("the universal dictionary is for 8x8 patches; use "
+                                 "dictionary='dct' or 'adaptive' with other patch sizes")
+            return overcomplete_dct(patch_size, 2 * patch_size, dtype=dtype)
+        return universal_dictionary(dtype=dtype)
+    D = check_float_array(spec, "dictionary", ndim=2)
+    if D.shape[1] != n:
+        raise ValueError(f"`dictionary` atoms have {D.shape[1]} features; {patch_size}x"
+                         f"{patch_size} patches have {n}")
+    return np.ascontiguousarray(D, dtype=dtype)
+
+
+def _patch_means(patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    flat = patches.reshape(len(patches), -1)
+    means = flat.mean(axis=1, keepdims=True)
+    return np.ascontiguousarray(flat - means), means
+
+
+def denoise_ksvd(image: Any, sigma: float, *, patch_size: int = 8, step: int = 1,
+                 dictionary: Any = "universal", gain: float = 1.15, lam: float | None = None,
+                 n_iter: int = 10, max_training_patches: int = 65536, random_state: Any = 0,
+                 n_jobs: int | None = None, verbose: bool = False) -> np.ndarray:
+    """Denoise a grayscale image by sparse coding its patches (Elad & Aharon 2006).
+
+    Every `patch_size` x `patch_size` patch (with `step`) has its mean removed and is coded
+    by error-constrained OMP until its squared residual is at most ``(gain * sigma)**2 * n``;
+    the coded patches (plus their means) are averaged where they overlap, together with the
+    noisy image weighted by `lam`:
+    ``x = (lam * y + sum_patches) / (lam + coverage)`` per pixel.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W)
+        Noisy image, float32 or float64, **0-255 scale**.
+    sigma : float
+        Standard deviation of the (white Gaussian) noise on the same scale. 0 returns a copy.
+    patch_size, step : int
+        Patch side (8) and the step between patches (1: all patches; larger is faster).
+    dictionary : {"universal", "dct", "adaptive"} or ndarray of shape (K, patch_size**2)
+        "universal": the shipped K-SVD dictionary (8x8 only); "dct": overcomplete DCT;
+        "adaptive": K-SVD trained on the noisy image's own patches (`n_iter` iterations,
+        error-constrained, from the universal dictionary, on at most `max_training_patches`
+        random patches); an array: those atoms.
+    gain : float
+        Noise gain of the error threshold (1.15 in the paper).
+    lam : float, optional
+        Weight of the noisy image in the final average; default ``30 / sigma``.
+    n_iter, max_training_patches, random_state
+        For ``dictionary="adaptive"``.
+    n_jobs : int, optional
+        Threads.
+    verbose : bool
+        Progress bar for the adaptive training.
+
+    Returns
+    -------
+    denoised : ndarray of shape (H, W), the dtype of `image`
+    """
+    y = _check_image(image)
+    sigma = _check_sigma(sigma)
+    if sigma == 0:
+        return y.copy()
+    lam = 30.0 / sigma if lam is None else float(lam)
+    if lam < 0:
+        raise ValueError(f"`lam` must be non-negative, got {lam}")
+    n = patch_size * patch_size
+    tol = (gain * sigma) ** 2 * n
+    patches = extract_patches_2d(y, (patch_size, patch_size), step=step, n_jobs=n_jobs)
+    flat, means = _patch_means(patches)
+    if isinstance(dictionary, str) and dictionary == "adaptive":
+        start = _dictionary("universal" if patch_size == 8 else "dct", patch_size, y.dtype)
+        rng = np.random.default_rng(random_state)
+        pick = rng.choice(len(flat), size=min(len(flat), max_training_patches), replace=False)
+        D, _, _ = ksvd(flat[pick], start.shape[0], tol=tol, n_iter=n_iter,
+                       method="approximate", dict_init=start, n_jobs=n_jobs, verbose=verbose)
+    else:
+        D = _dictionary(dictionary, patch_size, y.dtype)
+    codes = sparse_encode(flat, D, tol=tol, n_jobs=n_jobs, output="compact")
+    restored = (codes.reconstruct(D) + means).reshape(patches.shape)
+    threads = check_n_jobs(n_jobs)
+    # Unnormalised sum of the patches and the coverage of each pixel, then the weighted mean.
+    total = reconstruct_from_patches_2d(restored, y.shape, step=step, n_jobs=threads)
+    coverage = _coverage(y.shape, patch_size, step, y.dtype)
+    total *= coverage
+    return ((lam * y + total) / (lam + coverage)).astype(y.dtype, copy=False)
+
+
+def _coverage(shape, patch_size, step, dtype) -> np.ndarray:
+    """Number of grid patches covering each pixel."""
+    from ..patches import grid_positions
+
+    def axis(length):
+        counts = np.zeros(length)
+        for p in grid_positions(length, patch_size, step):
+            counts[p:p + patch_size] += 1
+        return counts
+
+    return np.outer(axis(shape[0]), axis(shape[1])).astype(dtype)
+
+
+def inpaint_ksvd(image: Any, mask: Any, *, patch_size: int = 8, step: int = 1,
+                 dictionary: Any = "universal", n_nonzero_coefs: int | None = None,
+                 n_jobs: int | None = None) -> np.ndarray:
+    """Fill in missing pixels by masked OMP on overlapping patches.
+
+    Each patch is coded from its observed pixels only (:func:`sparseforge.sparse_encode`
+    with ``mask=``), its missing pixels are taken from ``code @ dictionary``, and the
+    overlapping estimates are averaged; observed pixels are returned unchanged.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W)
+        0-255 scale; the values at missing pixels are ignored.
+    mask : ndarray of bool, shape (H, W)
+        True where the pixel is observed.
+    patch_size, step, dictionary
+        As in :func:`denoise_ksvd` ("universal" for 8x8; "dct"; or an array).
+    n_nonzero_coefs : int, optional
+        Atoms per patch (default: patch_size**2 / 16, i.e. 4 for 8x8 patches, which was
+        better than 8 or 16 at 50% missing pixels on the shipped image). A patch's pursuit stops earlier when its observed pixels are represented
+        exactly; a patch with no observed pixel is filled by its neighbours (or 0).
+    n_jobs : int, optional
+
+    Returns
+    -------
+    inpainted : ndarray of shape (H, W)
+    """
+    y = _check_image(image)
+    mask = np.asarray(mask)
+    if mask.dtype != np.bool_:
+        raise TypeError(f"`mask` has dtype {mask.dtype}; expected bool (True = observed)")
+    if mask.shape != y.shape:
+        raise ValueError(f"`mask` has shape {mask.shape}; expected the image's {y.shape}")
+    if isinstance(dictionary, str) and dictionary == "adaptive":
+        raise ValueError("`dictionary`='adaptive' is not available for inpainting; use "
+                         "'universal', 'dct' or an array")
+    D = _dictionary(dictionary, patch_size, y.dtype)
+    n = patch_size * patch_size
+    filled = np.where(mask, y, 0).astype(y.dtype)
+    patches = extract_patches_2d(filled, (patch_size, patch_size), step=step, n_jobs=n_jobs)
+    observed = extract_patches_2d(mask.astype(y.dtype), (patch_size, patch_size), step=step,
+                                  n_jobs=n_jobs).reshape(len(patches), n) > 0.5
+    flat = patches.reshape(len(patches), n)
+    # Means over the observed pixels only (the DC is not identifiable otherwise).
+    counts = observed.sum(axis=1, keepdims=True)
+    means = np.divide((flat * observed).sum(axis=1, keepdims=True), counts,
+                      out=np.zeros_like(flat[:, :1]), where=counts > 0)
+    centred = np.ascontiguousarray(np.where(observed, flat - means, 0))
+    k = n_nonzero_coefs if n_nonzero_coefs is not None else max(1, min(n // 16, D.shape[0]))
+    codes = sparse_encode(centred, D, mask=observed, n_nonzero_coefs=k, n_jobs=n_jobs,
+                          output="compact")
+    estimate = (codes.reconstruct(D) + means).reshape(patches.shape)
+    averaged = reconstruct_from_patches_2d(estimate, y.shape, step=step, n_jobs=n_jobs)
+    return np.where(mask, y, averaged).astype(y.dtype, copy=False)
