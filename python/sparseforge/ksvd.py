@@ -37,7 +37,7 @@ class KSVDIteration:
     rmse_coded: float  # the same right after sparse coding, before the atom update
     n_dead: int        # atoms no signal used, replaced
     n_duplicate: int   # atoms with |<d_j, d_k>| above the threshold, replaced
-    dictionary: np.ndarray
+    dictionary: np.ndarray  # a copy of the dictionary after this iteration
 
 
 def _initial_dictionary(X: np.ndarray, n_components: int, dict_init: Any,
@@ -50,7 +50,9 @@ def _initial_dictionary(X: np.ndarray, n_components: int, dict_init: Any,
                 raise ValueError(f"`dict_init`='dct' needs square patches (n_features a perfect "
                                  f"square), got n_features={n_features}; use 'data' or an array")
             per_dim = max(side, math.isqrt(n_components - 1) + 1)
-            D = overcomplete_dct(side, per_dim, dtype=X.dtype)[:n_components]
+            # Already unit norm: returned as is, so n_iter=0 gives exactly the DCT.
+            dct = overcomplete_dct(side, per_dim, dtype=X.dtype)
+            return np.ascontiguousarray(dct[:n_components])
         elif dict_init == "data":
             norms = np.einsum("ij,ij->i", X, X)
             candidates = np.flatnonzero(norms > 0)
@@ -92,6 +94,11 @@ def _replace_atoms(X, D, codes: SparseCodes, residual, usage, threshold, x_norms
         codes.values[rows, slots] = 0
         codes.indices[rows, slots] = -1
         np.subtract.at(codes.counts, rows, 1)
+        # Keep the compact layout: a row's atoms first, the -1 padding last.
+        touched = np.unique(rows)
+        order = np.argsort(codes.indices[touched] < 0, axis=1, kind="stable")
+        codes.indices[touched] = np.take_along_axis(codes.indices[touched], order, axis=1)
+        codes.values[touched] = np.take_along_axis(codes.values[touched], order, axis=1)
     errors = np.einsum("ij,ij->i", residual, residual)
     replace = np.concatenate([dead, duplicate])
     if replace.size:
@@ -221,7 +228,7 @@ def ksvd(
                 progress.set_postfix(rmse=f"{errors[it]:.4g}", replaced=n_dead + n_dup)
                 progress.update()
             if callback is not None:
-                callback(KSVDIteration(it, errors[it], rmse_coded, n_dead, n_dup, D))
+                callback(KSVDIteration(it, errors[it], rmse_coded, n_dead, n_dup, D.copy()))
     finally:
         if progress is not None:
             progress.close()
@@ -252,7 +259,8 @@ class KSVD(TransformerMixin, BaseEstimator):
                  tol: float | None = None, n_iter: int = 10, method: str = "approximate",
                  dict_init: Any = "dct", random_state: Any = None, n_jobs: int | None = None,
                  callback: Callable | None = None, verbose: bool = False,
-                 duplicate_threshold: float = 0.99, output: str = "dense"):
+                 duplicate_threshold: float = 0.99, max_power_iter: int = 50,
+                 output: str = "dense"):
         self.n_components = n_components
         self.n_nonzero_coefs = n_nonzero_coefs
         self.tol = tol
@@ -264,6 +272,7 @@ class KSVD(TransformerMixin, BaseEstimator):
         self.callback = callback
         self.verbose = verbose
         self.duplicate_threshold = duplicate_threshold
+        self.max_power_iter = max_power_iter
         self.output = output
 
     def fit(self, X: Any, y: Any = None) -> "KSVD":
@@ -280,7 +289,8 @@ class KSVD(TransformerMixin, BaseEstimator):
                             tol=self.tol, n_iter=self.n_iter, method=self.method,
                             dict_init=self.dict_init, random_state=self.random_state,
                             n_jobs=self.n_jobs, callback=record, verbose=self.verbose,
-                            duplicate_threshold=self.duplicate_threshold)
+                            duplicate_threshold=self.duplicate_threshold,
+                            max_power_iter=self.max_power_iter)
         self.components_ = D
         self.error_ = errors
         self.n_iter_ = len(errors)
