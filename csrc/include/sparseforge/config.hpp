@@ -11,8 +11,8 @@
 
 // Each CPU translation unit that compiles the kernels for one instruction set defines
 // SF_ISA_NS (generic, avx2, avx512). The kernel headers open an inline namespace named after
-// it (SF_KERNEL_NS), so the AVX-512 instantiation of an inline template can never be picked by the linker
-// for the generic path (an ODR trap that would crash on CPUs without AVX-512).
+// it (SF_KERNEL_NS), so the linker can never pick the AVX-512 instantiation of an inline
+// template for the generic path (an ODR trap that would crash on CPUs without AVX-512).
 #ifndef SF_ISA_NS
 #define SF_ISA_NS generic
 #endif

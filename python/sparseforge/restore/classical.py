@@ -161,8 +161,9 @@ def inpaint_ksvd(image: Any, mask: Any, *, patch_size: int = 8, step: int = 1,
         As in :func:`denoise_ksvd` ("universal" for 8x8; "dct"; or an array).
     n_nonzero_coefs : int, optional
         Atoms per patch (default: patch_size**2 / 16, i.e. 4 for 8x8 patches, which was
-        better than 8 or 16 at 50% missing pixels on the shipped image). A patch's pursuit stops earlier when its observed pixels are represented
-        exactly; a patch with no observed pixel is filled by its neighbours (or 0).
+        better than 8 or 16 at 50% missing pixels on the shipped image). A patch's pursuit
+        stops earlier when its observed pixels are represented exactly; a patch with no
+        observed pixel is filled by its neighbours (or 0).
     n_jobs : int, optional
 
     Returns
