@@ -17,6 +17,14 @@ namespace sparseforge {
 namespace SF_ISA_NS {
 namespace {
 
+int thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
 // Pad each thread's workspace to a cache line so threads never share one.
 constexpr index_t kLine = 64;
 
@@ -65,11 +73,7 @@ void run_batch(const OmpBatchArgs<T>& a, const Lane& lane) {
 
 #pragma omp parallel num_threads(n_threads)
   {
-#ifdef _OPENMP
-    const int t = omp_get_thread_num();
-#else
-    const int t = 0;
-#endif
+    const int t = thread_id();
     T* mine = scalar_buf.data() + t * scalars;
     T* cov_block = mine + kInterleave * ws_scalars;
     OmpWorkspace<T> ws[kInterleave];
@@ -139,11 +143,7 @@ void run_masked(const OmpBatchArgs<T>& a, const Lane& lane) {
 
 #pragma omp parallel num_threads(n_threads)
   {
-#ifdef _OPENMP
-    const int t = omp_get_thread_num();
-#else
-    const int t = 0;
-#endif
+    const int t = thread_id();
     T* mine = scalar_buf.data() + t * scalars;
     int* my_ints = int_buf.data() + t * ints;
     const OmpWorkspace<T> ws = OmpWorkspace<T>::carve(mine, my_ints, K, M);

@@ -122,3 +122,12 @@ def check_gram(gram: Any, n_components: int, dtype: np.dtype, name: str = "gram"
     if np.any(np.diagonal(gram) < 0):
         raise ValueError(f"`{name}` has negative diagonal entries; it is not a Gram matrix")
     return np.ascontiguousarray(gram)
+
+
+def check_signals_for(X: Any, components: np.ndarray, name: str = "X") -> np.ndarray:
+    """`X` as signals to code over a fitted dictionary: 2-D, its dtype, its n_features."""
+    X = check_float_array(X, name, ndim=2, dtype=components.dtype, check_finite=False)
+    if X.shape[1] != components.shape[1]:
+        raise ValueError(f"`{name}` has {X.shape[1]} features; the dictionary has "
+                         f"{components.shape[1]}")
+    return X

@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _core
 from ._codes import SparseCodes
-from ._validation import check_float_array
+from ._validation import check_float_array, check_signals_for
 from .omp import sparse_encode
 
 
@@ -74,10 +74,7 @@ class SparseCoder(TransformerMixin, BaseEstimator):
     def transform(self, X: Any):
         """Sparse codes of `X`, shape (n_samples, n_components), in the form of `output`."""
         check_is_fitted(self, "components_")
-        X = check_float_array(X, "X", ndim=2, dtype=self.components_.dtype, check_finite=False)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"`X` has {X.shape[1]} features; the dictionary has "
-                             f"{self.n_features_in_}")
+        X = check_signals_for(X, self.components_)
         return sparse_encode(X, self.components_, gram=self.gram_, check_input=False,
                              n_nonzero_coefs=self.transform_n_nonzero_coefs,
                              tol=self.transform_alpha, n_jobs=self.n_jobs, output=self.output)

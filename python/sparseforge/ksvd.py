@@ -21,7 +21,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _core
 from ._codes import SparseCodes
-from ._validation import check_float_array, check_n_jobs, check_n_nonzero_coefs, check_tol
+from ._validation import (check_float_array, check_n_jobs, check_n_nonzero_coefs,
+                          check_signals_for, check_tol)
 from .dictionaries import overcomplete_dct
 from .omp import sparse_encode
 
@@ -301,10 +302,7 @@ class KSVD(TransformerMixin, BaseEstimator):
     def transform(self, X: Any):
         """Sparse codes of `X` over the learned dictionary (form set by `output`)."""
         check_is_fitted(self, "components_")
-        X = check_float_array(X, "X", ndim=2, dtype=self.components_.dtype, check_finite=False)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"`X` has {X.shape[1]} features; the dictionary has "
-                             f"{self.n_features_in_}")
+        X = check_signals_for(X, self.components_)
         n_nonzero = self.n_nonzero_coefs
         if n_nonzero is None and self.tol is None:
             n_nonzero = min(max(self.n_features_in_ // 10, 1), self.components_.shape[0])
