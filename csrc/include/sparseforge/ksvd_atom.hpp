@@ -12,10 +12,7 @@
 #pragma once
 
 #include "sparseforge/config.hpp"
-
-#if !defined(__CUDACC__)
-#include <cmath>
-#endif
+#include "sparseforge/scalar_math.hpp"
 
 namespace sparseforge {
 inline namespace SF_KERNEL_NS {
@@ -72,7 +69,7 @@ SF_HD SF_INLINE T ksvd_error_times(const KsvdAtomArgs<T>& a, const T* v, T* out)
     const T vu = v[u];
     for (index_t f = 0; f < n; ++f) out[f] += vu * r[f];
   }
-  const T norm = sqrt(ksvd_dot(out, out, n));
+  const T norm = sf_sqrt(ksvd_dot(out, out, n));
   if (norm > T(0)) {
     const T inv = T(1) / norm;
     for (index_t f = 0; f < n; ++f) out[f] *= inv;

@@ -6,10 +6,7 @@
 #pragma once
 
 #include "sparseforge/config.hpp"
-
-#if !defined(__CUDACC__)
-#include <cmath>
-#endif
+#include "sparseforge/scalar_math.hpp"
 
 namespace sparseforge {
 inline namespace SF_KERNEL_NS {
@@ -69,7 +66,7 @@ SF_HD SF_INLINE T masked_setup(const T* dictionary, index_t K, index_t n, const 
       energy += v * v;
       corr += v * x[m.observed[o]];
     }
-    const T scale = energy > T(0) ? T(1) / sqrt(energy) : T(0);
+    const T scale = energy > T(0) ? T(1) / sf_sqrt(energy) : T(0);
     m.scale[k] = scale;
     alpha[k] = corr * scale;
   }

@@ -24,32 +24,12 @@
 
 #include "sparseforge/config.hpp"
 #include "sparseforge/lanes.hpp"
+#include "sparseforge/scalar_math.hpp"
 #include "sparseforge/status.hpp"
-
-#if !defined(__CUDACC__)
-#include <cmath>
-#endif
 
 namespace sparseforge {
 inline namespace SF_KERNEL_NS {
 
-template <class T>
-struct Epsilon;
-template <>
-struct Epsilon<float> {
-  static constexpr float value = 1.1920929e-07f;
-  static constexpr float sqrt_value = 3.4526698e-04f;
-};
-template <>
-struct Epsilon<double> {
-  static constexpr double value = 2.220446049250313e-16;
-  static constexpr double sqrt_value = 1.4901161193847656e-08;
-};
-
-SF_HD SF_INLINE float sf_sqrt(float x) { return sqrtf(x); }
-SF_HD SF_INLINE double sf_sqrt(double x) { return sqrt(x); }
-SF_HD SF_INLINE bool sf_isfinite(float x) { return x - x == 0.0f; }
-SF_HD SF_INLINE bool sf_isfinite(double x) { return x - x == 0.0; }
 
 // Layout of Q (K x M): tiles of kTile consecutive rows, each tile storing its M columns one
 // after another (q[(i / kTile) * M * kTile + j * kTile + i % kTile] = Q[i, j]). The hot loop
