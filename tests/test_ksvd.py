@@ -387,7 +387,8 @@ def replacement_problem():
     return X, D0
 
 
-def test_dead_and_duplicate_atoms_are_replaced():
+@pytest.mark.parametrize("rule", ["residual", "signal"])
+def test_dead_and_duplicate_atoms_are_replaced(rule):
     X, D0 = replacement_problem()
     D0n = D0 / np.linalg.norm(D0, axis=1, keepdims=True)
     assert abs(D0n[3] @ D0n[12]) > 0.99
@@ -397,7 +398,7 @@ def test_dead_and_duplicate_atoms_are_replaced():
         steps.append((step.n_dead, step.n_duplicate, step.dictionary.copy()))
 
     D, codes, errors = sf.ksvd(X, 14, n_nonzero_coefs=2, n_iter=1, dict_init=D0,
-                               callback=record)
+                               callback=record, atom_replacement=rule)
     n_dead, n_duplicate, _ = steps[0]
     assert n_dead >= 1 and n_duplicate >= 1
     replaced = np.flatnonzero(np.any(np.abs(D - D0n) > 1e-3, axis=1))
@@ -409,13 +410,25 @@ def test_dead_and_duplicate_atoms_are_replaced():
     coherence = np.abs(D @ D.T)
     np.fill_diagonal(coherence, 0)
     assert coherence[[12, 13]].max() <= 0.99
-    # The replaced atoms are signals: the worst-represented ones, each used once.
-    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
-    for atom in (12, 13):
-        assert np.abs(Xn @ D[atom]).max() == pytest.approx(1, abs=1e-12)
     assert not np.allclose(np.abs(D[12] @ D[13]), 1)
     # The returned codes do not use the replaced atoms (they were replaced after the sweep).
     assert not np.isin(codes.indices, [12, 13]).any()
+
+
+@pytest.mark.parametrize("rule", ["residual", "signal"])
+def test_dead_atom_becomes_the_worst_represented_signal(rule):
+    """Without duplicates nothing is dropped, so X - codes @ D is the residual the
+    replacement saw: the dead atom is its worst row, normalised ("residual"), or that
+    signal itself ("signal")."""
+    X, D0 = replacement_problem()
+    D0 = np.delete(D0, 12, axis=0)  # no near-copy: atom 12 is now e_12, dead
+    D, codes, _ = sf.ksvd(X, 13, n_nonzero_coefs=2, n_iter=1, dict_init=D0,
+                          atom_replacement=rule)
+    assert not np.isin(codes.indices, 12).any()
+    residual = X - codes.to_dense() @ D
+    worst = np.argmax(np.einsum("ij,ij->i", residual, residual))
+    source = residual[worst] if rule == "residual" else X[worst]
+    np.testing.assert_allclose(D[12], source / np.linalg.norm(source), atol=1e-10)
 
 
 def test_replacement_keeps_the_dictionary_free_of_duplicates():
@@ -530,6 +543,9 @@ def test_bad_method_iterations_and_threshold(XK):
     for threshold in (0.0, 1.5, -0.2):
         with raises_naming(ValueError, "duplicate_threshold"):
             sf.ksvd(X, K, n_iter=1, duplicate_threshold=threshold)
+    for rule in ("worst", "", None):
+        with raises_naming(ValueError, "atom_replacement"):
+            sf.ksvd(X, K, n_iter=1, atom_replacement=rule)
     with raises_naming(ValueError, "tol"):
         sf.ksvd(X, K, n_iter=1, tol=-1.0)
 
@@ -618,7 +634,8 @@ def test_clone_and_params():
     params = model.get_params()
     for name, value in dict(n_components=16, n_nonzero_coefs=2, tol=None, n_iter=4,
                             method="exact", random_state=7, n_jobs=None, callback=None,
-                            verbose=False, duplicate_threshold=0.99, output="dense").items():
+                            verbose=False, duplicate_threshold=0.99, atom_replacement="residual",
+                            output="dense").items():
         assert params[name] == value
     assert params["dict_init"] is init
     twin = clone(model)

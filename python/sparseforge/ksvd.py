@@ -27,6 +27,7 @@ from .dictionaries import overcomplete_dct
 from .omp import sparse_encode
 
 _METHODS = ("approximate", "exact")
+_REPLACEMENTS = ("residual", "signal")
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,10 @@ def _initial_dictionary(X: np.ndarray, n_components: int, dict_init: Any,
     return np.ascontiguousarray(D / norms, dtype=X.dtype)
 
 
-def _replace_atoms(X, D, codes: SparseCodes, residual, usage, threshold, x_norms):
-    """Replace unused atoms and near-duplicates by the worst-represented signals, each signal
-    used once; codes that referenced a replaced duplicate are dropped and the residual is
+def _replace_atoms(X, D, codes: SparseCodes, residual, usage, threshold, x_norms,
+                   replacement: str = "residual"):
+    """Replace unused atoms and near-duplicates by the worst-represented signals (their
+    normalised residuals, or the signals themselves: `replacement`), each signal used once; codes that referenced a replaced duplicate are dropped and the residual is
     corrected, so codes, residual and dictionary stay consistent. Returns the counts and the
     squared residual norm of every signal afterwards."""
     dead = np.flatnonzero(usage == 0)
@@ -88,6 +90,10 @@ def _replace_atoms(X, D, codes: SparseCodes, residual, usage, threshold, x_norms
     # Atom k duplicates an earlier atom j < k (the earlier one is kept).
     duplicate = np.flatnonzero((np.tril(gram, -1) > threshold).any(axis=1))
     duplicate = np.setdiff1d(duplicate, dead)
+    replace = np.concatenate([dead, duplicate])
+    # The replacements are chosen before the duplicates' codes are dropped: afterwards the
+    # largest residuals would be those dropped terms, i.e. the duplicates themselves.
+    sources = _replacement_atoms(X, residual, x_norms, replace.size, replacement)
     if duplicate.size:
         hit = np.isin(codes.indices, duplicate)
         rows, slots = np.nonzero(hit)
@@ -100,17 +106,25 @@ def _replace_atoms(X, D, codes: SparseCodes, residual, usage, threshold, x_norms
         order = np.argsort(codes.indices[touched] < 0, axis=1, kind="stable")
         codes.indices[touched] = np.take_along_axis(codes.indices[touched], order, axis=1)
         codes.values[touched] = np.take_along_axis(codes.values[touched], order, axis=1)
+    for atom, source in zip(replace, sources):
+        D[atom] = source
+    return int(dead.size), int(duplicate.size), np.einsum("ij,ij->i", residual, residual)
+
+
+def _replacement_atoms(X, residual, x_norms, count, replacement) -> np.ndarray:
+    """Up to `count` unit-norm replacement atoms from the worst-represented signals (largest
+    residual norm first, each signal once, zero residuals and zero signals skipped)."""
+    if count == 0:
+        return np.empty((0, X.shape[1]), X.dtype)
     errors = np.einsum("ij,ij->i", residual, residual)
-    replace = np.concatenate([dead, duplicate])
-    if replace.size:
-        candidates = np.where(x_norms > 0, errors, -1.0)  # a zero signal cannot be an atom
-        count = min(replace.size, candidates.size)
-        worst = np.argpartition(candidates, -count)[-count:]
-        worst = worst[np.argsort(candidates[worst])[::-1]]
-        worst = worst[candidates[worst] > 0]
-        for atom, signal in zip(replace, worst):
-            D[atom] = X[signal] / np.sqrt(x_norms[signal])
-    return int(dead.size), int(duplicate.size), errors
+    candidates = np.where(x_norms > 0, errors, -1.0)  # a zero signal cannot be an atom
+    count = min(count, candidates.size)
+    worst = np.argpartition(candidates, -count)[-count:]
+    worst = worst[np.argsort(candidates[worst])[::-1]]
+    worst = worst[candidates[worst] > 0]
+    if replacement == "residual":
+        return residual[worst] / np.sqrt(errors[worst])[:, None]
+    return X[worst] / np.sqrt(x_norms[worst])[:, None]
 
 
 def ksvd(
@@ -128,6 +142,7 @@ def ksvd(
     verbose: bool = False,
     duplicate_threshold: float = 0.99,
     max_power_iter: int = 50,
+    atom_replacement: str = "residual",
 ) -> tuple[np.ndarray, SparseCodes, np.ndarray]:
     """Learn a dictionary with K-SVD.
 
@@ -162,6 +177,13 @@ def ksvd(
         Atoms whose |coherence| with an earlier atom exceeds this are replaced.
     max_power_iter : int
         Cap on the power iterations of the exact method.
+    atom_replacement : {"residual", "signal"}
+        What replaces a dead or duplicate atom, taken from the worst-represented signal (the
+        largest residual norm after the sweep; each signal used once): its normalised
+        residual (default), or the normalised signal itself (ksvdbox's rule). The residual
+        is the part of that signal the dictionary misses, so the new atom adds a direction
+        the others do not span; over ten 40,000-patch draws it gave a lower RMSE than the
+        signal rule on average and a smaller spread (see benchmarks/README.md).
 
     Returns
     -------
@@ -184,6 +206,9 @@ def ksvd(
         raise ValueError(f"`n_iter` must be a non-negative integer, got {n_iter!r}")
     if method not in _METHODS:
         raise ValueError(f"`method` must be one of {_METHODS}, got {method!r}")
+    if atom_replacement not in _REPLACEMENTS:
+        raise ValueError(f"`atom_replacement` must be one of {_REPLACEMENTS}, got "
+                         f"{atom_replacement!r}")
     if not 0 < duplicate_threshold <= 1:
         raise ValueError(f"`duplicate_threshold` must be in (0, 1], got {duplicate_threshold}")
     n_samples, n_features = X.shape
@@ -223,7 +248,8 @@ def ksvd(
                                                   n_threads=n_threads)
             rmse_coded = math.sqrt(coded_error / X.size)
             n_dead, n_dup, signal_errors = _replace_atoms(X, D, codes, residual, usage,
-                                                          duplicate_threshold, x_norms)
+                                                          duplicate_threshold, x_norms,
+                                                          atom_replacement)
             errors[it] = math.sqrt(float(signal_errors.sum(dtype=np.float64)) / X.size)
             if progress is not None:
                 progress.set_postfix(rmse=f"{errors[it]:.4g}", replaced=n_dead + n_dup)
@@ -261,7 +287,7 @@ class KSVD(TransformerMixin, BaseEstimator):
                  dict_init: Any = "dct", random_state: Any = None, n_jobs: int | None = None,
                  callback: Callable | None = None, verbose: bool = False,
                  duplicate_threshold: float = 0.99, max_power_iter: int = 50,
-                 output: str = "dense"):
+                 atom_replacement: str = "residual", output: str = "dense"):
         self.n_components = n_components
         self.n_nonzero_coefs = n_nonzero_coefs
         self.tol = tol
@@ -274,6 +300,7 @@ class KSVD(TransformerMixin, BaseEstimator):
         self.verbose = verbose
         self.duplicate_threshold = duplicate_threshold
         self.max_power_iter = max_power_iter
+        self.atom_replacement = atom_replacement
         self.output = output
 
     def fit(self, X: Any, y: Any = None) -> "KSVD":
@@ -291,7 +318,8 @@ class KSVD(TransformerMixin, BaseEstimator):
                             dict_init=self.dict_init, random_state=self.random_state,
                             n_jobs=self.n_jobs, callback=record, verbose=self.verbose,
                             duplicate_threshold=self.duplicate_threshold,
-                            max_power_iter=self.max_power_iter)
+                            max_power_iter=self.max_power_iter,
+                            atom_replacement=self.atom_replacement)
         self.components_ = D
         self.error_ = errors
         self.n_iter_ = len(errors)
