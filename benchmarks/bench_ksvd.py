@@ -42,7 +42,10 @@ included, as in one sparseforge call; dictlearn's extra final coding, which its 
 the last update, is excluded, as it is timed from its per-iteration print).
 
 Target (the issue): approximate K-SVD at least 10x faster per iteration than dictlearn's
-AK-SVD, with equal or lower RMSE after 10 iterations. The script says whether it is met.
+AK-SVD, with equal or lower RMSE after 10 iterations. The script says whether it is met. The
+RMSE half is checked on the timed draw and, because one draw decides little (the trajectories
+part at the first atom replacement and end within about +-0.3% of each other either way), as the
+mean over `--draws` patch draws (default 10, untimed).
 
 Outputs: benchmarks/results/bench_ksvd.json (bench_ksvd_quick.json with --quick), a PNG of
 RMSE against cumulative seconds beside it, and a Markdown table on stdout for the README.
@@ -255,6 +258,28 @@ def run_spams(spams, X, D0, n_iter: int, threads: int) -> dict[str, Any]:
     t1 = time.perf_counter()
     return {"seconds": t1 - t0, "iter_end_s": [None] * (n_iter - 1) + [t1 - t0],
             "own_rmse": None, "dicts": {n_iter: np.ascontiguousarray(D.T)}}
+
+
+def rmse_over_draws(sf, dl, D0, per_image: int, n_iter: int, threads: int,
+                    seeds) -> list[dict[str, Any]]:
+    """RMSE after `n_iter` iterations of sparseforge's approximate K-SVD and dictlearn's
+    AK-SVD on further patch draws (one per seed; untimed). One draw decides little: the two
+    trajectories part at the first atom replacement and end within about +-0.3% of each other
+    either way, so the RMSE half of the target is also judged by the mean over draws."""
+    out = []
+    for seed in seeds:
+        X, _ = load_patches(per_image, seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r_sf = omp_rmse(sf, X, run_sparseforge(sf, X, D0, "approximate", n_iter,
+                                                   threads)["dicts"][n_iter], threads)["rmse"]
+            r_dl = omp_rmse(sf, X, run_dictlearn(dl, X, D0, "aksvd", n_iter,
+                                                 seed)["dicts"][n_iter], threads)["rmse"]
+        out.append({"seed": seed, "rmse_sf_approximate": r_sf, "rmse_dictlearn_aksvd": r_dl,
+                    "rel_diff": (r_sf - r_dl) / r_dl})
+        print(f"  draw seed={seed}: sparseforge {r_sf:.4f}, dictlearn AK-SVD {r_dl:.4f} "
+              f"({(r_sf - r_dl) / r_dl * 100:+.2f}%)", flush=True)
+    return out
 
 
 def calibrate_alpha(X, D0, threads: int, target_nnz: float = N_NONZERO, n_signals: int = 1000,
@@ -510,6 +535,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wait-budget", type=float, default=300.0, metavar="SECONDS",
                    help="total seconds the --wait-idle waits may take (default 300)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--draws", type=int, default=None,
+                   help="patch draws (seeds seed, seed+1, ...) on which the RMSE after "
+                        "--n-iter iterations of sparseforge approximate and dictlearn AK-SVD "
+                        "are compared (default 10; --quick: 1)")
     p.add_argument("--out", default=None, help="result name (default bench_ksvd[_quick])")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--keep-blas-env", action="store_true",
@@ -518,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     per_image = args.patches_per_image or (20 if args.quick else 100)
     n_iter = args.n_iter or (3 if args.quick else 10)
     repeats = args.repeats or (1 if args.quick else 3)
+    args.draws = args.draws if args.draws is not None else (1 if args.quick else 10)
     epochs = args.minibatch_epochs or (n_iter if args.quick else 1)
     if n_iter < 2:
         p.error("--n-iter must be at least 2")
@@ -872,6 +902,20 @@ def main(argv: list[str] | None = None) -> int:
     else:
         target["met"] = None
         target["why_unknown"] = "sparseforge approximate or dictlearn AK-SVD did not run"
+    if args.draws > 1 and "dictlearn" in mods and target.get("met") is not None:
+        with threadpool_limits(limits=threads):
+            draws = rmse_over_draws(sf, mods["dictlearn"], D0, per_image, n_iter, threads,
+                                    range(args.seed + 1, args.seed + args.draws))
+        first_draw = {"seed": args.seed, "rmse_sf_approximate": target["rmse_sf_approximate"],
+                      "rmse_dictlearn_aksvd": target["rmse_dictlearn_aksvd"],
+                      "rel_diff": target["rmse_rel_diff"]}
+        draws = [first_draw] + draws
+        rel = [d["rel_diff"] for d in draws]
+        target["rmse_draws"] = draws
+        target["rmse_rel_diff_mean_over_draws"] = float(np.mean(rel))
+        target["rmse_n_draws_lower_or_equal"] = int(sum(r <= 0 for r in rel))
+        target["rmse_met_over_draws"] = bool(np.mean(rel) <= 0)
+        target["met"] = target["met"] and target["rmse_met_over_draws"]
 
     # ---- how quiet was the machine
     busy = [(k, b) for k, m in results.items() for pair in m.get("background_cpu_busy", [])
@@ -950,6 +994,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{target['rmse_sf_approximate']:.4f} vs {target['rmse_dictlearn_aksvd']:.4f} "
               f"({target['rmse_rel_diff'] * 100:+.2f}%, "
               f"{'met' if target['rmse_met'] else 'NOT met'})")
+        if "rmse_draws" in target:
+            print(f"RMSE over {len(target['rmse_draws'])} draws: mean difference "
+                  f"{target['rmse_rel_diff_mean_over_draws'] * 100:+.3f}%, sparseforge lower "
+                  f"or equal on {target['rmse_n_draws_lower_or_equal']} "
+                  f"({'met' if target['rmse_met_over_draws'] else 'NOT met'} on average)")
         if "rmse_dictlearn_aksvd_worst" in target:
             print(f"  (dictlearn AK-SVD with sparseforge's replacement rule, "
                   f"replace_unused_atoms='worst': RMSE {target['rmse_dictlearn_aksvd_worst']:.4f}"

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_float_array, check_n_jobs
+from .._validation import check_float_array
 from ..dictionaries import overcomplete_dct, universal_dictionary
 from ..ksvd import ksvd
 from ..omp import sparse_encode
@@ -119,14 +119,26 @@ def denoise_ksvd(image: Any, sigma: float, *, patch_size: int = 8, step: int = 1
                        method="approximate", dict_init=start, n_jobs=n_jobs, verbose=verbose)
     else:
         D = _dictionary(dictionary, patch_size, y.dtype)
-    codes = sparse_encode(flat, D, tol=tol, n_jobs=n_jobs, output="compact")
-    restored = (codes.reconstruct(D) + means).reshape(patches.shape)
-    threads = check_n_jobs(n_jobs)
-    # Unnormalised sum of the patches and the coverage of each pixel, then the weighted mean.
-    total = reconstruct_from_patches_2d(restored, y.shape, step=step, n_jobs=threads)
+    average = _sparse_patch_average(flat, means, D, y.shape, patch_size, step, tol, n_jobs)
+    # Back to the unnormalised sum of the patches over each pixel, then the weighted mean.
     coverage = _coverage(y.shape, patch_size, step, y.dtype)
-    total *= coverage
+    total = average * coverage
     return ((lam * y + total) / (lam + coverage)).astype(y.dtype, copy=False)
+
+
+def _sparse_patch_average(flat, means, D, shape, patch_size, step, tol, n_jobs) -> np.ndarray:
+    """Code the mean-removed patches `flat` by error-constrained OMP over `D`, add the means
+    back and average the overlapping patches into an image of `shape`."""
+    codes = sparse_encode(flat, D, tol=tol, n_jobs=n_jobs, output="compact")
+    restored = (codes.reconstruct(D) + means).reshape(len(flat), patch_size, patch_size)
+    return reconstruct_from_patches_2d(restored, shape, step=step, n_jobs=n_jobs)
+
+
+def _code_patches(image, D, patch_size, step, *, tol, n_jobs) -> np.ndarray:
+    """Every patch of `image`, mean removed, coded to squared residual `tol`, averaged."""
+    patches = extract_patches_2d(image, (patch_size, patch_size), step=step, n_jobs=n_jobs)
+    flat, means = _patch_means(patches)
+    return _sparse_patch_average(flat, means, D, image.shape, patch_size, step, tol, n_jobs)
 
 
 def _coverage(shape, patch_size, step, dtype) -> np.ndarray:
@@ -144,31 +156,50 @@ def _coverage(shape, patch_size, step, dtype) -> np.ndarray:
 
 def inpaint_ksvd(image: Any, mask: Any, *, patch_size: int = 8, step: int = 1,
                  dictionary: Any = "universal", n_nonzero_coefs: int | None = None,
-                 n_jobs: int | None = None) -> np.ndarray:
-    """Fill in missing pixels by masked OMP on overlapping patches.
+                 n_iter: int = 10, refine_rms: tuple[float, float] = (10.0, 0.5),
+                 n_jobs: int | None = None, verbose: bool = False) -> np.ndarray:
+    """Fill in missing pixels by sparse coding overlapping patches.
 
-    Each patch is coded from its observed pixels only (:func:`sparseforge.sparse_encode`
-    with ``mask=``), its missing pixels are taken from ``code @ dictionary``, and the
-    overlapping estimates are averaged; observed pixels are returned unchanged.
+    1. Masked pass: each patch is coded from its observed pixels only
+       (:func:`sparseforge.sparse_encode` with ``mask=``, `n_nonzero_coefs` atoms), its
+       missing pixels are taken from ``code @ dictionary`` and the overlapping estimates are
+       averaged.
+    2. `n_iter` refinement rounds: every patch of the current estimate (mean removed) is
+       re-coded by error-constrained OMP until its residual RMS is at most ``t`` grey levels,
+       the patches are averaged again and the observed pixels are put back. ``t`` falls
+       geometrically from ``refine_rms[0]`` to ``refine_rms[1]``: the first rounds keep only
+       the strong structure the masked pass found, the last ones the details.
+
+    On Set12 (``benchmarks/bench_denoise.py --parts inpaint``) the rounds add about 0.5 dB
+    at 50% missing pixels and 0.2-0.3 dB at 80% over the masked pass alone.
 
     Parameters
     ----------
     image : ndarray of shape (H, W)
-        0-255 scale; the values at missing pixels are ignored.
+        **0-255 scale** (`refine_rms` is in those units); values at missing pixels are
+        ignored.
     mask : ndarray of bool, shape (H, W)
-        True where the pixel is observed.
+        True where the pixel is observed. A patch with no observed pixel gets a zero code in
+        the masked pass and is filled by its neighbours (or 0 when no pixel is observed).
     patch_size, step, dictionary
         As in :func:`denoise_ksvd` ("universal" for 8x8; "dct"; or an array).
     n_nonzero_coefs : int, optional
-        Atoms per patch (default: patch_size**2 / 16, i.e. 4 for 8x8 patches, which was
-        better than 8 or 16 at 50% missing pixels on the shipped image). A patch's pursuit
-        stops earlier when its observed pixels are represented exactly; a patch with no
-        observed pixel is filled by its neighbours (or 0).
+        Atoms per patch in the masked pass (default patch_size**2 / 16, i.e. 4 for 8x8
+        patches: better than 2, 3 or 8 at 50% and 80% missing). A pursuit stops earlier when
+        its observed pixels are represented exactly.
+    n_iter : int
+        Refinement rounds (0: the masked pass only).
+    refine_rms : (float, float)
+        First and last residual RMS threshold of the rounds, grey levels.
     n_jobs : int, optional
+        Threads.
+    verbose : bool
+        Progress bar over the rounds.
 
     Returns
     -------
-    inpainted : ndarray of shape (H, W)
+    inpainted : ndarray of shape (H, W), the dtype of `image`
+        Observed pixels unchanged.
     """
     y = _check_image(image)
     mask = np.asarray(mask)
@@ -179,10 +210,14 @@ def inpaint_ksvd(image: Any, mask: Any, *, patch_size: int = 8, step: int = 1,
     if isinstance(dictionary, str) and dictionary == "adaptive":
         raise ValueError("`dictionary`='adaptive' is not available for inpainting; use "
                          "'universal', 'dct' or an array")
+    if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral) or n_iter < 0:
+        raise ValueError(f"`n_iter` must be a non-negative integer, got {n_iter!r}")
+    first, last = _check_refine_rms(refine_rms)
     D = _dictionary(dictionary, patch_size, y.dtype)
     n = patch_size * patch_size
-    filled = np.where(mask, y, 0).astype(y.dtype)
-    patches = extract_patches_2d(filled, (patch_size, patch_size), step=step, n_jobs=n_jobs)
+    observed_image = np.where(mask, y, 0).astype(y.dtype)
+    patches = extract_patches_2d(observed_image, (patch_size, patch_size), step=step,
+                                 n_jobs=n_jobs)
     observed = extract_patches_2d(mask.astype(y.dtype), (patch_size, patch_size), step=step,
                                   n_jobs=n_jobs).reshape(len(patches), n) > 0.5
     flat = patches.reshape(len(patches), n)
@@ -195,5 +230,26 @@ def inpaint_ksvd(image: Any, mask: Any, *, patch_size: int = 8, step: int = 1,
     codes = sparse_encode(centred, D, mask=observed, n_nonzero_coefs=k, n_jobs=n_jobs,
                           output="compact")
     estimate = (codes.reconstruct(D) + means).reshape(patches.shape)
-    averaged = reconstruct_from_patches_2d(estimate, y.shape, step=step, n_jobs=n_jobs)
-    return np.where(mask, y, averaged).astype(y.dtype, copy=False)
+    current = np.where(mask, y, reconstruct_from_patches_2d(estimate, y.shape, step=step,
+                                                            n_jobs=n_jobs)).astype(y.dtype)
+    thresholds = np.geomspace(first, last, n_iter) if n_iter > 1 else [last] * n_iter
+    rounds = thresholds
+    if verbose:
+        from tqdm.auto import tqdm
+        rounds = tqdm(thresholds, desc="inpaint rounds", unit="round")
+    for t in rounds:
+        refined = _code_patches(current, D, patch_size, step, tol=float(t) ** 2 * n,
+                                n_jobs=n_jobs)
+        current = np.where(mask, y, refined).astype(y.dtype, copy=False)
+    return current
+
+
+def _check_refine_rms(refine_rms: Any) -> tuple[float, float]:
+    try:
+        first, last = (float(v) for v in refine_rms)
+    except (TypeError, ValueError):
+        raise TypeError(f"`refine_rms` must be a pair of numbers, got {refine_rms!r}") from None
+    if not (np.isfinite(first) and np.isfinite(last) and first >= last >= 0):
+        raise ValueError(f"`refine_rms` must be finite with first >= last >= 0, got "
+                         f"{refine_rms!r}")
+    return first, last
