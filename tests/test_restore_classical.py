@@ -48,6 +48,21 @@ def test_inpainting_beats_a_psnr_floor_and_keeps_observed_pixels(crop):
     assert psnr(crop, out) > 27.5 and psnr(crop, damaged) < 11
 
 
+@pytest.mark.parametrize("missing", [0.5, 0.8])
+def test_inpainting_rounds_beat_the_masked_pass(crop, missing):
+    rng = np.random.default_rng(3)
+    mask = rng.random(crop.shape) > missing
+    damaged = np.where(mask, crop, 0.0)
+    single = inpaint_ksvd(damaged, mask, n_iter=0)
+    rounds = inpaint_ksvd(damaged, mask, n_iter=4)
+    assert psnr(crop, rounds) > psnr(crop, single) + 0.1
+
+
+def test_inpainting_a_mask_with_nothing_observed_returns_zeros(crop):
+    out = inpaint_ksvd(crop, np.zeros(crop.shape, bool), n_iter=1)
+    np.testing.assert_array_equal(out, 0)
+
+
 @pytest.mark.parametrize("call,name,exc", [
     (lambda im: denoise_ksvd(im, -1.0), "sigma", ValueError),
     (lambda im: denoise_ksvd(im, float("nan")), "sigma", TypeError),
@@ -59,6 +74,10 @@ def test_inpainting_beats_a_psnr_floor_and_keeps_observed_pixels(crop):
     (lambda im: denoise_ksvd(im, 10, dictionary=np.ones((10, 7))), "dictionary", ValueError),
     (lambda im: inpaint_ksvd(im, np.ones(im.shape)), "mask", TypeError),
     (lambda im: inpaint_ksvd(im, np.ones((3, 3), bool)), "mask", ValueError),
+    (lambda im: inpaint_ksvd(im, im > 9, n_iter=-1), "n_iter", ValueError),
+    (lambda im: inpaint_ksvd(im, im > 9, refine_rms=(1.0, 5.0)), "refine_rms", ValueError),
+    (lambda im: inpaint_ksvd(im, im > 9, refine_rms=3.0), "refine_rms", TypeError),
+    (lambda im: inpaint_ksvd(im, im > 9, dictionary="adaptive"), "dictionary", ValueError),
 ])
 def test_bad_input_names_the_argument(crop, call, name, exc):
     with pytest.raises(exc, match=f"`{name}`"):
