@@ -124,7 +124,7 @@ def inpaint(args: argparse.Namespace) -> int:
                          f"{image.shape[0]}x{image.shape[1]}")
     start = time.perf_counter()
     out = inpaint_ksvd(image, mask, dictionary=args.dictionary, step=args.step,
-                       n_jobs=args.n_jobs)
+                       n_iter=args.n_iter, n_jobs=args.n_jobs, verbose=True)
     _write_gray(args.output, out)
     print(f"inpainted {int((~mask).sum()):,} missing pixels of {args.input} in "
           f"{time.perf_counter() - start:.2f} s -> {args.output}")
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="side-by-side PNG (empty: none)")
     p_demo.set_defaults(func=demo)
     for name, func, helptext in (("denoise", denoise, "denoise an image (K-SVD)"),
-                                 ("inpaint", inpaint, "fill in missing pixels (masked OMP)")):
+                                 ("inpaint", inpaint, "fill in missing pixels (masked OMP + rounds)")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("input", metavar="IN")
         if name == "inpaint":
@@ -190,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                            default="universal")
         else:
             p.add_argument("--dictionary", choices=["universal", "dct"], default="universal")
+            p.add_argument("--n-iter", type=int, default=10,
+                           help="refinement rounds after the masked pass (0: none)")
         p.add_argument("--step", type=int, default=1, help="patch step (1: all patches)")
         p.add_argument("--n-jobs", type=int, default=None)
         p.set_defaults(func=func)
