@@ -21,6 +21,14 @@ struct MaskedScratch {
   T* scale;        // K: 1 / |d_k restricted|, 0 for atoms with no observed energy
   T* row;          // K: the Gram row returned by MaskedGramRows
   int* observed;   // n
+
+  // Number of T elements and ints one scratch needs, and the arrays carved from buffers of
+  // that size (the CUDA kernel's per-warp layout; the CPU driver pads each array instead).
+  SF_HD static constexpr index_t scalars(index_t K, index_t n) { return K * n + 2 * K; }
+  SF_HD static constexpr index_t ints(index_t n) { return n; }
+  SF_HD static MaskedScratch carve(T* scalars_buf, int* ints_buf, index_t K, index_t n) {
+    return MaskedScratch{scalars_buf, scalars_buf + K * n, scalars_buf + K * n + K, ints_buf};
+  }
 };
 
 // Gram row k of the normalised restricted atoms: row[i] = s_i s_k <d_i|m, d_k|m>, one atom
