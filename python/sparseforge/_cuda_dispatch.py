@@ -78,12 +78,16 @@ def _described(ctx: DeviceContext, name: str) -> DeviceArray:
     return ctx.arrays[name]
 
 
-def _check_gram_device(ctx: DeviceContext, gram: Any, name: str, n_components: int,
-                       dtype: np.dtype, check: bool):
+def _check_gram_shape(ctx: DeviceContext, name: str, n_components: int,
+                      dtype: np.dtype) -> None:
     g = check_float(_described(ctx, name), ndim=2, dtype=dtype)
     if g.shape != (n_components, n_components):
         raise ValueError(f"`{name}` has shape {g.shape}; expected (n_components, "
                          f"n_components) = ({n_components}, {n_components})")
+
+
+def _checked_gram(ctx: DeviceContext, gram: Any, name: str, dtype: np.dtype, check: bool):
+    """`gram` C-contiguous, and (when `check`) finite and symmetric as on the CPU path."""
     gram = ctx.contiguous(gram)
     if check:
         if not ctx.all_finite(gram):
@@ -117,9 +121,6 @@ def sparse_encode(X: Any, dictionary: Any, *, gram: Any, cov: Any, algorithm: st
         raise ValueError(f"`dictionary` must have at least one atom and one feature, got "
                          f"shape {d.shape}")
     max_atoms, tol = omp._resolve_sparsity(n_nonzero_coefs, tol, n_features, n_components)
-    dictionary = ctx.contiguous(dictionary)
-    if check_input and not ctx.all_finite(dictionary):
-        raise ValueError("`dictionary` contains NaN or infinity")
     if mask is not None:
         m = require_rows_contiguous(_described(ctx, "mask"))
         if m.dtype != np.bool_:
@@ -131,22 +132,30 @@ def sparse_encode(X: Any, dictionary: Any, *, gram: Any, cov: Any, algorithm: st
             raise ValueError("`gram` and `cov` cannot be combined with `mask`: each masked "
                              "signal has its own Gram matrix")
         require_rows_contiguous(x)
-        inputs = {"x": x.ptr, "ldx": x.strides[0], "mask": m.ptr, "ldm": m.strides[0],
-                  "dictionary": ctx.ptr(dictionary)}
     else:
-        if gram is None:
-            gram = dictionary @ dictionary.T
-        else:
-            gram = _check_gram_device(ctx, gram, "gram", n_components, x.dtype, check_input)
-        gram = ctx.contiguous(gram)
-        if cov is None:
-            cov = X @ dictionary.T            # (n_samples, n_components), C-contiguous
-            stride_signal, stride_atom = n_components, 1
-        else:
+        if gram is not None:
+            _check_gram_shape(ctx, "gram", n_components, x.dtype)
+        if cov is not None:
             c = check_float(_described(ctx, "cov"), ndim=2, dtype=x.dtype)
             if c.shape != (n_components, n_samples):
                 raise ValueError(f"`cov` has shape {c.shape}; expected (n_components, "
                                  f"n_samples) = ({n_components}, {n_samples})")
+    # Every argument is checked; from here on the framework computes.
+    dictionary = ctx.contiguous(dictionary)
+    if check_input and not ctx.all_finite(dictionary):
+        raise ValueError("`dictionary` contains NaN or infinity")
+    if mask is not None:
+        inputs = {"x": x.ptr, "ldx": x.strides[0], "mask": m.ptr, "ldm": m.strides[0],
+                  "dictionary": ctx.ptr(dictionary)}
+    else:
+        if gram is None:
+            gram = ctx.contiguous(dictionary @ dictionary.T)
+        else:
+            gram = _checked_gram(ctx, gram, "gram", x.dtype, check_input)
+        if cov is None:
+            cov = X @ dictionary.T            # (n_samples, n_components), C-contiguous
+            stride_signal, stride_atom = n_components, 1
+        else:
             stride_signal, stride_atom = c.strides[1], c.strides[0]
         norms = None
         if tol is not None:
@@ -183,7 +192,7 @@ def orthogonal_mp_gram(Gram: Any, Xy: Any, *, n_nonzero_coefs: Any, tol: Any,
     g = check_float(_described(ctx, "Gram"), ndim=2)
     xy = check_float(_described(ctx, "Xy"), ndim=(1, 2), dtype=g.dtype)
     n_components = g.shape[0]
-    gram = _check_gram_device(ctx, Gram, "Gram", n_components, g.dtype, True)
+    _check_gram_shape(ctx, "Gram", n_components, g.dtype)
     single = xy.ndim == 1
     if xy.shape[0] != n_components:
         raise ValueError(f"`Xy` has {xy.shape[0]} rows; expected n_components={n_components}")
@@ -204,6 +213,7 @@ def orthogonal_mp_gram(Gram: Any, Xy: Any, *, n_nonzero_coefs: Any, tol: Any,
         if n_nonzero_coefs is None:
             n_nonzero_coefs = omp._default_sparsity(n_components)
         max_atoms = check_n_nonzero_coefs(n_nonzero_coefs, n_components)
+    gram = _checked_gram(ctx, Gram, "Gram", g.dtype, True)
     inputs = {"gram": ctx.ptr(gram), "cov": xy.ptr, "cov_stride_signal": stride_signal,
               "cov_stride_atom": xy.strides[0], "norms_sq": ctx.ptr(norms)}
     _, _, counts, _, dense, status = _launch_omp(ctx, g.dtype, n_targets, n_components,
@@ -229,10 +239,10 @@ def extract_patches_2d(image: Any, patch_size: Any, *, step: int, max_patches: A
     ctx = device_context({"image": image})
     a = check_float(ctx.arrays["image"], ndim=(2, 3))
     gray = a.ndim == 2
-    hwc = ctx.contiguous(image)
     shape = a.shape + ((1,) if gray else ())
     ph, pw = check_patch_size(patch_size, shape)
     step = check_step(step, (ph, pw))
+    hwc = ctx.contiguous(image)
     positions = ctx.to_device(patch_positions(shape, (ph, pw), step, max_patches, random_state))
     n = positions.shape[0]
     out = ctx.empty((n, ph, pw, shape[2]), a.dtype)
