@@ -41,10 +41,14 @@ def check_float_array(x: Any, name: str, *, ndim: tuple[int, ...] | int,
     if x is None:
         raise ValueError(f"`{name}` is required")
     if not isinstance(x, np.ndarray):
-        if hasattr(x, "__cuda_array_interface__") or _describe(x).startswith("torch."):
+        if getattr(x, "is_cuda", False) is True or hasattr(x, "__cuda_array_interface__"):
             raise TypeError(
-                f"`{name}` is a {_describe(x)}; this sparseforge version accepts numpy arrays "
-                "(use .cpu().numpy() for CPU tensors)")
+                f"`{name}` is a {_describe(x)} on a GPU; this function takes numpy arrays "
+                "(sparse_encode, orthogonal_mp_gram, ksvd, extract_patches_2d and "
+                "reconstruct_from_patches_2d take CUDA arrays)")
+        if _describe(x).startswith("torch."):
+            raise TypeError(
+                f"`{name}` is a {_describe(x)}; pass a numpy array (.numpy() for CPU tensors)")
         x = np.asarray(x)
     if x.dtype.kind in "biu":
         raise TypeError(f"`{name}` has dtype {x.dtype}; expected float32 or float64 "
