@@ -51,6 +51,18 @@ bool is_double(const std::string& dtype) {
 
 cudaStream_t as_stream(std::uintptr_t stream) { return reinterpret_cast<cudaStream_t>(stream); }
 
+// Runs f(T{}) with T the element type `dtype` names, on `device` (the arrays' GPU).
+template <class F>
+void on_device_typed(const std::string& dtype, int device, F&& f) {
+  const bool dbl = is_double(dtype);
+  sfc::DeviceGuard guard(device);
+  if (dbl) {
+    f(double{});
+  } else {
+    f(float{});
+  }
+}
+
 template <class T>
 void omp_batch_typed(int device, std::uintptr_t stream, const py::dict& p) {
   auto ptr = [&](const char* key) { return p[key].cast<std::uintptr_t>(); };
@@ -104,13 +116,9 @@ void omp_batch_typed(int device, std::uintptr_t stream, const py::dict& p) {
 }
 
 void omp_batch(const std::string& dtype, int device, std::uintptr_t stream, const py::dict& p) {
-  const bool dbl = is_double(dtype);
-  sfc::DeviceGuard guard(device);
-  if (dbl) {
-    omp_batch_typed<double>(device, stream, p);
-  } else {
-    omp_batch_typed<float>(device, stream, p);
-  }
+  on_device_typed(dtype, device, [&](auto zero) {
+    omp_batch_typed<decltype(zero)>(device, stream, p);
+  });
 }
 
 py::tuple omp_workspace(const std::string& dtype, index_t K, index_t M, index_t n_features,
@@ -122,48 +130,47 @@ py::tuple omp_workspace(const std::string& dtype, index_t K, index_t M, index_t 
 }
 
 index_t omp_resident_warps(const std::string& dtype, int device) {
-  const bool dbl = is_double(dtype);
-  sfc::DeviceGuard guard(device);
-  return sfc::omp_resident_warps(dbl);
+  index_t warps = 0;
+  on_device_typed(dtype, device, [&](auto zero) {
+    warps = sfc::omp_resident_warps(sizeof(zero) == sizeof(double));
+  });
+  return warps;
 }
 
 template <class T>
 void ksvd_typed(int device, std::uintptr_t stream, const py::dict& p) {
   auto ptr = [&](const char* key) { return p[key].cast<std::uintptr_t>(); };
   auto num = [&](const char* key) { return p[key].cast<index_t>(); };
-  sparseforge::KsvdSweepView<T> v;
-  v.n_features = num("n_features");
-  v.max_atoms = num("max_atoms");
+  sparseforge::KsvdSweepView<T> v{};
+  sparseforge::KsvdAtomArgs<T>& c = v.common;
+  c.n_features = num("n_features");
+  c.values_ld = num("max_atoms");
   const index_t n_atoms = num("n_atoms");
-  require(v.n_features >= 1 && v.max_atoms >= 1 && n_atoms >= 1,
+  require(c.n_features >= 1 && c.values_ld >= 1 && n_atoms >= 1,
           "`n_features`, `max_atoms` and `n_atoms` must be positive");
   v.dictionary = device_ptr<T>(ptr("dictionary"), device, "dictionary");
-  v.values = device_ptr<T>(ptr("values"), device, "values");
-  v.residual = device_ptr<T>(ptr("residual"), device, "residual");
+  c.values = device_ptr<T>(ptr("values"), device, "values");
+  c.residual = device_ptr<T>(ptr("residual"), device, "residual");
   v.user_start = device_ptr<const index_t>(ptr("user_start"), device, "user_start");
   v.user_signal = device_ptr<const int>(ptr("user_signal"), device, "user_signal", false);
   v.user_slot = device_ptr<const int>(ptr("user_slot"), device, "user_slot", false);
-  v.rows = device_ptr<T>(ptr("rows"), device, "rows", false);
-  v.g = device_ptr<T>(ptr("g"), device, "g", false);
-  v.h = device_ptr<T>(ptr("h"), device, "h", false);
-  v.d = device_ptr<T>(ptr("d"), device, "d");
-  v.e = device_ptr<T>(ptr("e"), device, "e");
-  v.exact = p["exact"].cast<bool>();
-  v.max_power_iter = p["max_power_iter"].cast<int>();
-  v.power_tol = p["power_tol"].cast<T>();
+  c.rows = device_ptr<T>(ptr("rows"), device, "rows", false);
+  c.g = device_ptr<T>(ptr("g"), device, "g", false);
+  c.h = device_ptr<T>(ptr("h"), device, "h", false);
+  c.d = device_ptr<T>(ptr("d"), device, "d");
+  c.e = device_ptr<T>(ptr("e"), device, "e");
+  c.exact = p["exact"].cast<bool>();
+  c.max_power_iter = p["max_power_iter"].cast<int>();
+  c.power_tol = p["power_tol"].cast<T>();
   py::gil_scoped_release release;
   sfc::ksvd_update_atoms(v, n_atoms, as_stream(stream));
 }
 
 void ksvd_update_atoms(const std::string& dtype, int device, std::uintptr_t stream,
                        const py::dict& p) {
-  const bool dbl = is_double(dtype);
-  sfc::DeviceGuard guard(device);
-  if (dbl) {
-    ksvd_typed<double>(device, stream, p);
-  } else {
-    ksvd_typed<float>(device, stream, p);
-  }
+  on_device_typed(dtype, device, [&](auto zero) {
+    ksvd_typed<decltype(zero)>(device, stream, p);
+  });
 }
 
 template <class T>
@@ -194,13 +201,9 @@ void patches_typed(bool extract, int device, std::uintptr_t stream, const py::di
 
 void patches(bool extract, const std::string& dtype, int device, std::uintptr_t stream,
              const py::dict& p) {
-  const bool dbl = is_double(dtype);
-  sfc::DeviceGuard guard(device);
-  if (dbl) {
-    patches_typed<double>(extract, device, stream, p);
-  } else {
-    patches_typed<float>(extract, device, stream, p);
-  }
+  on_device_typed(dtype, device, [&](auto zero) {
+    patches_typed<decltype(zero)>(extract, device, stream, p);
+  });
 }
 
 }  // namespace

@@ -65,10 +65,11 @@ void sweep(const KsvdSweepArgs<T>& a) {
   std::vector<T> g(static_cast<size_t>(most)), h(static_cast<size_t>(most));
   std::vector<T> rows(static_cast<size_t>(most * n));
   std::vector<T> d(static_cast<size_t>(n)), e(static_cast<size_t>(n));
-  const KsvdSweepView<T> view{n, M, a.dictionary, a.values, a.residual, start.data(),
-                              user_signal.data(), user_slot.data(), rows.data(), g.data(),
-                              h.data(), d.data(), e.data(), a.exact, a.max_power_iter,
-                              a.power_tol};
+  const KsvdAtomArgs<T> common{n, nullptr, nullptr, 0, nullptr, a.values, M, a.residual,
+                               rows.data(), g.data(), h.data(), d.data(), e.data(), a.exact,
+                               a.max_power_iter, a.power_tol};
+  const KsvdSweepView<T> view{common, a.dictionary, start.data(), user_signal.data(),
+                              user_slot.data()};
   if (a.lane == LaneKind::kEmulatedWarp) {
     ksvd_update_atoms(EmulatedWarpLane{}, view, 0, K);
   } else {

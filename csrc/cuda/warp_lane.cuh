@@ -32,13 +32,7 @@ struct WarpLane {
   template <class T, class Layout>
   __device__ SF_INLINE void gram_schmidt_step(index_t n, const T* g, T* q, const Layout& layout,
                                               const T* l, int s, T scale, T u, T* alpha) const {
-    for_each(n, [&](index_t i) {
-      T acc = g[i];
-      for (int j = 0; j < s; ++j) acc -= l[j] * q[layout.at(i, j)];
-      acc *= scale;
-      q[layout.at(i, s)] = acc;
-      alpha[i] -= u * acc;
-    });
+    for_each(n, [&](index_t i) { gram_schmidt_element(i, g, q, layout, l, s, scale, u, alpha); });
   }
 
   template <class T>

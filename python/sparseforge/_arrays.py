@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend
+from ._validation import check_float_layout
 
 _BUILD_HINT = ("rebuild sparseforge with its CUDA module: `SPARSEFORGE_CUDA=ON pip install .` "
                "(needs nvcc and the CUDA runtime; ON makes a failed CUDA build an error "
@@ -292,15 +293,7 @@ def device_context(named: dict[str, Any]) -> DeviceContext:
 def check_float(a: DeviceArray, *, ndim: tuple[int, ...] | int,
                 dtype: np.dtype | None = None) -> DeviceArray:
     """Float32/float64 of an allowed rank (and the given dtype), or raise naming the array."""
-    if a.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"`{a.name}` has dtype {a.dtype}; expected float32 or float64")
-    allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-    if a.ndim not in allowed:
-        want = " or ".join(str(d) for d in allowed)
-        raise ValueError(f"`{a.name}` must have {want} dimensions, got shape {a.shape}")
-    if dtype is not None and a.dtype != dtype:
-        raise TypeError(f"`{a.name}` has dtype {a.dtype} but the other arguments are {dtype}: "
-                        "mixed float32/float64 arguments are not up-cast silently")
+    check_float_layout(a.name, a.dtype, a.shape, ndim, dtype)
     return a
 
 

@@ -21,7 +21,6 @@ from . import _backend
 from ._arrays import (DeviceArray, DeviceContext, check_float, device_context,
                       require_rows_contiguous)
 from ._codes import SparseCodes
-from ._validation import check_n_nonzero_coefs, check_tol
 
 # Scratch memory the OMP kernel may take for its per-warp workspaces; fewer warps run (each
 # codes more signals, grid-stride) when the resident warps' workspaces would exceed it.
@@ -198,21 +197,13 @@ def orthogonal_mp_gram(Gram: Any, Xy: Any, *, n_nonzero_coefs: Any, tol: Any,
         raise ValueError(f"`Xy` has {xy.shape[0]} rows; expected n_components={n_components}")
     n_targets = 1 if single else xy.shape[1]
     stride_signal = 0 if single else xy.strides[1]
+    max_atoms, tol = omp._gram_sparsity(n_nonzero_coefs, tol, norms_squared, n_components)
     norms = None
     if tol is not None:
-        tol = check_tol(tol)
-        if norms_squared is None:
-            raise ValueError("`norms_squared` is required when `tol` is given (the squared "
-                             "norms of the targets)")
         nrm = check_float(_described(ctx, "norms_squared"), ndim=(0, 1), dtype=g.dtype)
         if int(np.prod(nrm.shape)) != n_targets:
             raise ValueError(f"`norms_squared` has shape {nrm.shape}; expected ({n_targets},)")
         norms = ctx.contiguous(norms_squared.reshape(n_targets))
-        max_atoms = n_components
-    else:
-        if n_nonzero_coefs is None:
-            n_nonzero_coefs = omp._default_sparsity(n_components)
-        max_atoms = check_n_nonzero_coefs(n_nonzero_coefs, n_components)
     gram = _checked_gram(ctx, Gram, "Gram", g.dtype, True)
     inputs = {"gram": ctx.ptr(gram), "cov": xy.ptr, "cov_stride_signal": stride_signal,
               "cov_stride_atom": xy.strides[0], "norms_sq": ctx.ptr(norms)}

@@ -12,14 +12,13 @@ handed back as CuPy arrays.
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from typing import Any, Callable
 
 import numpy as np
 
 from . import _backend
-from ._arrays import DeviceContext, device_context
+from ._arrays import DeviceContext, check_float, device_context
 from ._codes import SparseCodes
 
 
@@ -159,44 +158,29 @@ def run(X, D, *, encode: Callable, sweep: Callable, n_iter: int, duplicate_thres
     return D, codes, errors
 
 
-def ksvd(X: Any, n_components: int, *, n_nonzero_coefs: Any, tol: Any, n_iter: int,
-         method: str, dict_init: Any, random_state: Any, callback: Callable | None,
-         verbose: bool, duplicate_threshold: float, max_power_iter: int):
-    """:func:`sparseforge.ksvd` for a CUDA `X` (torch tensor or CuPy array): same arguments
-    and results, the dictionary and codes on the device, `errors` a numpy array."""
-    from . import ksvd as cpu
-    from .omp import sparse_encode
-    from ._validation import check_n_nonzero_coefs, check_tol
-
+def _context(X: Any, dict_init: Any) -> DeviceContext:
     named = {"X": X}
     if not isinstance(dict_init, str):
         named["dict_init"] = dict_init
-    ctx = device_context(named)
-    x = ctx.arrays["X"]
-    if x.dtype not in (np.dtype(np.float32), np.dtype(np.float64)) or x.ndim != 2:
-        raise TypeError(f"`X` must be a 2-D float32 or float64 array, got {x.dtype} with "
-                        f"shape {x.shape}")
-    if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral) \
-            or n_components < 1:
-        raise ValueError(f"`n_components` must be a positive integer, got {n_components!r}")
-    if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral) or n_iter < 0:
-        raise ValueError(f"`n_iter` must be a non-negative integer, got {n_iter!r}")
-    if method not in cpu._METHODS:
-        raise ValueError(f"`method` must be one of {cpu._METHODS}, got {method!r}")
-    if not 0 < duplicate_threshold <= 1:
-        raise ValueError(f"`duplicate_threshold` must be in (0, 1], got {duplicate_threshold}")
-    n_samples, n_features = x.shape
-    if n_samples == 0 or n_features == 0:
-        raise ValueError(f"`X` must have at least one signal and one feature, got {x.shape}")
-    if tol is not None:
-        tol = check_tol(tol)
-    elif n_nonzero_coefs is None:
-        n_nonzero_coefs = min(max(n_features // 10, 1), n_components)
-    if n_nonzero_coefs is not None:
-        n_nonzero_coefs = check_n_nonzero_coefs(n_nonzero_coefs, n_components)
-    if n_samples < n_components:
-        warnings.warn(f"`X` has fewer signals ({n_samples}) than atoms ({n_components}): some "
-                      "atoms cannot be trained", RuntimeWarning, stacklevel=3)
+    return device_context(named)
+
+
+def check_signals(X: Any, dict_init: Any):
+    """`X` (returned as is) when it and a `dict_init` array are CUDA arrays on one device and
+    `X` is a 2-D float array; raises naming the argument otherwise."""
+    check_float(_context(X, dict_init).arrays["X"], ndim=2)
+    return X
+
+
+def ksvd(X: Any, n_components: int, *, n_nonzero_coefs: int | None, tol: float | None,
+         n_iter: int, method: str, dict_init: Any, random_state: Any,
+         callback: Callable | None, verbose: bool, duplicate_threshold: float,
+         max_power_iter: int):
+    """:func:`sparseforge.ksvd` for a CUDA `X` (torch tensor or CuPy array), its arguments
+    already checked there: the dictionary and codes on the device, `errors` a numpy array."""
+    from .omp import sparse_encode
+
+    ctx = _context(X, dict_init)
     Xt = _as_torch(ctx, X).contiguous()
     D = _initial_dictionary(ctx, Xt, n_components, dict_init, random_state)
     tctx = device_context({"X": Xt}) if ctx.framework != "torch" else ctx

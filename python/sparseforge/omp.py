@@ -78,6 +78,20 @@ def _resolve_sparsity(n_nonzero_coefs: Any, tol: Any, n_features: int,
     return max_atoms, tol
 
 
+def _gram_sparsity(n_nonzero_coefs: Any, tol: Any, norms_squared: Any,
+                   n_components: int) -> tuple[int, float | None]:
+    """`orthogonal_mp_gram`'s atom count and `tol` (which needs `norms_squared`)."""
+    if tol is not None:
+        tol = check_tol(tol)
+        if norms_squared is None:
+            raise ValueError("`norms_squared` is required when `tol` is given (the squared "
+                             "norms of the targets)")
+        return n_components, tol
+    if n_nonzero_coefs is None:
+        n_nonzero_coefs = _default_sparsity(n_components)
+    return check_n_nonzero_coefs(n_nonzero_coefs, n_components), None
+
+
 def _check_status(status: np.ndarray, source: str) -> None:
     bad = np.flatnonzero(status == OMPStatus.NON_FINITE)
     if bad.size:
@@ -389,21 +403,13 @@ def orthogonal_mp_gram(
     if cov.shape[0] != n_components:
         raise ValueError(f"`Xy` has {cov.shape[0]} rows; expected n_components={n_components}")
     n_targets = cov.shape[1]
+    max_atoms, tol = _gram_sparsity(n_nonzero_coefs, tol, norms_squared, n_components)
     norms = None
     if tol is not None:
-        tol = check_tol(tol)
-        if norms_squared is None:
-            raise ValueError("`norms_squared` is required when `tol` is given (the squared "
-                             "norms of the targets)")
         norms = check_float_array(np.atleast_1d(norms_squared), "norms_squared", ndim=1)
         norms = np.ascontiguousarray(norms, dtype=Gram.dtype)
         if norms.shape != (n_targets,):
             raise ValueError(f"`norms_squared` has shape {norms.shape}; expected ({n_targets},)")
-        max_atoms = n_components
-    else:
-        if n_nonzero_coefs is None:
-            n_nonzero_coefs = _default_sparsity(n_components)
-        max_atoms = check_n_nonzero_coefs(n_nonzero_coefs, n_components)
 
     codes = _run_chunks(Gram, n_targets, max_atoms, "compact", tol, check_n_jobs(n_jobs),
                         lambda a, b: {"cov": cov[:, a:b].T,

@@ -153,27 +153,17 @@ SF_HD SF_INLINE void ksvd_commit(const Lane& lane, const KsvdAtomArgs<T>& a) {
   lane.for_each(a.n_features, [&](index_t f) { a.atom[f] = a.d[f]; });
 }
 
-// Everything one sequential sweep over atoms [k0, k1) needs: the users of atom k are entries
-// user_start[k] .. user_start[k + 1] - 1 of user_signal / user_slot (signal order), and the
-// scratch is sized for the atom with the most users.
+// Everything one sequential sweep over atoms [k0, k1) needs: `common` holds the arguments
+// every atom shares (features, codes, residual, scratch sized for the atom with the most
+// users, method); the users of atom k are entries user_start[k] .. user_start[k + 1] - 1 of
+// user_signal / user_slot (signal order).
 template <class T>
 struct KsvdSweepView {
-  index_t n_features;
-  index_t max_atoms;           // M: width (row stride) of the compact codes
+  KsvdAtomArgs<T> common;      // user_signal, user_slot, n_users and atom are set per atom
   T* dictionary;               // K x n
-  T* values;                   // N x M
-  T* residual;                 // N x n
   const index_t* user_start;   // K + 1
   const int* user_signal;
   const int* user_slot;
-  T* rows;                     // scratch: max users x n
-  T* g;                        // scratch: max users
-  T* h;                        // scratch: max users
-  T* d;                        // scratch: n
-  T* e;                        // scratch: n
-  bool exact;
-  int max_power_iter;
-  T power_tol;
 };
 
 // Atoms k0, k0 + 1, ..., k1 - 1, one after another: each update sees the residual the
@@ -181,16 +171,16 @@ struct KsvdSweepView {
 template <class T, class Lane>
 SF_HD SF_INLINE void ksvd_update_atoms(const Lane& lane, const KsvdSweepView<T>& v, index_t k0,
                                        index_t k1) {
-  const index_t n = v.n_features;
   for (index_t k = k0; k < k1; ++k) {
-    const index_t first = v.user_start[k], users = v.user_start[k + 1] - first;
-    const KsvdAtomArgs<T> args{n, v.user_signal + first, v.user_slot + first, users,
-                               v.dictionary + k * n, v.values, v.max_atoms, v.residual,
-                               v.rows, v.g, v.h, v.d, v.e, v.exact, v.max_power_iter,
-                               v.power_tol};
-    ksvd_gather(lane, args, 0, users);
+    KsvdAtomArgs<T> args = v.common;
+    const index_t first = v.user_start[k];
+    args.user_signal = v.user_signal + first;
+    args.user_slot = v.user_slot + first;
+    args.n_users = v.user_start[k + 1] - first;
+    args.atom = v.dictionary + k * args.n_features;
+    ksvd_gather(lane, args, 0, args.n_users);
     if (!ksvd_solve(lane, args)) continue;
-    ksvd_scatter(lane, args, 0, users);
+    ksvd_scatter(lane, args, 0, args.n_users);
     ksvd_commit(lane, args);
   }
 }

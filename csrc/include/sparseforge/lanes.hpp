@@ -53,6 +53,18 @@ SF_HD SF_INLINE ArgMax<T> argmax_combine(ArgMax<T> a, ArgMax<T> b) {
 template <class T>
 SF_HD SF_INLINE T abs_value(T x) { return x < T(0) ? -x : x; }
 
+// Element i of the pursuit's Gram-Schmidt step (see SerialLane::gram_schmidt_step) as one
+// warp lane computes it: column s of Q and the correlation update.
+template <class T, class Layout>
+SF_HD SF_INLINE void gram_schmidt_element(index_t i, const T* g, T* q, const Layout& layout,
+                                          const T* l, int s, T scale, T u, T* alpha) {
+  T acc = g[i];
+  for (int j = 0; j < s; ++j) acc -= l[j] * q[layout.at(i, j)];
+  acc *= scale;
+  q[layout.at(i, s)] = acc;
+  alpha[i] -= u * acc;
+}
+
 #if !defined(__CUDACC__)  // host-only policies; the CUDA WarpLane lives in csrc/cuda
 
 struct SerialLane {
@@ -206,13 +218,7 @@ struct EmulatedWarpLane {
   template <class T, class Layout>
   void gram_schmidt_step(index_t n, const T* g, T* q, const Layout& layout, const T* l, int s,
                          T scale, T u, T* alpha) const {
-    for_each(n, [&](index_t i) {
-      T acc = g[i];
-      for (int j = 0; j < s; ++j) acc -= l[j] * q[layout.at(i, j)];
-      acc *= scale;
-      q[layout.at(i, s)] = acc;
-      alpha[i] -= u * acc;
-    });
+    for_each(n, [&](index_t i) { gram_schmidt_element(i, g, q, layout, l, s, scale, u, alpha); });
   }
 
   template <class T>
