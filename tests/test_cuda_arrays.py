@@ -70,7 +70,8 @@ def test_mixed_host_and_device_names_both(one_gpu):
     with pytest.raises(ValueError, match=r"`X` is a CUDA array but `dictionary` is a numpy"):
         sf.sparse_encode(X, D, n_nonzero_coefs=2)
     torch = pytest.importorskip("torch")
-    with pytest.raises(ValueError, match=r"`image` .*|`weights` is a torch tensor on cpu"):
+    with pytest.raises(ValueError, match=r"`patches` is a CUDA array but `weights` is a torch "
+                                         r"tensor on cpu"):
         sf.reconstruct_from_patches_2d(FakeCudaArray((4, 2, 2)), (3, 3),
                                        weights=torch.ones(4))
 
