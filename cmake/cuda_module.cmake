@@ -1,7 +1,11 @@
 # The optional `_cuda` module. AUTO builds it when nvcc is found AND our CUDA sources compile
 # (probed at configure time, so a broken toolchain falls back to a CPU-only build instead of
 # failing `pip install`); ON makes either failure fatal.
-set(SF_CUDA_SOURCES ${PROJECT_SOURCE_DIR}/csrc/cuda/runtime_info.cu)
+set(SF_CUDA_SOURCES
+  ${PROJECT_SOURCE_DIR}/csrc/cuda/runtime_info.cu
+  ${PROJECT_SOURCE_DIR}/csrc/cuda/omp_kernels.cu
+  ${PROJECT_SOURCE_DIR}/csrc/cuda/ksvd_kernels.cu
+  ${PROJECT_SOURCE_DIR}/csrc/cuda/patch_kernels.cu)
 set(SF_CUDA_BUILT OFF)
 
 function(sf_cuda_unavailable reason)
@@ -53,6 +57,9 @@ if(SF_CUDA_BUILT)
 
   pybind11_add_module(_cuda MODULE csrc/bindings/cuda_module.cpp)
   target_link_libraries(_cuda PRIVATE sf_cuda_kernels)
+  # The bindings include the kernel headers only for their structs and workspace sizes; their
+  # OpenMP pragmas are for the CPU drivers, which this target does not compile.
+  target_compile_options(_cuda PRIVATE -Wall -Wextra -Werror -Wno-unknown-pragmas)
   string(REPLACE ";" "," SF_CUDA_ARCH_LIST "${CMAKE_CUDA_ARCHITECTURES}")
   target_compile_definitions(_cuda PRIVATE
     SF_VERSION="${SKBUILD_PROJECT_VERSION}"

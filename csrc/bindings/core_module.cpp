@@ -63,6 +63,12 @@ void require_writeable(const py::array& a, const char* name) {
   if (!a.writeable()) fail(std::string("`") + name + "` must be writeable");
 }
 
+sparseforge::LaneKind parse_lane(const std::string& lane) {
+  if (lane == "serial") return sparseforge::LaneKind::kSerial;
+  if (lane == "emulated_warp") return sparseforge::LaneKind::kEmulatedWarp;
+  fail("`lane` must be 'serial' or 'emulated_warp', got '" + lane + "'");
+}
+
 index_t element_stride(const py::array& a, int dim, const char* name) {
   const index_t bytes = a.strides(dim);
   if (bytes % static_cast<index_t>(a.itemsize()) != 0) {
@@ -193,13 +199,7 @@ void omp_batch_typed(const py::array& gram, const py::object& cov_obj, const py:
     args.dense_stride = element_stride(dense, 0, "out_dense");
   }
   args.n_threads = n_threads < 1 ? 1 : n_threads;
-  if (lane == "serial") {
-    args.lane = sparseforge::LaneKind::kSerial;
-  } else if (lane == "emulated_warp") {
-    args.lane = sparseforge::LaneKind::kEmulatedWarp;
-  } else {
-    fail("`lane` must be 'serial' or 'emulated_warp', got '" + lane + "'");
-  }
+  args.lane = parse_lane(lane);
 
   py::gil_scoped_release release;
   sparseforge::omp_batch(args);
@@ -249,7 +249,7 @@ py::array gram(const py::array& d) {
 template <class T>
 py::tuple ksvd_sweep_typed(const py::array& x, py::array dictionary, const py::array& indices,
                            py::array values, py::array residual, bool exact, int max_power_iter,
-                           double power_tol, int n_threads) {
+                           double power_tol, int n_threads, const std::string& lane) {
   require_dtype<T>(dictionary, "dictionary");
   if (dictionary.ndim() != 2) fail("`dictionary` must have 2 dimensions");
   const index_t K = dictionary.shape(0), n = dictionary.shape(1);
@@ -289,6 +289,7 @@ py::tuple ksvd_sweep_typed(const py::array& x, py::array dictionary, const py::a
   args.max_power_iter = max_power_iter;
   args.power_tol = static_cast<T>(power_tol);
   args.n_threads = n_threads < 1 ? 1 : n_threads;
+  args.lane = parse_lane(lane);
   double coded_error = 0.0;
   args.coded_error = &coded_error;
   {
@@ -300,18 +301,18 @@ py::tuple ksvd_sweep_typed(const py::array& x, py::array dictionary, const py::a
 
 py::tuple ksvd_sweep(const py::array& x, py::array dictionary, const py::array& indices,
                      py::array values, py::array residual, bool exact, int max_power_iter,
-                     double power_tol, int n_threads) {
+                     double power_tol, int n_threads, const std::string& lane) {
   if (equivalent(py::dtype::of<float>(), dictionary.dtype())) {
     return ksvd_sweep_typed<float>(x, dictionary, indices, values, residual, exact,
-                                   max_power_iter, power_tol, n_threads);
+                                   max_power_iter, power_tol, n_threads, lane);
   }
   return ksvd_sweep_typed<double>(x, dictionary, indices, values, residual, exact,
-                                  max_power_iter, power_tol, n_threads);
+                                  max_power_iter, power_tol, n_threads, lane);
 }
 
 template <class T>
 void extract_typed(const py::array& image, int ph, int pw, const py::array& positions,
-                   py::array out, int n_threads) {
+                   py::array out, int n_threads, bool per_element) {
   require_dtype<T>(image, "image");
   if (image.ndim() != 3) fail("`image` must be (H, W, C)");
   require_c_contiguous(image, "image");
@@ -333,20 +334,21 @@ void extract_typed(const py::array& image, int ph, int pw, const py::array& posi
   const T* src = static_cast<const T*>(image.data());
   T* dst = static_cast<T*>(out.mutable_data());
   py::gil_scoped_release release;
-  sparseforge::extract_patches(src, H, W, C, ph, pw, pos, n, dst, n_threads < 1 ? 1 : n_threads);
+  sparseforge::extract_patches(src, H, W, C, ph, pw, pos, n, dst, n_threads < 1 ? 1 : n_threads,
+                               per_element);
 }
 
 void extract(const py::array& image, int ph, int pw, const py::array& positions, py::array out,
-             int n_threads) {
+             int n_threads, bool per_element) {
   if (equivalent(py::dtype::of<float>(), image.dtype())) {
-    return extract_typed<float>(image, ph, pw, positions, out, n_threads);
+    return extract_typed<float>(image, ph, pw, positions, out, n_threads, per_element);
   }
-  extract_typed<double>(image, ph, pw, positions, out, n_threads);
+  extract_typed<double>(image, ph, pw, positions, out, n_threads, per_element);
 }
 
 template <class T>
 void aggregate_typed(const py::array& patches, const py::object& weights_obj, int step,
-                     bool normalise, py::array out, int n_threads) {
+                     bool normalise, py::array out, int n_threads, bool per_element) {
   require_dtype<T>(patches, "patches");
   if (patches.ndim() != 4) fail("`patches` must be (n_patches, ph, pw, C)");
   require_c_contiguous(patches, "patches");
@@ -376,15 +378,16 @@ void aggregate_typed(const py::array& patches, const py::object& weights_obj, in
   T* dst = static_cast<T*>(out.mutable_data());
   py::gil_scoped_release release;
   sparseforge::aggregate_patches(src, weights, H, W, C, ph, pw, step, normalise, dst,
-                                 n_threads < 1 ? 1 : n_threads);
+                                 n_threads < 1 ? 1 : n_threads, per_element);
 }
 
 void aggregate(const py::array& patches, const py::object& weights, int step, bool normalise,
-               py::array out, int n_threads) {
+               py::array out, int n_threads, bool per_element) {
   if (equivalent(py::dtype::of<float>(), patches.dtype())) {
-    return aggregate_typed<float>(patches, weights, step, normalise, out, n_threads);
+    return aggregate_typed<float>(patches, weights, step, normalise, out, n_threads,
+                                  per_element);
   }
-  aggregate_typed<double>(patches, weights, step, normalise, out, n_threads);
+  aggregate_typed<double>(patches, weights, step, normalise, out, n_threads, per_element);
 }
 
 py::dict build_info() {
@@ -432,17 +435,21 @@ PYBIND11_MODULE(_core, m) {
   m.def("ksvd_sweep", &ksvd_sweep, py::arg("X"), py::arg("dictionary"), py::arg("indices"),
         py::arg("values"),
         py::arg("residual"), py::arg("exact") = false, py::arg("max_power_iter") = 50,
-        py::arg("power_tol") = 1e-7, py::arg("n_threads") = 1,
+        py::arg("power_tol") = 1e-7, py::arg("n_threads") = 1, py::arg("lane") = "serial",
         "One K-SVD dictionary-update sweep over all atoms in order, in place: `dictionary` "
         "(K, n) and the compact code `values` (N, M) are updated, and `residual` (N, n) is "
         "filled with X - codes @ D, kept consistent. Returns (users per atom, squared "
-        "Frobenius error of the codes before the sweep). "
-        "Releases the GIL.");
+        "Frobenius error of the codes before the sweep). `lane`='emulated_warp' runs the "
+        "CUDA kernel's lane logic on the CPU. Releases the GIL.");
   m.def("extract_patches", &extract, py::arg("image"), py::arg("ph"), py::arg("pw"),
         py::arg("positions"), py::arg("out"), py::arg("n_threads") = 1,
-        "Copy the ph x pw patches at `positions` (n, 2) of `image` (H, W, C) into `out`.");
+        py::arg("per_element") = false,
+        "Copy the ph x pw patches at `positions` (n, 2) of `image` (H, W, C) into `out`. "
+        "`per_element` runs the CUDA kernel's per-element body on the CPU.");
   m.def("aggregate_patches", &aggregate, py::arg("patches"), py::arg("weights"),
         py::arg("step"), py::arg("normalise"), py::arg("out"), py::arg("n_threads") = 1,
-        "Gather-form aggregation of grid patches (n, ph, pw, C) into `out` (H, W, C).");
+        py::arg("per_element") = false,
+        "Gather-form aggregation of grid patches (n, ph, pw, C) into `out` (H, W, C). "
+        "`per_element` runs the CUDA kernel's per-pixel body on the CPU.");
   m.def("build_info", &build_info, "Compiler, OpenMP and SIMD facts of this build.");
 }

@@ -58,22 +58,22 @@ void sweep(const KsvdSweepArgs<T>& a) {
   }
   *a.coded_error = coded_error;
   index_t most = 0;
-  for (index_t k = 0; k < K; ++k) most = std::max(most, start[k + 1] - start[k]);
+  for (index_t k = 0; k < K; ++k) {
+    a.usage[k] = start[k + 1] - start[k];
+    most = std::max<index_t>(most, a.usage[k]);
+  }
   std::vector<T> g(static_cast<size_t>(most)), h(static_cast<size_t>(most));
   std::vector<T> rows(static_cast<size_t>(most * n));
   std::vector<T> d(static_cast<size_t>(n)), e(static_cast<size_t>(n));
-
-  for (index_t k = 0; k < K; ++k) {
-    const index_t users = start[k + 1] - start[k];
-    a.usage[k] = users;
-    const KsvdAtomArgs<T> args{n, user_signal.data() + start[k], user_slot.data() + start[k],
-                               users, a.dictionary + k * n, a.values, M, a.residual,
+  const KsvdAtomArgs<T> common{n, nullptr, nullptr, 0, nullptr, a.values, M, a.residual,
                                rows.data(), g.data(), h.data(), d.data(), e.data(), a.exact,
                                a.max_power_iter, a.power_tol};
-    ksvd_gather(args, 0, users);
-    if (!ksvd_solve(args)) continue;
-    ksvd_scatter(args, 0, users);
-    ksvd_commit(args);
+  const KsvdSweepView<T> view{common, a.dictionary, start.data(), user_signal.data(),
+                              user_slot.data()};
+  if (a.lane == LaneKind::kEmulatedWarp) {
+    ksvd_update_atoms(EmulatedWarpLane{}, view, 0, K);
+  } else {
+    ksvd_update_atoms(SerialLane{}, view, 0, K);
   }
 }
 

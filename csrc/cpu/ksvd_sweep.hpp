@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "sparseforge/config.hpp"
+#include "sparseforge/batch_args.hpp"
 
 namespace sparseforge {
 
@@ -25,6 +25,7 @@ struct KsvdSweepArgs {
   int max_power_iter = 0;
   T power_tol = T(0);
   int n_threads = 1;
+  LaneKind lane = LaneKind::kSerial;  // kEmulatedWarp: the CUDA kernel's lane logic
 };
 
 // Per-ISA builds (compiled with omp_batch.cpp, see cmake/cpu_isa.cmake) and the dispatcher.

@@ -117,9 +117,7 @@ void run_batch(const OmpBatchArgs<T>& a, const Lane& lane) {
           T* val = a.out_value + n * M;
           a.out_status[n] = pursuit[g].finish(problem, ws[g], idx, val, a.out_count + n);
           if (a.out_dense) {
-            T* row = a.out_dense + n * a.dense_stride;
-            std::fill(row, row + K, T(0));
-            for (int j = 0; j < a.out_count[n]; ++j) row[idx[j]] = val[j];
+            write_dense(lane, K, idx, val, a.out_count[n], a.out_dense + n * a.dense_stride);
           }
         }
       }
@@ -152,23 +150,10 @@ void run_masked(const OmpBatchArgs<T>& a, const Lane& lane) {
                              my_ints + padded<int>(OmpWorkspace<T>::ints(M))};
 #pragma omp for schedule(dynamic, 16)
     for (index_t i = 0; i < N; ++i) {
-      index_t n_obs = 0;
-      const T norm_sq = masked_setup(a.dictionary, K, n, a.x + i * a.ldx, a.mask + i * a.ldm,
-                                     scratch, ws.alpha, &n_obs);
-      const MaskedGramRows<T> rows{&scratch, K, n_obs};
-      OmpPursuit<T> pursuit;
-      pursuit.begin(lane, problem, ws.alpha, 1, norm_sq, ws);
-      while (pursuit.step(lane, problem, ws, rows)) {
-      }
-      int* idx = a.out_index + i * M;
-      T* val = a.out_value + i * M;
-      a.out_status[i] = pursuit.finish(problem, ws, idx, val, a.out_count + i);
-      for (int j = 0; j < a.out_count[i]; ++j) val[j] *= scratch.scale[idx[j]];
-      if (a.out_dense) {
-        T* row = a.out_dense + i * a.dense_stride;
-        std::fill(row, row + K, T(0));
-        for (int j = 0; j < a.out_count[i]; ++j) row[idx[j]] = val[j];
-      }
+      T* dense = a.out_dense ? a.out_dense + i * a.dense_stride : nullptr;
+      a.out_status[i] = omp_masked_signal(lane, problem, a.dictionary, n, a.x + i * a.ldx,
+                                          a.mask + i * a.ldm, scratch, ws, a.out_index + i * M,
+                                          a.out_value + i * M, a.out_count + i, dense);
     }
   }
 }

@@ -11,8 +11,17 @@ namespace {
 
 template <class T>
 void extract(const T* image, index_t H, index_t W, index_t C, index_t ph, index_t pw,
-             const long long* positions, index_t n_patches, T* out, int n_threads) {
+             const long long* positions, index_t n_patches, T* out, int n_threads,
+             bool per_element) {
   (void)H;
+  if (per_element) {  // what each thread of the CUDA kernel does
+    const index_t total = n_patches * ph * pw * C;
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+    for (index_t e = 0; e < total; ++e) {
+      out[e] = image[patch_element_source(e, positions, W, C, ph, pw)];
+    }
+    return;
+  }
   const index_t row = pw * C;
 #pragma omp parallel for num_threads(n_threads) schedule(static)
   for (index_t p = 0; p < n_patches; ++p) {
@@ -32,8 +41,17 @@ void extract(const T* image, index_t H, index_t W, index_t C, index_t ph, index_
 // order per pixel).
 template <class T>
 void aggregate(const T* patches, const T* weights, index_t H, index_t W, index_t C, index_t ph,
-               index_t pw, index_t step, bool normalise, T* out, int n_threads) {
+               index_t pw, index_t step, bool normalise, T* out, int n_threads,
+               bool per_element) {
   const index_t rows = grid_count(H, ph, step), cols = grid_count(W, pw, step);
+  if (per_element) {  // what each thread of the CUDA kernel does: one output value
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+    for (index_t e = 0; e < H * W * C; ++e) {
+      out[e] = aggregate_pixel(patches, weights, H, W, C, ph, pw, step, rows, cols, normalise,
+                               e / (W * C), e / C % W, e % C);
+    }
+    return;
+  }
   const index_t prow = pw * C;
   // Without weights a pixel's coverage is (patch rows covering y) x (patch columns covering x).
   std::vector<index_t> col_cover(static_cast<size_t>(W), 0);
@@ -92,23 +110,19 @@ void aggregate(const T* patches, const T* weights, index_t H, index_t W, index_t
 
 }  // namespace
 
-void extract_patches(const float* image, index_t H, index_t W, index_t C, index_t ph,
-                     index_t pw, const long long* positions, index_t n, float* out, int nt) {
-  extract(image, H, W, C, ph, pw, positions, n, out, nt);
-}
-void extract_patches(const double* image, index_t H, index_t W, index_t C, index_t ph,
-                     index_t pw, const long long* positions, index_t n, double* out, int nt) {
-  extract(image, H, W, C, ph, pw, positions, n, out, nt);
-}
-void aggregate_patches(const float* patches, const float* weights, index_t H, index_t W,
-                       index_t C, index_t ph, index_t pw, index_t step, bool normalise,
-                       float* out, int nt) {
-  aggregate(patches, weights, H, W, C, ph, pw, step, normalise, out, nt);
-}
-void aggregate_patches(const double* patches, const double* weights, index_t H, index_t W,
-                       index_t C, index_t ph, index_t pw, index_t step, bool normalise,
-                       double* out, int nt) {
-  aggregate(patches, weights, H, W, C, ph, pw, step, normalise, out, nt);
-}
+#define SF_PATCH_ENTRY_POINTS(T)                                                              \
+  void extract_patches(const T* image, index_t H, index_t W, index_t C, index_t ph,           \
+                       index_t pw, const long long* positions, index_t n, T* out, int nt,      \
+                       bool per_element) {                                                     \
+    extract(image, H, W, C, ph, pw, positions, n, out, nt, per_element);                      \
+  }                                                                                            \
+  void aggregate_patches(const T* patches, const T* weights, index_t H, index_t W, index_t C, \
+                         index_t ph, index_t pw, index_t step, bool normalise, T* out, int nt, \
+                         bool per_element) {                                                   \
+    aggregate(patches, weights, H, W, C, ph, pw, step, normalise, out, nt, per_element);      \
+  }
+SF_PATCH_ENTRY_POINTS(float)
+SF_PATCH_ENTRY_POINTS(double)
+#undef SF_PATCH_ENTRY_POINTS
 
 }  // namespace sparseforge

@@ -1,9 +1,8 @@
-// CUDA runtime facts for build_info() and cuda_available(). The Batch-OMP, K-SVD and patch
-// kernels (one warp per signal, on the shared headers) land with the CUDA issue; compiling the
-// shared kernel header here keeps it nvcc-clean in every build until then.
+// CUDA runtime facts for build_info(), cuda_available() and the argument checks of the
+// bindings. None of these fails for lack of a GPU: they report 0 / -1 instead.
 #include <cuda_runtime.h>
 
-#include "sparseforge/omp_signal.hpp"
+#include "launch.hpp"
 
 namespace sparseforge {
 namespace cuda {
@@ -28,6 +27,17 @@ int device_count() {
     return 0;
   }
   return count;
+}
+
+int pointer_device(const void* ptr) {
+  cudaPointerAttributes attributes{};
+  if (cudaPointerGetAttributes(&attributes, ptr) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  const bool on_device =
+      attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged;
+  return on_device ? attributes.device : -1;
 }
 
 }  // namespace cuda

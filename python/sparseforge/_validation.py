@@ -41,32 +41,43 @@ def check_float_array(x: Any, name: str, *, ndim: tuple[int, ...] | int,
     if x is None:
         raise ValueError(f"`{name}` is required")
     if not isinstance(x, np.ndarray):
-        if hasattr(x, "__cuda_array_interface__") or _describe(x).startswith("torch."):
+        if getattr(x, "is_cuda", False) is True or hasattr(x, "__cuda_array_interface__"):
             raise TypeError(
-                f"`{name}` is a {_describe(x)}; this sparseforge version accepts numpy arrays "
-                "(use .cpu().numpy() for CPU tensors)")
+                f"`{name}` is a {_describe(x)} on a GPU; this function takes numpy arrays "
+                "(sparse_encode, orthogonal_mp_gram, ksvd, extract_patches_2d and "
+                "reconstruct_from_patches_2d take CUDA arrays)")
+        if _describe(x).startswith("torch."):
+            raise TypeError(
+                f"`{name}` is a {_describe(x)}; pass a numpy array (.numpy() for CPU tensors)")
         x = np.asarray(x)
     if x.dtype.kind in "biu":
         raise TypeError(f"`{name}` has dtype {x.dtype}; expected float32 or float64 "
                         f"(convert with {name}.astype(np.float64))")
     if x.dtype.kind == "c":
         raise TypeError(f"`{name}` has complex dtype {x.dtype}; sparse coding here is real-valued")
-    if x.dtype not in FLOAT_DTYPES:
-        if x.dtype.kind == "f" and not x.dtype.isnative:
-            raise TypeError(f"`{name}` has non-native byte order ({x.dtype.str}); convert it "
-                            f"with {name}.astype({name}.dtype.newbyteorder('='))")
-        raise TypeError(f"`{name}` has dtype {x.dtype}; expected float32 or float64")
-    allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-    if x.ndim not in allowed:
-        want = " or ".join(str(d) for d in allowed)
-        raise ValueError(f"`{name}` must have {want} dimensions, got shape {x.shape}")
-    if dtype is not None and x.dtype != dtype:
-        raise TypeError(f"`{name}` has dtype {x.dtype} but the other arguments are {dtype}: "
-                        "mixed float32/float64 arguments are not up-cast silently; convert one "
-                        "of them explicitly")
+    if x.dtype not in FLOAT_DTYPES and x.dtype.kind == "f" and not x.dtype.isnative:
+        raise TypeError(f"`{name}` has non-native byte order ({x.dtype.str}); convert it "
+                        f"with {name}.astype({name}.dtype.newbyteorder('='))")
+    check_float_layout(name, x.dtype, tuple(x.shape), ndim, dtype)
     if check_finite and x.size and not np.isfinite(x).all():
         raise ValueError(f"`{name}` contains NaN or infinity")
     return x
+
+
+def check_float_layout(name: str, actual: np.dtype, shape: tuple[int, ...],
+                       ndim: tuple[int, ...] | int, dtype: np.dtype | None = None) -> None:
+    """Raise naming `name` unless the dtype is float32/float64 (and `dtype` when given) and
+    the number of dimensions is allowed; shared by host and CUDA arrays."""
+    if actual not in FLOAT_DTYPES:
+        raise TypeError(f"`{name}` has dtype {actual}; expected float32 or float64")
+    allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if len(shape) not in allowed:
+        want = " or ".join(str(d) for d in allowed)
+        raise ValueError(f"`{name}` must have {want} dimensions, got shape {shape}")
+    if dtype is not None and actual != dtype:
+        raise TypeError(f"`{name}` has dtype {actual} but the other arguments are {dtype}: "
+                        "mixed float32/float64 arguments are not up-cast silently; convert one "
+                        "of them explicitly")
 
 
 def check_n_nonzero_coefs(value: Any, n_components: int, name: str = "n_nonzero_coefs") -> int:

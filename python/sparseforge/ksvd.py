@@ -19,7 +19,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from . import _core
+from . import _core, _cuda_ksvd
+from ._arrays import any_cuda
 from ._codes import SparseCodes
 from ._validation import (check_float_array, check_n_jobs, check_n_nonzero_coefs,
                           check_signals_for, check_tol)
@@ -149,7 +150,9 @@ def ksvd(
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
-        Training signals (float32 or float64; the dictionary has the same dtype).
+        Training signals (float32 or float64; the dictionary has the same dtype). A torch
+        CUDA tensor or CuPy array runs K-SVD on its GPU (same sequential algorithm; results
+        on the device; see the README's CUDA section).
     n_components : int
         Number of atoms K.
     n_nonzero_coefs : int, optional
@@ -197,7 +200,8 @@ def ksvd(
         iteration to the next: OMP re-selects the supports with the new dictionary and is not
         guaranteed to do better than the previous codes.
     """
-    X = check_float_array(X, "X", ndim=2)
+    on_gpu = any_cuda(X, dict_init)  # torch / CuPy arrays: K-SVD on their GPU
+    X = _cuda_ksvd.check_signals(X, dict_init) if on_gpu else check_float_array(X, "X", ndim=2)
     if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral):
         raise TypeError(f"`n_components` must be an integer, got {n_components!r}")
     if n_components < 1:
@@ -224,6 +228,12 @@ def ksvd(
     if n_samples < n_components:
         warnings.warn(f"`X` has fewer signals ({n_samples}) than atoms ({n_components}): some "
                       "atoms cannot be trained", RuntimeWarning, stacklevel=2)
+    if on_gpu:
+        return _cuda_ksvd.ksvd(X, n_components, n_nonzero_coefs=n_nonzero_coefs, tol=tol,
+                               n_iter=n_iter, method=method, dict_init=dict_init,
+                               random_state=random_state, callback=callback, verbose=verbose,
+                               duplicate_threshold=duplicate_threshold,
+                               max_power_iter=max_power_iter)
     X = np.ascontiguousarray(X)
     rng = np.random.default_rng(random_state)
     D = _initial_dictionary(X, n_components, dict_init, rng)

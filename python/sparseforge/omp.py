@@ -15,7 +15,8 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from . import _core
+from . import _core, _cuda_dispatch
+from ._arrays import any_cuda
 from ._codes import SparseCodes
 from ._validation import (check_float_array, check_gram, check_n_jobs, check_n_nonzero_coefs,
                           check_tol)
@@ -60,6 +61,35 @@ def _check_mask(mask: Any, shape: tuple[int, int]) -> np.ndarray:
 
 def _default_sparsity(n: int) -> int:
     return max(int(n / 10), 1)
+
+
+def _resolve_sparsity(n_nonzero_coefs: Any, tol: Any, n_features: int,
+                      n_components: int) -> tuple[int, float | None]:
+    """`sparse_encode`'s atom count (the sparsity, or the cap in the `tol` mode) and `tol`."""
+    if tol is not None:
+        tol = check_tol(tol)
+        cap = min(n_features, n_components)
+        max_atoms = cap if n_nonzero_coefs is None else min(
+            check_n_nonzero_coefs(n_nonzero_coefs, n_components), cap)
+    else:
+        if n_nonzero_coefs is None:
+            n_nonzero_coefs = min(_default_sparsity(n_features), n_components)
+        max_atoms = check_n_nonzero_coefs(n_nonzero_coefs, n_components)
+    return max_atoms, tol
+
+
+def _gram_sparsity(n_nonzero_coefs: Any, tol: Any, norms_squared: Any,
+                   n_components: int) -> tuple[int, float | None]:
+    """`orthogonal_mp_gram`'s atom count and `tol` (which needs `norms_squared`)."""
+    if tol is not None:
+        tol = check_tol(tol)
+        if norms_squared is None:
+            raise ValueError("`norms_squared` is required when `tol` is given (the squared "
+                             "norms of the targets)")
+        return n_components, tol
+    if n_nonzero_coefs is None:
+        n_nonzero_coefs = _default_sparsity(n_components)
+    return check_n_nonzero_coefs(n_nonzero_coefs, n_components), None
 
 
 def _check_status(status: np.ndarray, source: str) -> None:
@@ -235,6 +265,11 @@ def sparse_encode(
         Once per call, with the number of signals that stopped early because of linearly
         dependent atoms.
     """
+    if any_cuda(X, dictionary, gram, cov, mask):  # torch / CuPy arrays on a GPU
+        return _cuda_dispatch.sparse_encode(
+            X, dictionary, gram=gram, cov=cov, algorithm=algorithm,
+            n_nonzero_coefs=n_nonzero_coefs, tol=tol, output=output, check_input=check_input,
+            mask=mask)
     if algorithm != "omp":
         raise ValueError(f"`algorithm` must be 'omp' (sparseforge implements OMP), got "
                          f"{algorithm!r}")
@@ -262,15 +297,7 @@ def sparse_encode(
         if cov.shape != (n_components, n_samples):
             raise ValueError(f"`cov` has shape {cov.shape}; expected (n_components, n_samples)"
                              f" = ({n_components}, {n_samples})")
-    if tol is not None:
-        tol = check_tol(tol)
-        cap = min(n_features, n_components)
-        max_atoms = cap if n_nonzero_coefs is None else min(
-            check_n_nonzero_coefs(n_nonzero_coefs, n_components), cap)
-    else:
-        if n_nonzero_coefs is None:
-            n_nonzero_coefs = min(_default_sparsity(n_features), n_components)
-        max_atoms = check_n_nonzero_coefs(n_nonzero_coefs, n_components)
+    max_atoms, tol = _resolve_sparsity(n_nonzero_coefs, tol, n_features, n_components)
     n_threads = check_n_jobs(n_jobs)
 
     if mask is not None:
@@ -360,6 +387,10 @@ def orthogonal_mp_gram(
         Only when `return_n_iter`.
     """
     del copy_Gram, copy_Xy  # never modified
+    if any_cuda(Gram, Xy, norms_squared):  # torch / CuPy arrays on a GPU
+        return _cuda_dispatch.orthogonal_mp_gram(
+            Gram, Xy, n_nonzero_coefs=n_nonzero_coefs, tol=tol, norms_squared=norms_squared,
+            return_path=return_path, return_n_iter=return_n_iter)
     if return_path:
         raise ValueError("`return_path=True` is not supported by sparseforge; use "
                          "sklearn.linear_model.orthogonal_mp_gram for coefficient paths")
@@ -372,21 +403,13 @@ def orthogonal_mp_gram(
     if cov.shape[0] != n_components:
         raise ValueError(f"`Xy` has {cov.shape[0]} rows; expected n_components={n_components}")
     n_targets = cov.shape[1]
+    max_atoms, tol = _gram_sparsity(n_nonzero_coefs, tol, norms_squared, n_components)
     norms = None
     if tol is not None:
-        tol = check_tol(tol)
-        if norms_squared is None:
-            raise ValueError("`norms_squared` is required when `tol` is given (the squared "
-                             "norms of the targets)")
         norms = check_float_array(np.atleast_1d(norms_squared), "norms_squared", ndim=1)
         norms = np.ascontiguousarray(norms, dtype=Gram.dtype)
         if norms.shape != (n_targets,):
             raise ValueError(f"`norms_squared` has shape {norms.shape}; expected ({n_targets},)")
-        max_atoms = n_components
-    else:
-        if n_nonzero_coefs is None:
-            n_nonzero_coefs = _default_sparsity(n_components)
-        max_atoms = check_n_nonzero_coefs(n_nonzero_coefs, n_components)
 
     codes = _run_chunks(Gram, n_targets, max_atoms, "compact", tol, check_n_jobs(n_jobs),
                         lambda a, b: {"cov": cov[:, a:b].T,

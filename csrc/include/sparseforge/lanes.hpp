@@ -2,12 +2,21 @@
 //
 // The kernel bodies in omp_signal.hpp are written once against this small interface:
 //   lane.for_each(n, f)      f(i) for every i in [0, n), elementwise-independent work
+//   lane.for_each_outer(n, f)  the same for bodies that run inner loops of their own (on
+//                            the CPU a plain loop, so those inner loops vectorise instead)
 //   lane.gram_schmidt_step(...)  the O(K s) loop of one pursuit step (register-tiled on the
 //                            CPU; one element per lane on a warp)
 //   lane.argmax_abs(a, n)    index and value of max |a[i]|, ties -> the lowest index
 //   lane.all_finite(a, n)    false if any a[i] is NaN or +-inf
+//   lane.dot(a, b, n)        sum of a[i] b[i] (vectorised on the CPU)
+//   lane.sum(n, f)           sum of f(i), i = 0, 1, ... in order on the CPU; f may write
+//                            element i of lane-owned arrays
+//   lane.sync()              makes the writes of every lane visible to all (a no-op on the CPU)
 // Everything else in a kernel body is uniform code (run once on the CPU, redundantly by all
-// 32 lanes of a warp on the GPU).
+// 32 lanes of a warp on the GPU, every lane computing and storing the same values).
+// for_each, for_each_outer and the reductions end with a sync on the warp; lane l always owns
+// the elements i = l, l + 32, ... so data a lane wrote in one loop it reads back in the next
+// without one.
 //
 // SerialLane runs on the CPU and lets the compiler vectorise the loops. EmulatedWarpLane runs
 // on the CPU too but reproduces, step for step, what the CUDA WarpLane does: the same lane
@@ -44,6 +53,18 @@ SF_HD SF_INLINE ArgMax<T> argmax_combine(ArgMax<T> a, ArgMax<T> b) {
 template <class T>
 SF_HD SF_INLINE T abs_value(T x) { return x < T(0) ? -x : x; }
 
+// Element i of the pursuit's Gram-Schmidt step (see SerialLane::gram_schmidt_step) as one
+// warp lane computes it: column s of Q and the correlation update.
+template <class T, class Layout>
+SF_HD SF_INLINE void gram_schmidt_element(index_t i, const T* g, T* q, const Layout& layout,
+                                          const T* l, int s, T scale, T u, T* alpha) {
+  T acc = g[i];
+  for (int j = 0; j < s; ++j) acc -= l[j] * q[layout.at(i, j)];
+  acc *= scale;
+  q[layout.at(i, s)] = acc;
+  alpha[i] -= u * acc;
+}
+
 #if !defined(__CUDACC__)  // host-only policies; the CUDA WarpLane lives in csrc/cuda
 
 struct SerialLane {
@@ -53,6 +74,28 @@ struct SerialLane {
   SF_INLINE void for_each(index_t n, F&& f) const {
 #pragma omp simd
     for (index_t i = 0; i < n; ++i) f(i);
+  }
+
+  template <class F>
+  SF_INLINE void for_each_outer(index_t n, F&& f) const {
+    for (index_t i = 0; i < n; ++i) f(i);
+  }
+
+  SF_INLINE void sync() const {}
+
+  template <class T>
+  SF_INLINE T dot(const T* a, const T* b, index_t n) const {
+    T acc = T(0);
+    SF_SIMD_SUM(acc)
+    for (index_t i = 0; i < n; ++i) acc += a[i] * b[i];
+    return acc;
+  }
+
+  template <class F>
+  SF_INLINE auto sum(index_t n, F&& f) const -> decltype(f(index_t(0))) {
+    decltype(f(index_t(0))) acc(0);
+    for (index_t i = 0; i < n; ++i) acc += f(i);
+    return acc;
   }
 
   // The pursuit's hot loop (one Gram-Schmidt step in correlation space, see omp_signal.hpp):
@@ -147,17 +190,35 @@ struct EmulatedWarpLane {
     }
   }
 
+  template <class F>
+  void for_each_outer(index_t n, F&& f) const { for_each(n, f); }
+
+  void sync() const {}
+
+  template <class T>
+  T dot(const T* a, const T* b, index_t n) const {
+    return sum(n, [&](index_t i) { return a[i] * b[i]; });
+  }
+
+  // Per-lane partial sums in the lane's own order, then the butterfly, as on the GPU.
+  template <class F>
+  auto sum(index_t n, F&& f) const -> decltype(f(index_t(0))) {
+    using V = decltype(f(index_t(0)));
+    V part[kWidth];
+    for (int lane = 0; lane < kWidth; ++lane) {
+      V acc(0);
+      for (index_t i = lane; i < n; i += kWidth) acc += f(i);
+      part[lane] = acc;
+    }
+    butterfly(part, [](V x, V y) { return x + y; });
+    return part[0];
+  }
+
   // The same step as on the GPU: each lane owns the elements i = lane, lane + 32, ...
   template <class T, class Layout>
   void gram_schmidt_step(index_t n, const T* g, T* q, const Layout& layout, const T* l, int s,
                          T scale, T u, T* alpha) const {
-    for_each(n, [&](index_t i) {
-      T acc = g[i];
-      for (int j = 0; j < s; ++j) acc -= l[j] * q[layout.at(i, j)];
-      acc *= scale;
-      q[layout.at(i, s)] = acc;
-      alpha[i] -= u * acc;
-    });
+    for_each(n, [&](index_t i) { gram_schmidt_element(i, g, q, layout, l, s, scale, u, alpha); });
   }
 
   template <class T>
@@ -177,14 +238,7 @@ struct EmulatedWarpLane {
 
   template <class T>
   bool all_finite(const T* a, index_t n) const {
-    T part[kWidth];
-    for (int lane = 0; lane < kWidth; ++lane) {
-      T acc = T(0);
-      for (index_t i = lane; i < n; i += kWidth) acc += a[i] - a[i];
-      part[lane] = acc;
-    }
-    butterfly(part, [](T x, T y) { return x + y; });
-    return part[0] == T(0);
+    return sum(n, [&](index_t i) { return a[i] - a[i]; }) == T(0);
   }
 
  private:

@@ -224,6 +224,14 @@ struct OmpPursuit {
   }
 };
 
+// The dense row of one signal's codes: zeros, then its `count` values at their atoms.
+template <class T, class Lane>
+SF_HD SF_INLINE void write_dense(const Lane& lane, index_t K, const int* index, const T* value,
+                                 int count, T* row) {
+  lane.for_each(K, [&](index_t i) { row[i] = T(0); });
+  lane.for_each(count, [&](index_t j) { row[index[j]] = value[j]; });
+}
+
 // Codes one signal from start to end (see OmpPursuit).
 template <class T, class Lane>
 SF_HD SF_INLINE OmpStatus omp_signal(const Lane& lane, const OmpProblem<T>& p, const T* cov,

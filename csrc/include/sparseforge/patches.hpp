@@ -1,5 +1,6 @@
 // Pixel <-> patch index maths for images split into ph x pw patches on a grid with a step,
-// shared by the CPU drivers and (later) the CUDA kernels.
+// shared by the CPU drivers and the CUDA kernels (one GPU thread per patch element or per
+// output pixel; the CPU runs the same per-element bodies in the tests).
 //
 // Grid positions along an axis of length L with patch size p and step s are
 // 0, s, 2s, ... and always the last position L - p, so every pixel is covered (scikit-learn's
@@ -65,6 +66,28 @@ SF_HD SF_INLINE void gather_pixel(const T* patches, const T* weights, index_t H,
   }
   *value = sum;
   *weight = wsum;
+}
+
+// Output pixel (y, x, c) of the aggregation: the weighted sum of the covering patches, divided
+// by the sum of their weights when `normalise` (0 where that sum is 0).
+template <class T>
+SF_HD SF_INLINE T aggregate_pixel(const T* patches, const T* weights, index_t H, index_t W,
+                                  index_t C, index_t ph, index_t pw, index_t step, index_t rows,
+                                  index_t cols, bool normalise, index_t y, index_t x,
+                                  index_t c) {
+  T value, weight;
+  gather_pixel(patches, weights, H, W, C, ph, pw, step, rows, cols, y, x, c, &value, &weight);
+  return normalise ? (weight != T(0) ? value / weight : T(0)) : value;
+}
+
+// Offset in the (H, W, C) image of element e of the patch stack (n x ph x pw x C, row-major)
+// whose patch p has its top-left corner at (positions[2p], positions[2p + 1]).
+SF_HD SF_INLINE index_t patch_element_source(index_t e, const long long* positions, index_t W,
+                                             index_t C, index_t ph, index_t pw) {
+  const index_t per_patch = ph * pw * C;
+  const index_t p = e / per_patch, within = e % per_patch;
+  const index_t a = within / (pw * C), b = within % (pw * C);
+  return ((positions[2 * p] + a) * W + positions[2 * p + 1]) * C + b;
 }
 
 }  // namespace SF_KERNEL_NS

@@ -1,0 +1,54 @@
+// Arguments of one Batch-OMP batch, shared by the CPU driver (csrc/cpu/omp_batch.cpp) and
+// the CUDA launcher (csrc/cuda/omp_kernels.cu), and the lane policy a CPU driver runs.
+#pragma once
+
+#include <cstdint>
+
+#include "sparseforge/config.hpp"
+
+namespace sparseforge {
+
+// The CPU drivers' lane policy: SerialLane, or EmulatedWarpLane (the CUDA warp's logic run
+// on the host, for the tests).
+enum class LaneKind { kSerial, kEmulatedWarp };
+
+// One batch: N signals coded against one Gram matrix. Pointers are host memory for the CPU
+// driver and device memory for the CUDA launcher; sizes in elements. Outputs: out_index /
+// out_value are N x M row-major, out_count / out_status N.
+template <class T>
+struct OmpBatchArgs {
+  const T* gram = nullptr;          // K x K, row-major
+  index_t n_atoms = 0;              // K
+  index_t n_signals = 0;            // N
+  // The correlations come either precomputed, signal n with atom k at
+  //   cov[n * cov_stride_signal + k * cov_stride_atom],
+  const T* cov = nullptr;
+  index_t cov_stride_signal = 0;
+  index_t cov_stride_atom = 1;
+  // or are computed block by block from the signals x (N x n_features, rows ldx apart,
+  // features contiguous) and dt = D^T (n_features x K, row-major). Then squared norms for the
+  // tol mode are computed from x too.
+  const T* x = nullptr;
+  index_t ldx = 0;
+  const T* dt = nullptr;
+  index_t n_features = 0;
+  const T* norms_sq = nullptr;      // N squared signal norms (tol mode with precomputed cov)
+  // Masked mode (with x): mask (N x n_features, rows ldm apart, nonzero = observed) and the
+  // dictionary (K x n_features) itself; each signal is coded from its observed entries.
+  const unsigned char* mask = nullptr;
+  index_t ldm = 0;
+  const T* dictionary = nullptr;
+  int max_atoms = 0;                // M
+  bool use_tol = false;
+  T tol = T(0);
+  int* out_index = nullptr;
+  T* out_value = nullptr;
+  int* out_count = nullptr;
+  std::int8_t* out_status = nullptr;
+  T* out_dense = nullptr;           // optional N x K codes, rows dense_stride apart
+  index_t dense_stride = 0;
+  int n_threads = 1;
+  LaneKind lane = LaneKind::kSerial;
+};
+
+}  // namespace sparseforge
