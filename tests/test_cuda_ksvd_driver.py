@@ -82,7 +82,8 @@ def test_driver_reproduces_numpy_ksvd(method, dtype):
     np.testing.assert_array_equal(codes.counts.numpy(), ref_codes.counts)
 
 
-def test_replace_atoms_matches_numpy(dtype):
+@pytest.mark.parametrize("rule", ["residual", "signal"])
+def test_replace_atoms_matches_numpy(dtype, rule):
     from sparseforge.ksvd import _replace_atoms
 
     rng = np.random.default_rng(93)
@@ -100,12 +101,14 @@ def test_replace_atoms_matches_numpy(dtype):
     assert (codes.indices == 21).any()
     ref = [a.copy() for a in (D, codes.indices, codes.values, codes.counts, residual)]
     ref_codes = sf.SparseCodes(ref[1], ref[2], ref[3], codes.status, 40)
-    n_dead, n_dup, errors = _replace_atoms(X, ref[0], ref_codes, ref[4], usage, 0.99, x_norms)
+    n_dead, n_dup, errors = _replace_atoms(X, ref[0], ref_codes, ref[4], usage, 0.99, x_norms,
+                                             rule)
     t = [torch.from_numpy(a.copy()) for a in (D, codes.indices, codes.values, codes.counts,
                                                 residual)]
     t_codes = sf.SparseCodes(t[1], t[2], t[3], torch.from_numpy(codes.status), 40)
     got = _cuda_ksvd.replace_atoms(torch.from_numpy(X), t[0], t_codes, t[4],
-                                   torch.from_numpy(usage), 0.99, torch.from_numpy(x_norms))
+                                   torch.from_numpy(usage), 0.99, torch.from_numpy(x_norms),
+                                   rule)
     assert (n_dead, n_dup) == got[:2] == (len(set(unused) | {2, 30}), 1)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     for mine, theirs in zip(t, ref):

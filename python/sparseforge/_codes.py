@@ -46,9 +46,9 @@ class SparseCodes:
         return self._csr(sort=True)
 
     def _csr(self, sort: bool) -> sp.csr_matrix:
+        used = self.indices >= 0  # the layout itself, not `counts`, says which slots hold atoms
         indptr = np.zeros(self.indices.shape[0] + 1, dtype=np.int64)
-        np.cumsum(self.counts, out=indptr[1:])
-        used = self.indices >= 0
+        np.cumsum(used.sum(axis=1), out=indptr[1:])
         out = sp.csr_matrix((self.values[used], self.indices[used], indptr), shape=self.shape)
         if sort:
             out.sort_indices()

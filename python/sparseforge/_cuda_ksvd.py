@@ -60,11 +60,13 @@ def coded_residual(X, D, indices, values, residual):
     return (residual.double() ** 2).sum()
 
 
-def replace_atoms(X, D, codes: SparseCodes, residual, usage, threshold: float, x_norms):
+def replace_atoms(X, D, codes: SparseCodes, residual, usage, threshold: float, x_norms,
+                  replacement: str = "residual"):
     """The CPU path's replacement (ksvd._replace_atoms) in torch, in place: unused atoms and
-    near-duplicates become the worst-represented signals, and codes that used a replaced
-    duplicate are dropped with the residual corrected. Returns (dead, duplicates, per-signal
-    squared residual norms)."""
+    near-duplicates become the worst-represented signals' normalised residuals (or the
+    signals: `replacement`), chosen before the codes that used a replaced duplicate are
+    dropped with the residual corrected. Returns (dead, duplicates, per-signal squared
+    residual norms)."""
     import torch
 
     indices, values, counts = codes.indices, codes.values, codes.counts
@@ -72,6 +74,8 @@ def replace_atoms(X, D, codes: SparseCodes, residual, usage, threshold: float, x
     coherent = (torch.tril((D @ D.T).abs(), -1) > threshold).any(1)
     coherent[dead] = False
     duplicate = torch.nonzero(coherent).flatten()
+    replace = torch.cat([dead, duplicate])
+    sources = _replacement_atoms(X, residual, x_norms, replace.numel(), replacement)
     if duplicate.numel():
         rows, slots = torch.nonzero(torch.isin(indices.long(), duplicate), as_tuple=True)
         # index_add_ accumulates a signal that used several duplicates.
@@ -83,15 +87,23 @@ def replace_atoms(X, D, codes: SparseCodes, residual, usage, threshold: float, x
         order = torch.argsort((indices[touched] < 0).int(), dim=1, stable=True)
         indices[touched] = torch.gather(indices[touched], 1, order)
         values[touched] = torch.gather(values[touched], 1, order)
+    D[replace[:sources.shape[0]]] = sources
+    return int(dead.numel()), int(duplicate.numel()), (residual * residual).sum(1)
+
+
+def _replacement_atoms(X, residual, x_norms, count: int, replacement: str):
+    """ksvd._replacement_atoms in torch."""
+    import torch
+
+    if count == 0:
+        return X[:0]
     errors = (residual * residual).sum(1)
-    replace = torch.cat([dead, duplicate])
-    if replace.numel():
-        candidates = torch.where(x_norms > 0, errors, torch.full_like(errors, -1.0))
-        worst = torch.topk(candidates, min(replace.numel(), candidates.numel())).indices
-        worst = worst[candidates[worst] > 0]
-        m = worst.numel()
-        D[replace[:m]] = X[worst] / torch.sqrt(x_norms[worst])[:, None]
-    return int(dead.numel()), int(duplicate.numel()), errors
+    candidates = torch.where(x_norms > 0, errors, torch.full_like(errors, -1.0))
+    worst = torch.topk(candidates, min(count, candidates.numel())).indices
+    worst = worst[candidates[worst] > 0]
+    if replacement == "residual":
+        return residual[worst] / torch.sqrt(errors[worst])[:, None]
+    return X[worst] / torch.sqrt(x_norms[worst])[:, None]
 
 
 def sweep_on_device(ctx: DeviceContext, X, D, codes: SparseCodes, residual, *, exact: bool,
@@ -122,7 +134,8 @@ def sweep_on_device(ctx: DeviceContext, X, D, codes: SparseCodes, residual, *, e
 
 
 def run(X, D, *, encode: Callable, sweep: Callable, n_iter: int, duplicate_threshold: float,
-        callback: Callable | None, progress) -> tuple[Any, SparseCodes, np.ndarray]:
+        callback: Callable | None, progress, atom_replacement: str = "residual",
+        ) -> tuple[Any, SparseCodes, np.ndarray]:
     """The K-SVD iterations on torch tensors X (N, n) and D (K, n), D updated in place.
 
     `encode(X, D)` returns compact SparseCodes of torch tensors; `sweep(X, D, codes,
@@ -145,7 +158,8 @@ def run(X, D, *, encode: Callable, sweep: Callable, n_iter: int, duplicate_thres
                             coded.counts, coded.status, D.shape[0])
         usage, coded_error = sweep(X, D, codes, residual)
         n_dead, n_dup, signal_errors = replace_atoms(X, D, codes, residual, usage,
-                                                     duplicate_threshold, x_norms)
+                                                     duplicate_threshold, x_norms,
+                                                     atom_replacement)
         errors[it] = math.sqrt(float(signal_errors.double().sum()) / X.numel())
         if progress is not None:
             progress.set_postfix(rmse=f"{errors[it]:.4g}", replaced=n_dead + n_dup)
@@ -175,7 +189,7 @@ def check_signals(X: Any, dict_init: Any):
 def ksvd(X: Any, n_components: int, *, n_nonzero_coefs: int | None, tol: float | None,
          n_iter: int, method: str, dict_init: Any, random_state: Any,
          callback: Callable | None, verbose: bool, duplicate_threshold: float,
-         max_power_iter: int):
+         max_power_iter: int, atom_replacement: str = "residual"):
     """:func:`sparseforge.ksvd` for a CUDA `X` (torch tensor or CuPy array), its arguments
     already checked there: the dictionary and codes on the device, `errors` a numpy array."""
     from .omp import sparse_encode
@@ -200,7 +214,7 @@ def ksvd(X: Any, n_components: int, *, n_nonzero_coefs: int | None, tol: float |
     try:
         D, codes, errors = run(Xt, D, encode=encode, sweep=sweep, n_iter=n_iter,
                                duplicate_threshold=duplicate_threshold, callback=callback,
-                               progress=progress)
+                               progress=progress, atom_replacement=atom_replacement)
     finally:
         if progress is not None:
             progress.close()

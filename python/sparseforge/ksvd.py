@@ -98,7 +98,8 @@ def _replace_atoms(X, D, codes: SparseCodes, residual, usage, threshold, x_norms
     if duplicate.size:
         hit = np.isin(codes.indices, duplicate)
         rows, slots = np.nonzero(hit)
-        residual[rows] += codes.values[rows, slots, None] * D[codes.indices[rows, slots]]
+        # np.add.at accumulates a signal that used several duplicates (+= would not).
+        np.add.at(residual, rows, codes.values[rows, slots, None] * D[codes.indices[rows, slots]])
         codes.values[rows, slots] = 0
         codes.indices[rows, slots] = -1
         np.subtract.at(codes.counts, rows, 1)
@@ -233,7 +234,8 @@ def ksvd(
                                n_iter=n_iter, method=method, dict_init=dict_init,
                                random_state=random_state, callback=callback, verbose=verbose,
                                duplicate_threshold=duplicate_threshold,
-                               max_power_iter=max_power_iter)
+                               max_power_iter=max_power_iter,
+                               atom_replacement=atom_replacement)
     X = np.ascontiguousarray(X)
     rng = np.random.default_rng(random_state)
     D = _initial_dictionary(X, n_components, dict_init, rng)
