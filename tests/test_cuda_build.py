@@ -41,7 +41,7 @@ def test_workspace_sizes():
         tile = 256 // itemsize                                   # QLayout tile rows
         q = (K + tile - 1) // tile * tile * M
         up = lambda v: (v + 31) // 32 * 32                       # noqa: E731
-        scalars = up(K + q + M * M + M) + (up(K * n + 2 * K) if masked else 0)
+        scalars = up(K + q + M * M + M) + (up(2 * K) if masked else 0)  # scale + one Gram row
         return scalars, up(M) + (up(n) if masked else 0)
 
     for dtype, itemsize in (("float32", 4), ("float64", 8)):

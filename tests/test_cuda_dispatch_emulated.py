@@ -110,11 +110,11 @@ class HostCuda:
                 _view(a["out_dense"], dtype, (N, K), (a["dense_stride"], 1))
                 if a["out_dense"] else None]
         if a["mask"]:
-            D = _view(a["dictionary"], dtype, (K, n))
-            _core.omp_batch(_core.gram(np.ascontiguousarray(D)), None, None, M, a["tol"], 1,
+            dt = _view(a["dt"], dtype, (n, K))
+            _core.omp_batch(_core.gram(np.ascontiguousarray(dt.T)), None, None, M, a["tol"], 1,
                             *outs, "emulated_warp", x=_view(a["x"], dtype, (N, n), (a["ldx"], 1)),
-                            dt=np.ascontiguousarray(D.T),
-                            mask=_view(a["mask"], bool, (N, n), (a["ldm"], 1)), dictionary=D)
+                            dt=np.ascontiguousarray(dt),
+                            mask=_view(a["mask"], bool, (N, n), (a["ldm"], 1)))
             return
         cov = _view(a["cov"], dtype, (N, K), (a["cov_stride_signal"], a["cov_stride_atom"]))
         norms = _view(a["norms_sq"], dtype, (N,)) if a["norms_sq"] else None

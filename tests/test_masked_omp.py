@@ -103,7 +103,7 @@ def test_emulated_warp_lane_matches_serial_lane():
         cnt = np.empty(40, np.int32)
         st = np.empty(40, np.int8)
         sf._core.omp_batch(D @ D.T, None, None, 5, None, 2, idx, val, cnt, st, None, lane,
-                           x=X, dt=np.ascontiguousarray(D.T), mask=mask, dictionary=D)
+                           x=X, dt=np.ascontiguousarray(D.T), mask=mask)
         out[lane] = (idx, val)
     np.testing.assert_array_equal(out["serial"][0], out["emulated_warp"][0])
     np.testing.assert_allclose(out["serial"][1], out["emulated_warp"][1], atol=1e-12)

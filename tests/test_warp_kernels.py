@@ -22,7 +22,7 @@ def _masked_core(X, D, mask, max_atoms, tol, lane):
     st = np.empty(n, np.int8)
     dense = np.empty((n, k), D.dtype)
     _core.omp_batch(_core.gram(D), None, None, max_atoms, tol, 1, idx, val, cnt, st, dense,
-                    lane, x=X, dt=np.ascontiguousarray(D.T), mask=mask, dictionary=D)
+                    lane, x=X, dt=np.ascontiguousarray(D.T), mask=mask)
     return idx, val, cnt, st, dense
 
 

@@ -80,7 +80,7 @@ index_t element_stride(const py::array& a, int dim, const char* name) {
 template <class T>
 void omp_batch_typed(const py::array& gram, const py::object& cov_obj, const py::object& x_obj,
                      const py::object& dt_obj, const py::object& mask_obj,
-                     const py::object& dictionary_obj, const py::object& norms_sq,
+                     const py::object& norms_sq,
                      int max_atoms, const py::object& tol, int n_threads,
                      py::array out_index, py::array out_value,
                      py::array out_count, py::array out_status,
@@ -93,7 +93,7 @@ void omp_batch_typed(const py::array& gram, const py::object& cov_obj, const py:
   if (cov_obj.is_none() == x_obj.is_none()) fail("pass exactly one of `cov` and `x`");
   index_t N = 0;
   py::array cov, x, dt;
-  py::object keep_alive;  // the mask and dictionary arrays while the kernel runs
+  py::object keep_alive;  // the mask while the kernel runs
   sparseforge::OmpBatchArgs<T> args;
   if (!cov_obj.is_none()) {
     cov = cov_obj.cast<py::array>();
@@ -129,15 +129,9 @@ void omp_batch_typed(const py::array& gram, const py::object& cov_obj, const py:
       }
       require_shape(mask, "mask", {N, F});
       if (F > 1 && mask.strides(1) != 1) fail("`mask` must have contiguous rows");
-      if (dictionary_obj.is_none()) fail("`dictionary` is required with `mask`");
-      const py::array dictionary = dictionary_obj.cast<py::array>();
-      require_dtype<T>(dictionary, "dictionary");
-      require_shape(dictionary, "dictionary", {K, F});
-      require_c_contiguous(dictionary, "dictionary");
       args.mask = static_cast<const unsigned char*>(mask.data());
       args.ldm = mask.strides(0);
-      args.dictionary = static_cast<const T*>(dictionary.data());
-      keep_alive = py::make_tuple(mask, dictionary);
+      keep_alive = mask;
     }
   }
   if (max_atoms < 1 || max_atoms > K) {
@@ -209,13 +203,13 @@ void omp_batch(const py::array& gram, const py::object& cov, const py::object& n
                int max_atoms, const py::object& tol, int n_threads, py::array out_index,
                py::array out_value, py::array out_count, py::array out_status,
                const py::object& out_dense, const std::string& lane, const py::object& x,
-               const py::object& dt, const py::object& mask, const py::object& dictionary) {
+               const py::object& dt, const py::object& mask) {
   if (equivalent(py::dtype::of<float>(), gram.dtype())) {
-    omp_batch_typed<float>(gram, cov, x, dt, mask, dictionary, norms_sq, max_atoms, tol,
+    omp_batch_typed<float>(gram, cov, x, dt, mask, norms_sq, max_atoms, tol,
                            n_threads, out_index, out_value, out_count, out_status, out_dense,
                            lane);
   } else if (equivalent(py::dtype::of<double>(), gram.dtype())) {
-    omp_batch_typed<double>(gram, cov, x, dt, mask, dictionary, norms_sq, max_atoms, tol,
+    omp_batch_typed<double>(gram, cov, x, dt, mask, norms_sq, max_atoms, tol,
                             n_threads, out_index, out_value, out_count, out_status, out_dense,
                             lane);
   } else {
@@ -423,11 +417,12 @@ PYBIND11_MODULE(_core, m) {
         py::arg("out_value"), py::arg("out_count"), py::arg("out_status"),
         py::arg("out_dense") = py::none(), py::arg("lane") = "serial", py::kw_only(),
         py::arg("x") = py::none(), py::arg("dt") = py::none(), py::arg("mask") = py::none(),
-        py::arg("dictionary") = py::none(),
         "Batch-OMP with `gram` (K x K) over either precomputed correlations `cov` "
         "(n_samples x K, any strides) or signals `x` (n_samples x n_features, contiguous "
         "rows) and `dt` = dictionary.T, whose correlations are computed block by block in "
-        "cache. Writes selection-ordered indices/values, counts and status codes into the "
+        "cache; with `mask` (n_samples x n_features, nonzero = observed) each signal is coded "
+        "from its observed entries (`dt` is then all the kernel reads of the dictionary). "
+        "Writes selection-ordered indices/values, counts and status codes into the "
         "outputs. Releases the GIL.");
   m.def("gram", &gram, py::arg("dictionary"),
         "dictionary @ dictionary.T for a C-contiguous (K, n) dictionary, exactly symmetric, "

@@ -86,7 +86,7 @@ void omp_batch_typed(int device, std::uintptr_t stream, const py::dict& p) {
     a.ldm = num("ldm");
     a.x = device_ptr<const T>(ptr("x"), device, "x");
     a.ldx = num("ldx");
-    a.dictionary = device_ptr<const T>(ptr("dictionary"), device, "dictionary");
+    a.dt = device_ptr<const T>(ptr("dt"), device, "dt");
     require(a.n_features >= 1, "`n_features` must be >= 1 with a mask");
   } else {
     a.gram = device_ptr<const T>(ptr("gram"), device, "gram");
@@ -225,8 +225,8 @@ PYBIND11_MODULE(_cuda, m) {
         "Batch-OMP on the GPU, one warp per signal, enqueued on `stream` (no sync). `args` "
         "holds the device pointers (integers; 0 = none) and sizes: n_atoms, n_signals, "
         "n_features, max_atoms, tol, gram, cov, cov_stride_signal, cov_stride_atom, "
-        "norms_sq, x, ldx, mask, ldm, dictionary, out_index, out_value, out_count, "
-        "out_status, out_dense, dense_stride, ws_scalars, ws_ints, ws_scalar_stride, "
+        "norms_sq, x, ldx, mask, ldm, dt (the transposed dictionary, n_features x K), "
+        "out_index, out_value, out_count, out_status, out_dense, dense_stride, ws_scalars, ws_ints, ws_scalar_stride, "
         "ws_int_stride, n_warps.");
   m.def("ksvd_update_atoms", &ksvd_update_atoms, py::arg("dtype"), py::arg("device"),
         py::arg("stream"), py::arg("args"),

@@ -133,7 +133,7 @@ void run_masked(const OmpBatchArgs<T>& a, const Lane& lane) {
   if (N <= 0) return;
   const int n_threads = static_cast<int>(std::max<index_t>(1, std::min<index_t>(a.n_threads, N)));
   const index_t ws_scalars = padded<T>(OmpWorkspace<T>::scalars(K, M));
-  const index_t scalars = ws_scalars + padded<T>(K * n) + 2 * padded<T>(K);
+  const index_t scalars = ws_scalars + 2 * padded<T>(K);
   const index_t ints = padded<int>(OmpWorkspace<T>::ints(M)) + padded<int>(n);
   std::vector<T> scalar_buf(static_cast<size_t>(scalars * n_threads));
   std::vector<int> int_buf(static_cast<size_t>(ints * n_threads));
@@ -145,13 +145,12 @@ void run_masked(const OmpBatchArgs<T>& a, const Lane& lane) {
     T* mine = scalar_buf.data() + t * scalars;
     int* my_ints = int_buf.data() + t * ints;
     const OmpWorkspace<T> ws = OmpWorkspace<T>::carve(mine, my_ints, K, M);
-    MaskedScratch<T> scratch{mine + ws_scalars, mine + ws_scalars + padded<T>(K * n),
-                             mine + ws_scalars + padded<T>(K * n) + padded<T>(K),
+    MaskedScratch<T> scratch{mine + ws_scalars, mine + ws_scalars + padded<T>(K),
                              my_ints + padded<int>(OmpWorkspace<T>::ints(M))};
 #pragma omp for schedule(dynamic, 16)
     for (index_t i = 0; i < N; ++i) {
       T* dense = a.out_dense ? a.out_dense + i * a.dense_stride : nullptr;
-      a.out_status[i] = omp_masked_signal(lane, problem, a.dictionary, n, a.x + i * a.ldx,
+      a.out_status[i] = omp_masked_signal(lane, problem, a.dt, n, a.x + i * a.ldx,
                                           a.mask + i * a.ldm, scratch, ws, a.out_index + i * M,
                                           a.out_value + i * M, a.out_count + i, dense);
     }

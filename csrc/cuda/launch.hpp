@@ -45,8 +45,8 @@ SF_HD WorkspaceSize omp_workspace_size(index_t K, index_t M, index_t n_features,
 index_t omp_resident_warps(bool double_precision);
 
 // Batch-OMP: fixed sparsity or tol (args.use_tol), plain (args.cov, args.norms_sq in tol
-// mode) or masked (args.mask with args.x and args.dictionary); one warp per signal. The CPU
-// driver's fused fields (dt, n_threads, lane) are not used.
+// mode) or masked (args.mask with args.x and args.dt = D^T); one warp per signal. The CPU
+// driver's other fields (n_threads, lane) are not used.
 void omp_batch(const OmpBatchArgs<float>& args, const OmpWorkspaceBuffers<float>& ws,
                cudaStream_t stream);
 void omp_batch(const OmpBatchArgs<double>& args, const OmpWorkspaceBuffers<double>& ws,

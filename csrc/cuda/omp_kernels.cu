@@ -35,7 +35,7 @@ __global__ void __launch_bounds__(kThreads) omp_kernel(OmpBatchArgs<T> a,
     T* dense = a.out_dense != nullptr ? a.out_dense + i * a.dense_stride : nullptr;
     OmpStatus status;
     if (a.mask != nullptr) {
-      status = omp_masked_signal(lane, problem, a.dictionary, a.n_features, a.x + i * a.ldx,
+      status = omp_masked_signal(lane, problem, a.dt, a.n_features, a.x + i * a.ldx,
                                  a.mask + i * a.ldm, scratch, ws, index, value, count, dense);
     } else {
       const T norm_sq = a.use_tol ? a.norms_sq[i] : T(0);

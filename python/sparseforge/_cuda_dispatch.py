@@ -60,7 +60,7 @@ def _launch_omp(ctx: DeviceContext, dtype: np.dtype, n_signals: int, n_atoms: in
     args = {"n_atoms": n_atoms, "n_signals": n_signals, "n_features": n_features,
             "max_atoms": max_atoms, "tol": tol, "gram": 0, "cov": 0, "cov_stride_signal": 0,
             "cov_stride_atom": 1, "norms_sq": 0, "x": 0, "ldx": 0, "mask": 0, "ldm": 0,
-            "dictionary": 0, "out_index": ctx.ptr(out_index), "out_value": ctx.ptr(out_value),
+            "dt": 0, "out_index": ctx.ptr(out_index), "out_value": ctx.ptr(out_value),
             "out_count": ctx.ptr(out_count), "out_status": ctx.ptr(out_status),
             "out_dense": ctx.ptr(out_dense), "dense_stride": n_atoms,
             "ws_scalars": ctx.ptr(ws_scalars), "ws_ints": ctx.ptr(ws_ints),
@@ -144,8 +144,9 @@ def sparse_encode(X: Any, dictionary: Any, *, gram: Any, cov: Any, algorithm: st
     if check_input and not ctx.all_finite(dictionary):
         raise ValueError("`dictionary` contains NaN or infinity")
     if mask is not None:
+        dt = ctx.contiguous(dictionary.T)  # (n_features, K): what the masked kernel reads
         inputs = {"x": x.ptr, "ldx": x.strides[0], "mask": m.ptr, "ldm": m.strides[0],
-                  "dictionary": ctx.ptr(dictionary)}
+                  "dt": ctx.ptr(dt)}
     else:
         if gram is None:
             gram = ctx.contiguous(dictionary @ dictionary.T)

@@ -183,8 +183,7 @@ def _run_chunks(gram: np.ndarray, n_samples: int, max_atoms: int, output: str,
         inputs = chunk_inputs(start, stop)
         _core.omp_batch(gram, inputs.get("cov"), inputs.get("norms_sq"), max_atoms, tol,
                         n_threads, idx, val, cnt, st, dense, lane,
-                        x=inputs.get("x"), dt=inputs.get("dt"), mask=inputs.get("mask"),
-                        dictionary=inputs.get("dictionary"))
+                        x=inputs.get("x"), dt=inputs.get("dt"), mask=inputs.get("mask"))
         plan.keep(start, stop, idx, val)
     _check_status(plan.status, source)
     return plan.result()
@@ -306,13 +305,11 @@ def sparse_encode(
             raise ValueError("`gram` and `cov` cannot be combined with `mask`: each masked "
                              "signal has its own Gram matrix")
         dt = np.ascontiguousarray(dictionary.T)
-        atoms = np.ascontiguousarray(dictionary)
         contiguous_rows = X.shape[1] <= 1 or X.strides[1] == X.itemsize
 
         def chunk_inputs(a, b):
             rows = X[a:b] if contiguous_rows else np.ascontiguousarray(X[a:b])
-            return {"x": rows, "dt": dt, "mask": np.ascontiguousarray(mask[a:b]),
-                    "dictionary": atoms}
+            return {"x": rows, "dt": dt, "mask": np.ascontiguousarray(mask[a:b])}
         step = chunk_size
     elif cov is not None:
         def chunk_inputs(a, b):

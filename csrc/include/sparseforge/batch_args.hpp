@@ -33,11 +33,10 @@ struct OmpBatchArgs {
   const T* dt = nullptr;
   index_t n_features = 0;
   const T* norms_sq = nullptr;      // N squared signal norms (tol mode with precomputed cov)
-  // Masked mode (with x): mask (N x n_features, rows ldm apart, nonzero = observed) and the
-  // dictionary (K x n_features) itself; each signal is coded from its observed entries.
+  // Masked mode (with x and dt): mask (N x n_features, rows ldm apart, nonzero = observed);
+  // each signal is coded from its observed entries.
   const unsigned char* mask = nullptr;
   index_t ldm = 0;
-  const T* dictionary = nullptr;
   int max_atoms = 0;                // M
   bool use_tol = false;
   T tol = T(0);
