@@ -226,7 +226,8 @@ PYBIND11_MODULE(_cuda, m) {
         "holds the device pointers (integers; 0 = none) and sizes: n_atoms, n_signals, "
         "n_features, max_atoms, tol, gram, cov, cov_stride_signal, cov_stride_atom, "
         "norms_sq, x, ldx, mask, ldm, dt (the transposed dictionary, n_features x K), "
-        "out_index, out_value, out_count, out_status, out_dense, dense_stride, ws_scalars, ws_ints, ws_scalar_stride, "
+        "out_index, out_value, out_count, out_status, out_dense, dense_stride, ws_scalars, "
+        "ws_ints, ws_scalar_stride, "
         "ws_int_stride, n_warps.");
   m.def("ksvd_update_atoms", &ksvd_update_atoms, py::arg("dtype"), py::arg("device"),
         py::arg("stream"), py::arg("args"),
@@ -236,7 +237,9 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("dtype"), py::arg("device"), py::arg("stream"), py::arg("args"),
         "Patches at `positions` of an (H, W, C) image, one thread per element.");
   m.def("aggregate_patches", [](const std::string& dtype, int device, std::uintptr_t stream,
-                                const py::dict& args) { patches(false, dtype, device, stream, args); },
+                                const py::dict& args) {
+          patches(false, dtype, device, stream, args);
+        },
         py::arg("dtype"), py::arg("device"), py::arg("stream"), py::arg("args"),
         "Gather-form aggregation of grid patches, one thread per output value.");
   m.def("build_info", []() {

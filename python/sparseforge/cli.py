@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="side-by-side PNG (empty: none)")
     p_demo.set_defaults(func=demo)
     for name, func, helptext in (("denoise", denoise, "denoise an image (K-SVD)"),
-                                 ("inpaint", inpaint, "fill in missing pixels (masked OMP + rounds)")):
+                                 ("inpaint", inpaint,
+                                  "fill in missing pixels (masked OMP + rounds)")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("input", metavar="IN")
         if name == "inpaint":

@@ -83,9 +83,10 @@ def _initial_dictionary(X: np.ndarray, n_components: int, dict_init: Any,
 def _replace_atoms(X, D, codes: SparseCodes, residual, usage, threshold, x_norms,
                    replacement: str = "residual"):
     """Replace unused atoms and near-duplicates by the worst-represented signals (their
-    normalised residuals, or the signals themselves: `replacement`), each signal used once; codes that referenced a replaced duplicate are dropped and the residual is
-    corrected, so codes, residual and dictionary stay consistent. Returns the counts and the
-    squared residual norm of every signal afterwards."""
+    normalised residuals, or the signals themselves: `replacement`), each signal used once;
+    codes that referenced a replaced duplicate are dropped and the residual is corrected, so
+    codes, residual and dictionary stay consistent. Returns the counts and the squared
+    residual norm of every signal afterwards."""
     dead = np.flatnonzero(usage == 0)
     gram = np.abs(_core.gram(D))
     # Atom k duplicates an earlier atom j < k (the earlier one is kept).
