@@ -13,6 +13,7 @@ dependence, as the CPU path does) and, for checked inputs, one finiteness / symm
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,25 @@ from . import _backend
 from ._arrays import (DeviceArray, DeviceContext, check_float, device_context,
                       require_rows_contiguous)
 from ._codes import SparseCodes
+
+
+@contextlib.contextmanager
+def _no_tf32(ctx: DeviceContext):
+    """Full float32 precision for torch's products while Gram and correlations are formed:
+    Batch-OMP's updates assume both come exactly from the same dictionary, and TF32 (which
+    `torch.set_float32_matmul_precision("high")` turns on) would err by ~1e-3 relative. CuPy
+    uses TF32 only when CUPY_TF32=1 is set by the user (documented in the README)."""
+    if ctx.framework != "torch":
+        yield
+        return
+    import torch
+
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
 
 # Scratch memory the OMP kernel may take for its per-warp workspaces; fewer warps run (each
 # codes more signals, grid-stride) when the resident warps' workspaces would exceed it.
@@ -148,12 +168,14 @@ def sparse_encode(X: Any, dictionary: Any, *, gram: Any, cov: Any, algorithm: st
         inputs = {"x": x.ptr, "ldx": x.strides[0], "mask": m.ptr, "ldm": m.strides[0],
                   "dt": ctx.ptr(dt)}
     else:
-        if gram is None:
-            gram = ctx.contiguous(dictionary @ dictionary.T)
-        else:
+        with _no_tf32(ctx):
+            if gram is None:
+                gram = ctx.contiguous(dictionary @ dictionary.T)
+            if cov is None:
+                cov = ctx.contiguous(X @ dictionary.T)   # (n_samples, n_components)
+        if "gram" in ctx.arrays:
             gram = _checked_gram(ctx, gram, "gram", x.dtype, check_input)
-        if cov is None:
-            cov = X @ dictionary.T            # (n_samples, n_components), C-contiguous
+        if "cov" not in ctx.arrays:
             stride_signal, stride_atom = n_components, 1
         else:
             stride_signal, stride_atom = c.strides[1], c.strides[0]
@@ -238,6 +260,8 @@ def extract_patches_2d(image: Any, patch_size: Any, *, step: int, max_patches: A
     positions = ctx.to_device(patch_positions(shape, (ph, pw), step, max_patches, random_state))
     n = positions.shape[0]
     out = ctx.empty((n, ph, pw, shape[2]), a.dtype)
+    if n == 0:  # an empty array has no device pointer to hand to the kernel
+        return out[..., 0] if gray else out
     _backend._cuda.extract_patches(a.dtype.name, ctx.device, ctx.stream, {
         "H": shape[0], "W": shape[1], "C": shape[2], "ph": ph, "pw": pw,
         "image": ctx.ptr(hwc), "positions": ctx.ptr(positions), "n_patches": n,

@@ -116,12 +116,17 @@ def sweep_on_device(ctx: DeviceContext, X, D, codes: SparseCodes, residual, *, e
     n_atoms, n_features = D.shape
     start, user_signal, user_slot, usage = users_per_atom(codes.indices, n_atoms)
     coded_error = float(coded_residual(X, D, codes.indices, codes.values, residual))
+    if codes.indices.shape[1] == 0:  # tol mode, every signal coded by zero atoms
+        return usage, coded_error
     most = max(1, int(usage.max()))
     rows = torch.empty(most * n_features, dtype=D.dtype, device=D.device)
     g, h = (torch.empty(most, dtype=D.dtype, device=D.device) for _ in range(2))
     d, e = (torch.empty(n_features, dtype=D.dtype, device=D.device) for _ in range(2))
     ptr = ctx.ptr
-    _backend._cuda.ksvd_update_atoms(_numpy_dtype(D).name, ctx.device, ctx.stream, {
+    # The stream current now (a callback may have switched it since the context was made):
+    # the scratch above was allocated on it, so the kernel must run on it too.
+    stream = torch.cuda.current_stream(D.device).cuda_stream if D.is_cuda else ctx.stream
+    _backend._cuda.ksvd_update_atoms(_numpy_dtype(D).name, ctx.device, stream, {
         "n_features": n_features, "max_atoms": codes.indices.shape[1], "n_atoms": n_atoms,
         "dictionary": ptr(D), "values": ptr(codes.values), "residual": ptr(residual),
         "user_start": ptr(start), "user_signal": ptr(user_signal),

@@ -183,6 +183,10 @@ struct OmpPursuit {
     ws.support[s] = static_cast<int>(k);
     // After the last atom allowed, only u_s is needed: skip the costliest step of all.
     if (s + 1 < M) {
+      // On a warp every lane has just read alpha[k] (uniform code above), and the step
+      // writes alpha lane by lane: without this barrier that read and the owner's write race
+      // under independent thread scheduling (a no-op on the CPU).
+      lane.sync();
       lane.gram_schmidt_step(K, gk, ws.q, layout, lrow, s, inv_diag, us, ws.alpha);
     }
     ++s;
