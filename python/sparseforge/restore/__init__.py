@@ -20,7 +20,7 @@ _LAZY = {
     "LeastSquaresOnSupport": "sparse_codes", "sparse_codes": "sparse_codes",
     "train": "training", "TrainResult": "training",
     "load_pretrained": "pretrained", "load_model": "pretrained", "save_model": "pretrained",
-    "available_pretrained": "pretrained", "PRETRAINED": "pretrained",
+    "available_pretrained": "_registry", "PRETRAINED": "_registry",
 }
 
 __all__ = ["denoise_ksvd", "inpaint_ksvd", *sorted(_LAZY)]

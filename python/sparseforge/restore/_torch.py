@@ -35,4 +35,7 @@ def torch_available() -> bool:
     """True when torch can be imported (without importing it if it is not installed)."""
     from importlib.util import find_spec
 
-    return find_spec("torch") is not None
+    try:
+        return find_spec("torch") is not None
+    except (ImportError, ValueError):  # a broken or deliberately blocked installation
+        return False

@@ -8,26 +8,18 @@ A weights file is a ``torch.save`` of a plain dict (read back with ``weights_onl
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ._registry import PRETRAINED, available_pretrained, pretrained_path
 from ._torch import require_torch
 
 torch = require_torch()
 
+__all__ = ["PRETRAINED", "available_pretrained", "build_model", "load_model",
+           "load_pretrained", "model_kind", "pretrained_path", "save_model"]
+
 FORMAT = 1
-#: Names :func:`load_pretrained` knows, with what each is; the files are
-#: ``sparseforge/data/<name>.pt``, written by ``scripts/train_hybrid.py``.
-PRETRAINED = {
-    "hybrid-sigma25": "hybrid restorer, Gaussian noise sigma = 25",
-    "hybrid-blind": "hybrid restorer, blind Gaussian noise, sigma in [0, 55]",
-    "hybrid-inpaint": "hybrid restorer, inpainting of 30-90% missing pixels",
-    "dncnn-sigma25": "DnCNN (17 x 64), sigma = 25, same wall-clock budget as the hybrid",
-    "dncnn-matched-sigma25": "DnCNN with the hybrid's parameter count and budget, sigma = 25",
-}
-
-
 def build_model(kind: str, **config: Any) -> Any:
     """A fresh model: ``"hybrid"`` (:class:`HybridRestorer`), ``"dncnn"`` (:class:`DnCNN`)
     with `config` as keyword arguments. The parameter-matched DnCNN is a ``"dncnn"`` whose
@@ -86,18 +78,6 @@ def load_model(path: str | os.PathLike) -> Any:
     model.load_state_dict(blob["state_dict"])
     model.meta = blob.get("meta", {})
     return model.eval()
-
-
-def pretrained_path(name: str) -> Path:
-    """Where the shipped weights called `name` are (whether or not the file exists)."""
-    if name not in PRETRAINED:
-        raise ValueError(f"unknown pretrained model {name!r}; known: {sorted(PRETRAINED)}")
-    return Path(str(resources.files("sparseforge") / "data" / f"{name}.pt"))
-
-
-def available_pretrained() -> list[str]:
-    """The names in :data:`PRETRAINED` whose weights are installed."""
-    return [n for n in PRETRAINED if pretrained_path(n).is_file()]
 
 
 def load_pretrained(name: str) -> Any:
