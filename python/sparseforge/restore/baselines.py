@@ -108,8 +108,9 @@ def matched_dncnn(n_parameters: int, *, sigma_range: tuple[float, float] = (25.0
                   tolerance: float = 0.02, batch_norm: bool = True) -> DnCNN:
     """A DnCNN whose trainable parameter count is within `tolerance` of `n_parameters`.
 
-    Among the (depth, width) pairs in range, the one with the smallest relative difference;
-    ties go to the depth nearest the published 17.
+    Among the (depth, width) pairs in range within `tolerance`, the depth nearest the
+    published 17 (so the baseline stays a DnCNN in shape, only narrower), then the smallest
+    relative difference.
 
     Raises
     ------
@@ -126,12 +127,15 @@ def matched_dncnn(n_parameters: int, *, sigma_range: tuple[float, float] = (25.0
         middle = width * width * 9 + (2 * width if batch_norm else width)
         return in_ch * width * 9 + width + (depth - 2) * middle + width * 9 + 1
 
-    best = min(((abs(params(d, w) - n_parameters) / n_parameters, abs(d - 17), d, w)
-                for d in depths for w in widths))
-    if best[0] > tolerance:
+    pairs = [(abs(d - 17), abs(params(d, w) - n_parameters) / n_parameters, d, w)
+             for d in depths for w in widths]
+    fitting = [p for p in pairs if p[1] <= tolerance]
+    if not fitting:
+        closest = min(p[1] for p in pairs)
         raise ValueError(f"no DnCNN with depth in {depths} and width in {widths} has "
                          f"{n_parameters} parameters within {tolerance:.0%} (best off by "
-                         f"{best[0]:.1%})")
-    model = DnCNN(best[2], best[3], sigma_range=sigma_range, batch_norm=batch_norm)
-    assert count_parameters(model) == params(best[2], best[3])
+                         f"{closest:.1%})")
+    _, _, depth, width = min(fitting)
+    model = DnCNN(depth, width, sigma_range=sigma_range, batch_norm=batch_norm)
+    assert count_parameters(model) == params(depth, width)
     return model
