@@ -8,8 +8,8 @@ Exact commands (from the repository root; data in ../shared/data/Train400 and Se
     python scripts/train_hybrid.py hybrid-sigma25        --seconds 3600   # shipped
     python scripts/train_hybrid.py hybrid-blind          --seconds 3600   # shipped
     python scripts/train_hybrid.py hybrid-inpaint        --seconds 3600   # shipped
-    python scripts/train_hybrid.py dncnn-sigma25         --seconds 3600   # DnCNN 17x64, same budget
-    python scripts/train_hybrid.py dncnn-matched-sigma25 --seconds 3600   # DnCNN, hybrid's parameters
+    python scripts/train_hybrid.py dncnn-sigma25         --seconds 3600   # DnCNN 17x64
+    python scripts/train_hybrid.py dncnn-matched-sigma25 --seconds 3600  # matched DnCNN
     python scripts/train_hybrid.py hybrid-nocodes-sigma25 --seconds 3600  # ablation: no code channels
     python scripts/train_hybrid.py hybrid-noimage-sigma25 --seconds 3600  # ablation: no noisy image
 

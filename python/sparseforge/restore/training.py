@@ -314,7 +314,8 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
         optimizer.step()
         seconds += time.perf_counter() - start
         step += 1
-        losses.append(loss.item())
+        step_loss = loss.item()
+        losses.append(step_loss)
         final = done()
         if val_items and (step % val_every == 0 or final):
             last_psnr = evaluate(net, val_items)
@@ -327,7 +328,7 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
                              run_config)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1] if losses else float('nan'):.2e}", val_psnr=f"{last_psnr:.2f}",
+            bar.set_postfix(loss=f"{step_loss:.2e}", val_psnr=f"{last_psnr:.2f}",
                             s=f"{seconds:.0f}")
     if bar is not None:
         bar.close()
