@@ -1,4 +1,4 @@
-"""Command line: ``sparseforge demo | denoise | inpaint | info``."""
+"""Command line: ``sparseforge demo | denoise | inpaint | train | info``."""
 
 from __future__ import annotations
 
@@ -98,18 +98,61 @@ def _write_gray(path: str, image: np.ndarray) -> None:
     imsave(path, np.clip(np.rint(image), 0, 255).astype(np.uint8), check_contrast=False)
 
 
+def _learned_model(args: argparse.Namespace, task: str, sigma: float | None):
+    """The learned restorer `args.method` asks for, or None for the classical one.
+
+    ``--method`` unset: the hybrid when torch is installed and weights for this task (and
+    sigma) are (shipped, or given with ``--weights``), else K-SVD, saying why. An explicit
+    learned method that cannot run is an error (exit message), never a silent fallback.
+    """
+    from .restore._registry import pretrained_for
+    from .restore._torch import INSTALL_HINT, torch_available
+
+    method = args.method
+    if method == "ksvd":
+        return None
+    wanted = method or "hybrid"
+    if not torch_available():
+        if method is None:
+            print(f"using --method ksvd: the {wanted} restorer needs PyTorch ({INSTALL_HINT})")
+            return None
+        raise SystemExit(f"--method {method} needs PyTorch, which is not installed; "
+                         f"{INSTALL_HINT}")
+    from .restore import load_model, load_pretrained
+
+    if args.weights:
+        return load_model(args.weights)
+    name = pretrained_for(wanted, task, sigma)
+    if name is None:
+        what = "inpainting" if task == "inpaint" else f"sigma = {sigma:g}"
+        message = (f"no {wanted} weights for {what} are shipped in this build (train them with "
+                   "`python scripts/train_hybrid.py`, then pass --weights FILE)")
+        if method is None:
+            print(f"using --method ksvd: {message}")
+            return None
+        raise SystemExit(message)
+    return load_pretrained(name)
+
+
 def denoise(args: argparse.Namespace) -> int:
-    """Denoise an image file with K-SVD sparse coding."""
+    """Denoise an image file: the hybrid restorer, DnCNN, or K-SVD sparse coding."""
     from .restore import denoise_ksvd
 
     image = _read_gray(args.input)
+    model = _learned_model(args, "denoise", args.sigma)
     start = time.perf_counter()
-    out = denoise_ksvd(image, args.sigma, dictionary=args.dictionary, step=args.step,
-                       n_jobs=args.n_jobs, verbose=True)
+    if model is None:
+        out = denoise_ksvd(image, args.sigma, dictionary=args.dictionary, step=args.step,
+                           n_jobs=args.n_jobs, verbose=True)
+        how = f"K-SVD, {args.dictionary} dictionary"
+    else:
+        from .restore import restore_image
+
+        out = restore_image(model, image, sigma=args.sigma, threads=args.n_jobs)
+        how = type(model).__name__
     _write_gray(args.output, out)
     print(f"denoised {args.input} ({image.shape[0]}x{image.shape[1]}, sigma={args.sigma}, "
-          f"{args.dictionary} dictionary) in {time.perf_counter() - start:.2f} s -> "
-          f"{args.output}")
+          f"{how}) in {time.perf_counter() - start:.2f} s -> {args.output}")
     return 0
 
 
@@ -122,12 +165,43 @@ def inpaint(args: argparse.Namespace) -> int:
     if mask.shape != image.shape:
         raise SystemExit(f"MASK is {mask.shape[0]}x{mask.shape[1]} but IN is "
                          f"{image.shape[0]}x{image.shape[1]}")
+    model = _learned_model(args, "inpaint", None)
     start = time.perf_counter()
-    out = inpaint_ksvd(image, mask, dictionary=args.dictionary, step=args.step,
-                       n_iter=args.n_iter, n_jobs=args.n_jobs, verbose=True)
+    if model is None:
+        out = inpaint_ksvd(image, mask, dictionary=args.dictionary, step=args.step,
+                           n_iter=args.n_iter, n_jobs=args.n_jobs, verbose=True)
+    else:
+        from .restore import restore_image
+
+        out = restore_image(model, image, mask=mask, threads=args.n_jobs)
     _write_gray(args.output, out)
     print(f"inpainted {int((~mask).sum()):,} missing pixels of {args.input} in "
           f"{time.perf_counter() - start:.2f} s -> {args.output}")
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    """Train a learned restorer (sparseforge.restore.train) and write its weights."""
+    from .restore._torch import require_torch
+
+    require_torch("`sparseforge train`")
+    from .restore import train as run
+
+    config = {k: v for k, v in (("depth", args.depth), ("width", args.width),
+                                ("channels", args.channels), ("max_atoms", args.max_atoms))
+              if v is not None}
+    if args.model == "dncnn":
+        config = {k: v for k, v in config.items() if k in ("depth", "width")}
+    sigma_range = (0.0, 55.0) if args.blind else (args.sigma, args.sigma)
+    result = run(args.model, task=args.task, sigma_range=sigma_range, model_config=config,
+                 train_dir=args.train_dir, val_dir=args.val_dir, crop_size=args.crop,
+                 batch_size=args.batch, max_steps=args.steps, max_seconds=args.seconds,
+                 seed=args.seed, val_every=args.val_every, checkpoint=args.checkpoint,
+                 resume=args.resume, output=args.out, threads=args.threads)
+    last = result.history[-1] if result.history else {}
+    print(f"trained {args.model} ({args.task}) for {result.steps} steps, "
+          f"{result.train_seconds:.0f} s; validation PSNR {last.get('val_psnr', float('nan')):.2f}"
+          f" dB -> {args.out}")
     return 0
 
 
@@ -176,26 +250,56 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--out", default="sparseforge_demo.png",
                         help="side-by-side PNG (empty: none)")
     p_demo.set_defaults(func=demo)
-    for name, func, helptext in (("denoise", denoise, "denoise an image (K-SVD)"),
+    for name, func, helptext in (("denoise", denoise,
+                                  "denoise an image (hybrid OMP + CNN, DnCNN, or K-SVD)"),
                                  ("inpaint", inpaint,
-                                  "fill in missing pixels (masked OMP + rounds)")):
+                                  "fill in missing pixels (hybrid, or masked OMP + rounds)")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("input", metavar="IN")
         if name == "inpaint":
             p.add_argument("mask", metavar="MASK", help="image: nonzero = observed pixel")
         p.add_argument("output", metavar="OUT")
+        methods = ["hybrid", "ksvd", "dncnn"] if name == "denoise" else ["hybrid", "ksvd"]
+        p.add_argument("--method", choices=methods, default=None,
+                       help="default: hybrid when PyTorch and its weights are installed, "
+                            "else ksvd")
+        p.add_argument("--weights", default=None,
+                       help="weights file of a learned method (default: the shipped ones)")
         if name == "denoise":
             p.add_argument("--sigma", type=float, required=True,
                            help="noise standard deviation, 0-255 scale")
             p.add_argument("--dictionary", choices=["universal", "dct", "adaptive"],
-                           default="universal")
+                           default="universal", help="K-SVD dictionary")
         else:
             p.add_argument("--dictionary", choices=["universal", "dct"], default="universal")
             p.add_argument("--n-iter", type=int, default=10,
-                           help="refinement rounds after the masked pass (0: none)")
-        p.add_argument("--step", type=int, default=1, help="patch step (1: all patches)")
+                           help="K-SVD: refinement rounds after the masked pass (0: none)")
+        p.add_argument("--step", type=int, default=1, help="K-SVD patch step (1: all patches)")
         p.add_argument("--n-jobs", type=int, default=None)
         p.set_defaults(func=func)
+    p_train = sub.add_parser("train", help="train a learned restorer (needs PyTorch)")
+    p_train.add_argument("--model", choices=["hybrid", "dncnn", "dncnn-matched"],
+                         default="hybrid")
+    p_train.add_argument("--task", choices=["denoise", "inpaint"], default="denoise")
+    p_train.add_argument("--sigma", type=float, default=25.0, help="fixed noise level")
+    p_train.add_argument("--blind", action="store_true", help="sigma uniform in [0, 55]")
+    p_train.add_argument("--steps", type=int, default=None, help="step budget")
+    p_train.add_argument("--seconds", type=float, default=None,
+                         help="wall-clock budget of the training steps")
+    p_train.add_argument("--crop", type=int, default=40)
+    p_train.add_argument("--batch", type=int, default=16)
+    p_train.add_argument("--train-dir", default=None, help="default ../shared/data/Train400")
+    p_train.add_argument("--val-dir", default=None, help="default ../shared/data/Set12")
+    p_train.add_argument("--val-every", type=int, default=500)
+    p_train.add_argument("--checkpoint", default=None)
+    p_train.add_argument("--resume", action="store_true")
+    p_train.add_argument("--out", required=True, help="weights file to write")
+    p_train.add_argument("--seed", type=int, default=0)
+    p_train.add_argument("--threads", type=int, default=None)
+    for option in ("depth", "width", "channels", "max-atoms"):
+        p_train.add_argument(f"--{option}", type=int, default=None,
+                             help="model option (default: the model's)")
+    p_train.set_defaults(func=train)
     p_info = sub.add_parser("info", help="print the build configuration")
     p_info.set_defaults(func=info)
     args = parser.parse_args(argv)

@@ -1,5 +1,37 @@
-"""Image restoration on sparse codes. Images are float arrays on the 0-255 scale."""
+"""Image restoration on sparse codes. Images are float arrays on the 0-255 scale.
+
+The classical restorers (:func:`denoise_ksvd`, :func:`inpaint_ksvd`) need only numpy. The
+learned ones (:class:`HybridRestorer`, :class:`DnCNN`, :func:`train`, :func:`load_pretrained`,
+...) need PyTorch and are imported on first use, so ``import sparseforge.restore`` works
+without it; using them without torch raises an ImportError that says how to install it.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 from .classical import denoise_ksvd, inpaint_ksvd
 
-__all__ = ["denoise_ksvd", "inpaint_ksvd"]
+# Public name -> submodule that defines it (imported lazily: they import torch).
+_LAZY = {
+    "HybridRestorer": "hybrid", "restore_image": "hybrid",
+    "DnCNN": "baselines", "matched_dncnn": "baselines", "count_parameters": "baselines",
+    "LeastSquaresOnSupport": "sparse_codes", "sparse_codes": "sparse_codes",
+    "train": "training", "TrainResult": "training",
+    "load_pretrained": "pretrained", "load_model": "pretrained", "save_model": "pretrained",
+    "available_pretrained": "_registry", "PRETRAINED": "_registry",
+}
+
+__all__ = ["denoise_ksvd", "inpaint_ksvd", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module = import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,43 @@
+"""Names and files of the shipped learned weights; no torch needed (the CLI checks what is
+installed before deciding whether to import torch)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+#: Names :func:`~sparseforge.restore.load_pretrained` knows, with what each is; the files are
+#: ``sparseforge/data/<name>.pt``, written by ``scripts/train_hybrid.py``.
+PRETRAINED = {
+    "hybrid-sigma25": "hybrid restorer, Gaussian noise sigma = 25",
+    "hybrid-blind": "hybrid restorer, blind Gaussian noise, sigma in [0, 55]",
+    "hybrid-inpaint": "hybrid restorer, inpainting of 30-90% missing pixels",
+    "dncnn-sigma25": "DnCNN (17 x 64), sigma = 25, same wall-clock budget as the hybrid",
+    "dncnn-matched-sigma25": "DnCNN with the hybrid's parameter count and budget, sigma = 25",
+}
+
+
+def pretrained_path(name: str) -> Path:
+    """Where the shipped weights called `name` are (whether or not the file exists)."""
+    if name not in PRETRAINED:
+        raise ValueError(f"unknown pretrained model {name!r}; known: {sorted(PRETRAINED)}")
+    return Path(str(resources.files("sparseforge") / "data" / f"{name}.pt"))
+
+
+def available_pretrained() -> list[str]:
+    """The names in :data:`PRETRAINED` whose weights are installed."""
+    return [n for n in PRETRAINED if pretrained_path(n).is_file()]
+
+
+def pretrained_for(method: str, task: str, sigma: float | None = None) -> str | None:
+    """The installed weights that serve `method` ("hybrid" or "dncnn") for `task` (and
+    `sigma`): the fixed-sigma model when sigma is its level, else the blind one when sigma is
+    in [0, 55]; None when nothing installed fits."""
+    available = set(available_pretrained())
+    if task == "inpaint":
+        candidates = [f"{method}-inpaint"]
+    else:
+        candidates = [f"{method}-sigma{sigma:g}", f"{method}-blind"] if sigma is not None else []
+        if sigma is not None and not 0 <= sigma <= 55:
+            candidates = []
+    return next((c for c in candidates if c in available), None)

@@ -1,0 +1,141 @@
+"""Pure-torch baselines: DnCNN (Zhang et al. 2017) and a DnCNN sized to a parameter budget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._inputs import check_degraded, check_sigma, check_sigma_range
+from ._torch import require_torch
+
+torch = require_torch()
+nn = torch.nn
+
+
+def dncnn_body(in_channels: int, out_channels: int, depth: int, width: int,
+               batch_norm: bool = True) -> Any:
+    """DnCNN's layers: conv+ReLU, ``depth - 2`` x (conv+BN+ReLU), conv; 3x3, padding 1.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    depth : int
+        Number of convolutions (>= 2); 17 in the published grayscale model.
+    width : int
+        Feature channels (64 published).
+    batch_norm : bool
+        Batch normalisation in the middle layers (published: yes).
+    """
+    if depth < 2 or width < 1:
+        raise ValueError(f"`depth` must be >= 2 and `width` >= 1, got {depth} and {width}")
+    layers: list[Any] = [nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(inplace=True)]
+    for _ in range(depth - 2):
+        layers += [nn.Conv2d(width, width, 3, padding=1, bias=not batch_norm)]
+        if batch_norm:
+            layers += [nn.BatchNorm2d(width)]
+        layers += [nn.ReLU(inplace=True)]
+    layers += [nn.Conv2d(width, out_channels, 3, padding=1)]
+    body = nn.Sequential(*layers)
+    for m in body.modules():  # DnCNN's initialisation: He (Kaiming) normal for the convolutions
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return body
+
+
+def count_parameters(model: Any) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class DnCNN(nn.Module):
+    """DnCNN residual denoiser: ``restored = degraded - net(degraded)``.
+
+    Images are (B, 1, H, W) tensors on the 0-255 scale, like the hybrid's; the network sees
+    them divided by 255. A blind model (``sigma_range`` low < high) also gets a constant
+    noise-level map ``sigma / 255`` as a second input channel, like the blind hybrid, so the
+    two are compared with the same information.
+
+    Parameters
+    ----------
+    depth, width : int
+        17 and 64 as published.
+    sigma_range : (float, float)
+        Noise levels served; (25, 25) for a fixed-sigma model, (0, 55) blind.
+    batch_norm : bool
+    """
+
+    def __init__(self, depth: int = 17, width: int = 64, *,
+                 sigma_range: tuple[float, float] = (25.0, 25.0), batch_norm: bool = True):
+        super().__init__()
+        self.sigma_range = check_sigma_range(sigma_range)
+        self.noise_map = self.sigma_range[0] != self.sigma_range[1]
+        self.config = {"depth": int(depth), "width": int(width),
+                       "sigma_range": list(self.sigma_range), "batch_norm": bool(batch_norm)}
+        self.task = "denoise"
+        self.body = dncnn_body(2 if self.noise_map else 1, 1, depth, width, batch_norm)
+
+    def forward(self, degraded: Any, sigma: Any = None, mask: Any = None) -> Any:
+        """Restore a batch.
+
+        Parameters
+        ----------
+        degraded : Tensor (B, 1, H, W)
+            Noisy images, 0-255 scale.
+        sigma : float or sequence of float, optional
+            Noise level(s); default: the model's fixed sigma, or estimated (blind model).
+        mask : None
+            DnCNN denoises only; a mask is an error.
+
+        Returns
+        -------
+        restored : Tensor (B, 1, H, W), 0-255 scale
+        """
+        check_degraded(degraded)
+        if mask is not None:
+            raise ValueError("`mask` given to DnCNN, which denoises only; use "
+                             "HybridRestorer(task='inpaint') or inpaint_ksvd")
+        sigmas = check_sigma(sigma, degraded.shape[0], self.sigma_range, degraded)
+        x = degraded / 255.0
+        if self.noise_map:
+            level = (sigmas / 255.0).to(x.dtype).view(-1, 1, 1, 1).expand_as(x)
+            x = torch.cat([x, level], dim=1)
+        return degraded - 255.0 * self.body(x)
+
+
+def matched_dncnn(n_parameters: int, *, sigma_range: tuple[float, float] = (25.0, 25.0),
+                  depths: range = range(5, 31), widths: range = range(8, 129),
+                  tolerance: float = 0.02, batch_norm: bool = True) -> DnCNN:
+    """A DnCNN whose trainable parameter count is within `tolerance` of `n_parameters`.
+
+    Among the (depth, width) pairs in range within `tolerance`, the depth nearest the
+    published 17 (so the baseline stays a DnCNN in shape, only narrower), then the smallest
+    relative difference.
+
+    Raises
+    ------
+    ValueError
+        When no pair comes within `tolerance` (relative).
+    """
+    if n_parameters < 1:
+        raise ValueError(f"`n_parameters` must be positive, got {n_parameters}")
+    blind = check_sigma_range(sigma_range)[0] != sigma_range[1]
+    in_ch = 2 if blind else 1
+
+    def params(depth: int, width: int) -> int:
+        # first conv (+bias), middle convs (no bias with BN) + BN (2 per channel), last conv.
+        middle = width * width * 9 + (2 * width if batch_norm else width)
+        return in_ch * width * 9 + width + (depth - 2) * middle + width * 9 + 1
+
+    pairs = [(abs(d - 17), abs(params(d, w) - n_parameters) / n_parameters, d, w)
+             for d in depths for w in widths]
+    fitting = [p for p in pairs if p[1] <= tolerance]
+    if not fitting:
+        closest = min(p[1] for p in pairs)
+        raise ValueError(f"no DnCNN with depth in {depths} and width in {widths} has "
+                         f"{n_parameters} parameters within {tolerance:.0%} (best off by "
+                         f"{closest:.1%})")
+    _, _, depth, width = min(fitting)
+    model = DnCNN(depth, width, sigma_range=sigma_range, batch_norm=batch_norm)
+    assert count_parameters(model) == params(depth, width)
+    return model

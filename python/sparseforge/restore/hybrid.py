@@ -1,0 +1,267 @@
+"""The hybrid restorer: OMP sparse codes of the degraded image feed a refinement CNN.
+
+degraded image (+ sigma, or mask)
+  -> 8x8 grid patches (step 1 by default), DC removed
+  -> error-constrained OMP (denoising) or masked OMP (inpainting): the native kernel picks
+     the atoms, torch recomputes the coefficients on them (:mod:`.sparse_codes`)
+  -> sparse code map, K atom channels + 1 DC channel at the patch positions
+  -> synthesis: a ConvTranspose2d(K + 1 -> C, 8x8) applied sparsely (:mod:`.synthesis`), divided
+     by the patch coverage. Output channel 0 starts as the atoms (DC: all ones), so it is
+     exactly the classical patch-average K-SVD estimate; channels 1..C-1 are learned.
+  -> DnCNN-style CNN on [synthesis channels, degraded image, noise-level or mask map], whose
+     output is added to channel 0 (a residual on the K-SVD estimate; its last layer starts at
+     zero, so the untrained model returns the classical estimate).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..dictionaries import universal_dictionary
+from ._inputs import (check_degraded, check_mask, check_sigma, check_sigma_range, check_task)
+from ._torch import require_torch
+from .baselines import dncnn_body
+from .sparse_codes import LeastSquaresOnSupport, omp_support
+from .synthesis import SparseSynthesis, coverage, extract_patches, overlap_add
+
+torch = require_torch()
+nn = torch.nn
+
+PATCH = 8
+
+
+class HybridRestorer(nn.Module):
+    """OMP codes + CNN restorer for grayscale images on the 0-255 scale.
+
+    Parameters
+    ----------
+    dictionary : ndarray of shape (K, 64), optional
+        Initial atoms (rows, 8x8 patches in C order); default the shipped universal K-SVD
+        dictionary. Trainable when `train_dictionary`.
+    task : {"denoise", "inpaint"}
+    sigma_range : (float, float)
+        Denoising: the noise levels served, (s, s) for a fixed-sigma model (15, 25, 50),
+        (0, 55) blind. Ignored for inpainting.
+    channels : int
+        Synthesis output channels C >= 1 (channel 0: the K-SVD estimate). Each channel costs
+        (K + 1) * 64 weights (16,448 for K = 256).
+    depth, width : int
+        The CNN's convolutions and feature channels. The defaults (4, 12, 48) give about
+        293,000 trainable parameters (1.2 MB of float32), so the three shipped hybrids fit
+        the 5 MB package budget.
+    step : int
+        Patch step (1: every patch, as :func:`~sparseforge.restore.denoise_ksvd`).
+    gain : float
+        Denoising: OMP codes each patch to a squared residual ``(gain * sigma)**2 * 64``.
+    max_atoms : int, optional
+        Denoising: atom cap per patch (default None: 64, as the classical denoiser).
+    inpaint_atoms : int
+        Inpainting: atoms per patch of the masked OMP (4, as ``inpaint_ksvd``).
+    code_channels : bool
+        Ablation switch: False drops the codes (the CNN sees the image and the map only, and
+        its residual is on the degraded image).
+    image_input : bool
+        Ablation switch: False hides the degraded image from the CNN (codes and map only).
+    train_dictionary : bool
+        Let the loss update the atoms used by the least-squares codes.
+    batch_norm : bool
+        In the CNN's middle layers.
+    n_jobs : int, optional
+        Threads of the native OMP.
+    """
+
+    def __init__(self, dictionary: Any = None, *, task: str = "denoise",
+                 sigma_range: tuple[float, float] = (25.0, 25.0), channels: int = 4,
+                 depth: int = 12, width: int = 48, step: int = 1, gain: float = 1.15,
+                 max_atoms: int | None = None, inpaint_atoms: int = 4,
+                 code_channels: bool = True, image_input: bool = True,
+                 train_dictionary: bool = True, batch_norm: bool = True,
+                 n_jobs: int | None = None):
+        super().__init__()
+        self.task = check_task(task)
+        self.sigma_range = check_sigma_range(sigma_range) if task == "denoise" else (0.0, 0.0)
+        if not code_channels and not image_input:
+            raise ValueError("`code_channels` and `image_input` cannot both be False: the CNN "
+                             "would see nothing of the image")
+        if channels < 1:
+            raise ValueError(f"`channels` must be >= 1, got {channels}")
+        if not 1 <= step <= PATCH:
+            raise ValueError(f"`step` must be in [1, {PATCH}], got {step}")
+        D = universal_dictionary() if dictionary is None else np.asarray(dictionary, np.float64)
+        if D.ndim != 2 or D.shape[1] != PATCH * PATCH:
+            raise ValueError(f"`dictionary` must have shape (K, {PATCH * PATCH}), got {D.shape}")
+        self.step, self.gain, self.max_atoms = int(step), float(gain), max_atoms
+        self.inpaint_atoms = int(inpaint_atoms)
+        self.code_channels, self.image_input = bool(code_channels), bool(image_input)
+        self.n_jobs = n_jobs
+        self.config = {"task": self.task, "sigma_range": list(self.sigma_range),
+                       "channels": int(channels), "depth": int(depth), "width": int(width),
+                       "step": self.step, "gain": self.gain, "max_atoms": max_atoms,
+                       "inpaint_atoms": self.inpaint_atoms, "code_channels": self.code_channels,
+                       "image_input": self.image_input,
+                       "train_dictionary": bool(train_dictionary),
+                       "batch_norm": bool(batch_norm), "n_atoms": int(D.shape[0])}
+        k = D.shape[0]
+        dict_t = torch.tensor(D, dtype=torch.float32)
+        if code_channels:
+            self.dictionary = nn.Parameter(dict_t.clone(), requires_grad=train_dictionary)
+            self.synthesis = nn.ConvTranspose2d(k + 1, channels, PATCH, bias=False)
+            with torch.no_grad():
+                # Learned channels: random atoms of the same scale as unit-norm ones (entries
+                # ~1/8), no DC, so they start as structure-only features of the codes.
+                self.synthesis.weight.normal_(0.0, 1.0 / PATCH)
+                self.synthesis.weight[k, 1:] = 0.0
+                self.synthesis.weight[:k, 0] = dict_t.view(k, PATCH, PATCH)
+                self.synthesis.weight[k, 0] = 1.0   # the DC "atom": coefficient = patch mean
+        n_in = (channels if code_channels else 0) + (1 if image_input else 0) + 1
+        self.cnn = dncnn_body(n_in, 1, depth, width, batch_norm)
+        last = self.cnn[-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    # ----------------------------------------------------------------------------------
+    def code(self, degraded: Any, sigmas: Any = None, mask: Any = None) -> tuple[Any, Any]:
+        """Sparse codes of every grid patch of a batch, DC appended as atom K.
+
+        Returns
+        -------
+        indices : LongTensor (B * n_patches, L + 1)
+            Atoms per patch (padded with -1); the last slot is K (the DC atom).
+        coefs : Tensor (B * n_patches, L + 1)
+            Coefficients; the last slot is the patch mean (over the observed pixels when
+            inpainting). Differentiable in `degraded` and the dictionary.
+        """
+        b = degraded.shape[0]
+        X = extract_patches(degraded, PATCH, self.step).reshape(-1, PATCH * PATCH)
+        D = self.dictionary.to(X.dtype)
+        if self.task == "denoise":
+            means = X.mean(dim=1, keepdim=True)
+            centred = X - means
+            per_image = centred.shape[0] // b
+            parts = [omp_support(centred[i * per_image:(i + 1) * per_image], D,
+                                 tol=(self.gain * float(sigmas[i])) ** 2 * PATCH * PATCH,
+                                 n_nonzero_coefs=self.max_atoms, n_jobs=self.n_jobs)
+                     for i in range(b)]
+            width = max(p.shape[1] for p in parts)
+            indices = torch.cat([nn.functional.pad(p, (0, width - p.shape[1]), value=-1)
+                                 for p in parts])
+            coefs = LeastSquaresOnSupport.apply(centred, D, indices, None)
+        else:
+            m = extract_patches(mask.to(X.dtype), PATCH, self.step).reshape(-1, PATCH * PATCH)
+            counts = m.sum(dim=1, keepdim=True)
+            means = (X * m).sum(dim=1, keepdim=True) / counts.clamp(min=1)
+            centred = (X - means) * m
+            indices = omp_support(centred, D, n_nonzero_coefs=self.inpaint_atoms, mask=m > 0.5,
+                                  n_jobs=self.n_jobs)
+            coefs = LeastSquaresOnSupport.apply(centred, D, indices, m)
+        k = D.shape[0]
+        indices = torch.cat([indices, torch.full_like(indices[:, :1], k)], dim=1)
+        return indices, torch.cat([coefs, means], dim=1)
+
+    def synthesize(self, degraded: Any, sigmas: Any = None, mask: Any = None) -> Any:
+        """The synthesis channels (B, C, H, W): the sparse transposed convolution of the code
+        map, divided by the patch coverage. Channel 0 is the classical patch-average estimate
+        while the atoms are the initial ones."""
+        b, _, h, w = degraded.shape
+        indices, coefs = self.code(degraded, sigmas, mask)
+        weight = self.synthesis.weight.to(degraded.dtype)
+        per_patch = SparseSynthesis.apply(indices, coefs, weight.reshape(weight.shape[0], -1))
+        image = overlap_add(per_patch.reshape(b, -1, per_patch.shape[1]), h, w, PATCH, self.step)
+        return image / coverage(h, w, PATCH, self.step, degraded.dtype)
+
+    def forward(self, degraded: Any, sigma: Any = None, mask: Any = None) -> Any:
+        """Restore a batch.
+
+        Parameters
+        ----------
+        degraded : Tensor (B, 1, H, W)
+            float32/float64, 0-255 scale, on the CPU (the OMP runs natively there); H, W >= 8.
+            Inpainting: values at missing pixels are ignored.
+        sigma : float or sequence of float, optional
+            Denoising: the noise level(s), 0-255 scale, within `sigma_range`. Default: the
+            model's sigma (fixed models) or an estimate from each image (blind models).
+        mask : Tensor (B, 1, H, W) of bool
+            Inpainting only (required): True where the pixel is observed.
+
+        Returns
+        -------
+        restored : Tensor (B, 1, H, W), 0-255 scale
+            Inpainting keeps the observed pixels.
+        """
+        check_degraded(degraded, PATCH)
+        b = degraded.shape[0]
+        if self.task == "denoise":
+            if mask is not None:
+                raise ValueError("`mask` given to a denoising model; build "
+                                 "HybridRestorer(task='inpaint') for inpainting")
+            sigmas = check_sigma(sigma, b, self.sigma_range, degraded)
+            level = (sigmas / 255.0).to(degraded.dtype).view(-1, 1, 1, 1).expand_as(degraded)
+            observed, seen = None, degraded
+        else:
+            if sigma is not None:
+                raise ValueError("`sigma` given to an inpainting model (it assumes no noise)")
+            observed = check_mask(mask, degraded)
+            sigmas, level = None, observed.to(degraded.dtype)
+            seen = torch.where(observed, degraded, 0.0)
+        inputs = []
+        if self.code_channels:
+            synth = self.synthesize(seen, sigmas, observed)
+            inputs.append(synth / 255.0)
+            base = synth[:, :1]
+        else:
+            base = seen
+        if self.image_input:
+            inputs.append(seen / 255.0)
+        inputs.append(level)
+        out = base + 255.0 * self.cnn(torch.cat(inputs, dim=1))
+        return out if observed is None else torch.where(observed, degraded, out)
+
+
+def restore_image(model: Any, image: Any, *, sigma: float | None = None, mask: Any = None,
+                  threads: int | None = None) -> np.ndarray:
+    """Run a learned restorer on one 2-D numpy image (0-255 scale) without gradients.
+
+    Parameters
+    ----------
+    model : HybridRestorer or DnCNN
+    image : ndarray (H, W)
+    sigma : float, optional
+        Noise level (denoising); see the model's ``forward``.
+    mask : ndarray (H, W) of bool, optional
+        Observed pixels (inpainting).
+    threads : int, optional
+        torch intra-op threads for this call (restored afterwards).
+
+    Returns
+    -------
+    restored : ndarray (H, W), the dtype of `image` (float32 if it was not floating)
+    """
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"`image` must be 2-D (H, W), got shape {image.shape}")
+    dtype = image.dtype if image.dtype in (np.float32, np.float64) else np.dtype(np.float32)
+    model_dtype = next(model.parameters()).dtype
+    x = torch.from_numpy(np.ascontiguousarray(image)).to(model_dtype)[None, None]
+    m = None
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != image.shape:
+            raise ValueError(f"`mask` has shape {mask.shape}; expected the image's "
+                             f"{image.shape}")
+        if mask.dtype != np.bool_:
+            raise TypeError(f"`mask` has dtype {mask.dtype}; expected bool (True = observed)")
+        m = torch.from_numpy(np.ascontiguousarray(mask))[None, None]
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    try:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            out = model(x, sigma=sigma, mask=m) if m is not None else model(x, sigma=sigma)
+        model.train(was_training)
+    finally:
+        torch.set_num_threads(previous)
+    return out[0, 0].numpy().astype(dtype, copy=False)

@@ -1,0 +1,101 @@
+"""Building, saving and loading the learned restorers; the weights shipped in the package.
+
+A weights file is a ``torch.save`` of a plain dict (read back with ``weights_only=True``):
+``{"format": 1, "model": "hybrid" | "dncnn", "config": {...}, "state_dict": {...},
+"meta": {...}}``; the config rebuilds the module before its state is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ._registry import PRETRAINED, available_pretrained, pretrained_path
+from ._torch import require_torch
+
+torch = require_torch()
+
+__all__ = ["PRETRAINED", "available_pretrained", "build_model", "load_model",
+           "load_pretrained", "model_kind", "pretrained_path", "save_model"]
+
+FORMAT = 1
+def build_model(kind: str, **config: Any) -> Any:
+    """A fresh model: ``"hybrid"`` (:class:`HybridRestorer`), ``"dncnn"`` (:class:`DnCNN`)
+    with `config` as keyword arguments. The parameter-matched DnCNN is a ``"dncnn"`` whose
+    depth and width come from :func:`~sparseforge.restore.baselines.matched_dncnn`."""
+    from .baselines import DnCNN
+    from .hybrid import HybridRestorer
+
+    config = dict(config)
+    if kind == "hybrid":
+        config.pop("n_atoms", None)  # recorded for information; the dictionary defines it
+        return HybridRestorer(**config)
+    if kind == "dncnn":
+        return DnCNN(**config)
+    raise ValueError(f"`kind` must be 'hybrid' or 'dncnn', got {kind!r}")
+
+
+def model_kind(model: Any) -> str:
+    from .baselines import DnCNN
+    from .hybrid import HybridRestorer
+
+    if isinstance(model, HybridRestorer):
+        return "hybrid"
+    if isinstance(model, DnCNN):
+        return "dncnn"
+    raise TypeError(f"`model` must be a HybridRestorer or a DnCNN, got {type(model).__name__}")
+
+
+def save_model(model: Any, path: str | os.PathLike, **meta: Any) -> Path:
+    """Write `model`'s config and float32 weights to `path` (atomically); returns the path.
+    `meta` (JSON-like values: training time, steps, command) is stored alongside."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.float() if v.is_floating_point() else v)
+             for k, v in model.state_dict().items()}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"format": FORMAT, "model": model_kind(model), "config": dict(model.config),
+                "state_dict": state, "meta": meta}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_model(path: str | os.PathLike) -> Any:
+    """Rebuild a model saved by :func:`save_model` (or a training checkpoint) in eval mode;
+    its ``meta`` dict is attached as ``model.meta``."""
+    blob = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a sparseforge weights file (format {FORMAT})")
+    config = dict(blob["config"])
+    if blob["model"] == "hybrid":
+        # The saved state holds the trained atoms; start from zeros of the right shape rather
+        # than reading the universal dictionary only to overwrite it.
+        import numpy as np
+
+        config["dictionary"] = np.zeros((config.get("n_atoms", 256), 64))
+    model = build_model(blob["model"], **config)
+    model.load_state_dict(blob["state_dict"])
+    model.meta = blob.get("meta", {})
+    return model.eval()
+
+
+def load_pretrained(name: str) -> Any:
+    """Load shipped weights by name (see :data:`PRETRAINED`), in eval mode.
+
+    Raises
+    ------
+    ValueError
+        Unknown name.
+    FileNotFoundError
+        The name is known but its weights were not trained and shipped in this build; the
+        message gives the command that trains them.
+    """
+    path = pretrained_path(name)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the pretrained weights {name!r} ({PRETRAINED[name]}) are not shipped in this "
+            f"build of sparseforge (expected {path}). Train them with `python "
+            f"scripts/train_hybrid.py {name}` (needs ../shared/data/Train400 and Set12), or "
+            f"load your own file with sparseforge.restore.load_model(path)")
+    return load_model(path)

@@ -1,0 +1,339 @@
+"""Training the learned restorers on image crops: ``sparseforge.restore.train``.
+
+MSE on the [0, 1] scale, Adam (lr 1e-3, betas 0.9 / 0.999, as DnCNN's paper), random crops
+of a training folder (Train400 by default) with the 8 flips/rotations, degradations drawn on
+the fly, seeded; checkpoints with every random state, so a resumed run continues the same
+sequence of batches; a budget of steps and/or wall-clock seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._torch import require_torch
+from .pretrained import FORMAT, build_model, model_kind, save_model
+
+torch = require_torch()
+
+#: Environment variable naming the folder that holds Train400/ and Set12/.
+DATA_ENV = "SPARSEFORGE_DATA"
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
+
+
+def default_data_dir() -> Path:
+    """The folder with Train400/ and Set12/: ``$SPARSEFORGE_DATA``, else ``../shared/data``
+    next to the repository this file sits in (a source checkout), else ``../shared/data``
+    from the current directory (an installed package run from the repository root)."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
+    candidates = [Path(__file__).resolve().parents[4] / "shared" / "data",
+                  Path.cwd().parent / "shared" / "data"]
+    for candidate in candidates:
+        if (candidate / "Train400").is_dir():
+            return candidate
+    raise FileNotFoundError(
+        "no training data found: pass `train_dir` (and `val_dir`), or set "
+        f"${DATA_ENV} to a folder with Train400/ and Set12/ (looked in "
+        f"{', '.join(str(c) for c in candidates)})")
+
+
+def load_folder(folder: str | os.PathLike, limit: int | None = None) -> list[np.ndarray]:
+    """Sorted grayscale images of `folder` as float32 arrays on the 0-255 scale."""
+    from skimage.io import imread
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    images = []
+    for path in files:
+        image = np.asarray(imread(path))
+        if image.ndim != 2:
+            raise ValueError(f"{path}: expected a grayscale image, got shape {image.shape}")
+        images.append(image.astype(np.float32))
+    return images
+
+
+def random_crops(images: list[np.ndarray], count: int, size: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """`count` random `size` x `size` crops, each in one of the 8 dihedral orientations
+    (rotation by 0/90/180/270 degrees, optionally flipped), shape (count, 1, size, size)."""
+    out = np.empty((count, 1, size, size), np.float32)
+    for i in range(count):
+        image = images[rng.integers(len(images))]
+        if min(image.shape) < size:
+            raise ValueError(f"`crop_size` {size} exceeds an image of shape {image.shape}")
+        y = rng.integers(image.shape[0] - size + 1)
+        x = rng.integers(image.shape[1] - size + 1)
+        crop = np.rot90(image[y:y + size, x:x + size], k=int(rng.integers(4)))
+        out[i, 0] = crop[:, ::-1] if rng.integers(2) else crop
+    return out
+
+
+def degrade(clean: Any, task: str, sigma_range: tuple[float, float],
+            missing: tuple[float, float], generator: Any) -> dict[str, Any]:
+    """Degraded inputs for a batch of clean (B, 1, H, W) images: white Gaussian noise with
+    one sigma per image, uniform in `sigma_range` (denoising; not clipped), or a random mask
+    with a missing fraction per image uniform in `missing` (inpainting)."""
+    b = clean.shape[0]
+    u = torch.rand(b, generator=generator, dtype=torch.float64)
+    if task == "denoise":
+        sigma = sigma_range[0] + (sigma_range[1] - sigma_range[0]) * u
+        noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype)
+        return {"degraded": clean + sigma.to(clean.dtype).view(-1, 1, 1, 1) * noise,
+                "sigma": sigma}
+    fraction = missing[0] + (missing[1] - missing[0]) * u
+    draw = torch.rand(clean.shape, generator=generator, dtype=torch.float64)
+    mask = draw >= fraction.view(-1, 1, 1, 1)
+    return {"degraded": torch.where(mask, clean, 0.0), "mask": mask}
+
+
+def psnr(clean: np.ndarray, restored: np.ndarray) -> float:
+    """PSNR (dB) on the 0-255 scale of the clipped `restored`."""
+    err = np.mean((np.clip(restored, 0, 255).astype(np.float64) - clean) ** 2)
+    return float("inf") if err == 0 else 10.0 * math.log10(255.0 ** 2 / err)
+
+
+def validation_set(folder: str | os.PathLike, task: str, sigma_range: tuple[float, float],
+                   missing: tuple[float, float], crop: int | None, limit: int | None,
+                   seed: int) -> list[dict[str, Any]]:
+    """Fixed degraded copies of the validation images (centre crops of side `crop`), seeded
+    per image: the noise level is the middle of `sigma_range`, the missing fraction the middle
+    of `missing`."""
+    items = []
+    for i, image in enumerate(load_folder(folder, limit)):
+        if crop is not None and min(image.shape) > crop:
+            y, x = (image.shape[0] - crop) // 2, (image.shape[1] - crop) // 2
+            image = image[y:y + crop, x:x + crop]
+        rng = np.random.default_rng([seed, 7919, i])
+        item = {"clean": image}
+        if task == "denoise":
+            sigma = 0.5 * (sigma_range[0] + sigma_range[1])
+            item.update(degraded=image + np.float32(sigma) * rng.standard_normal(
+                image.shape).astype(np.float32), sigma=sigma)
+        else:
+            fraction = 0.5 * (missing[0] + missing[1])
+            mask = rng.random(image.shape) >= fraction
+            item.update(degraded=np.where(mask, image, 0).astype(np.float32), mask=mask)
+        items.append(item)
+    return items
+
+
+def evaluate(model: Any, items: list[dict[str, Any]]) -> float:
+    """Mean PSNR of `model` on a :func:`validation_set`."""
+    from .hybrid import restore_image
+
+    scores = [psnr(it["clean"], restore_image(model, it["degraded"], sigma=it.get("sigma"),
+                                              mask=it.get("mask"))) for it in items]
+    return float(np.mean(scores))
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The trained model (eval mode).
+    steps : int
+        Optimiser steps done in total (including those before a resume).
+    train_seconds : float
+        Wall-clock seconds of the training steps (data, forward, backward, update), the
+        quantity the budget limits; validation and checkpoint writing are not counted.
+    history : list of dict
+        One entry per validation: step, train_seconds, loss (running mean since the last
+        entry), val_psnr.
+    checkpoint : Path or None
+    """
+
+    model: Any
+    steps: int
+    train_seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    checkpoint: Path | None = None
+
+
+def _save_checkpoint(path: Path, model, optimizer, step, seconds, history, rng, generator,
+                     config) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": FORMAT, "model": model_kind(model), "config": dict(model.config),
+                "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "step": step, "train_seconds": seconds, "history": history,
+                "numpy_rng": rng.bit_generator.state, "torch_rng": generator.get_state(),
+                "train_config": config, "meta": {"steps": step, "train_seconds": seconds}},
+               tmp)
+    os.replace(tmp, path)
+
+
+def train(model: Any = "hybrid", *, task: str = "denoise",
+          sigma_range: tuple[float, float] = (25.0, 25.0),
+          missing: tuple[float, float] = (0.3, 0.9), model_config: dict[str, Any] | None = None,
+          train_dir: str | os.PathLike | None = None, val_dir: str | os.PathLike | None = None,
+          crop_size: int = 40, batch_size: int = 16, max_steps: int | None = None,
+          max_seconds: float | None = None, lr: float = 1e-3, seed: int = 0,
+          val_every: int = 500, val_crop: int | None = 128, val_images: int | None = None,
+          checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 500,
+          resume: bool = False, output: str | os.PathLike | None = None,
+          threads: int | None = None, progress: bool = True) -> TrainResult:
+    """Train a restorer on random crops.
+
+    Parameters
+    ----------
+    model : {"hybrid", "dncnn", "dncnn-matched"} or torch.nn.Module
+        A name builds a fresh model for `task` / `sigma_range` with `model_config`;
+        "dncnn-matched" is a DnCNN with the trainable parameter count of the hybrid that
+        `model_config` describes. A module is trained as is.
+    task : {"denoise", "inpaint"}
+    sigma_range : (float, float)
+        Noise levels, 0-255 scale: (25, 25) fixed, (0, 55) blind. Each crop draws its sigma
+        uniformly in the range.
+    missing : (float, float)
+        Inpainting: missing-pixel fraction range per crop.
+    model_config : dict, optional
+        Keyword arguments of the model class.
+    train_dir, val_dir : path, optional
+        Training images (default ``../shared/data/Train400`` next to the repository) and
+        validation images (default ``.../Set12``; None-like ``""`` to skip validation).
+    crop_size, batch_size : int
+        Crops per step and their side (DnCNN: 40 for a fixed sigma, 50 blind).
+    max_steps, max_seconds : optional
+        Budget: stop at whichever comes first (at least one is required). Seconds count the
+        training steps only (see :class:`TrainResult`).
+    lr : float
+        Adam's learning rate (betas 0.9, 0.999).
+    seed : int
+        Seeds the model initialisation, the crops and the degradations.
+    val_every : int
+        Validate (and report) every this many steps and at the end.
+    val_crop, val_images
+        Centre-crop side of the validation images (None: whole) and how many to use.
+    checkpoint : path, optional
+        Written every `checkpoint_every` steps and at the end.
+    resume : bool
+        Continue from `checkpoint` when it exists (model, optimiser, step, time, RNGs).
+    output : path, optional
+        Final weights for :func:`~sparseforge.restore.load_model`.
+    threads : int, optional
+        torch threads (and the native OMP's) during training; default unchanged.
+    progress : bool
+        A tqdm bar with the loss and the last validation PSNR.
+
+    Returns
+    -------
+    TrainResult
+    """
+    from ._inputs import check_sigma_range, check_task
+    from .baselines import count_parameters, matched_dncnn
+
+    task = check_task(task)
+    sigma_range = check_sigma_range(sigma_range)
+    if max_steps is None and max_seconds is None:
+        raise ValueError("give a budget: `max_steps`, `max_seconds` or both")
+    if crop_size < 8 or batch_size < 1:
+        raise ValueError(f"`crop_size` must be >= 8 and `batch_size` >= 1, got {crop_size} "
+                         f"and {batch_size}")
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    torch.manual_seed(seed)
+    config = dict(model_config or {})
+    if isinstance(model, str):
+        if model == "hybrid":
+            config.setdefault("task", task)
+            config.setdefault("sigma_range", sigma_range)
+            if threads is not None:
+                config.setdefault("n_jobs", int(threads))
+            net = build_model("hybrid", **config)
+        elif model in ("dncnn", "dncnn-matched"):
+            if task != "denoise":
+                raise ValueError("DnCNN baselines denoise only; use `task`='denoise'")
+            if model == "dncnn":
+                net = build_model("dncnn", sigma_range=sigma_range, **config)
+            else:
+                hybrid = build_model("hybrid", task=task, sigma_range=sigma_range, **config)
+                net = matched_dncnn(count_parameters(hybrid), sigma_range=sigma_range)
+        else:
+            raise ValueError(f"`model` must be 'hybrid', 'dncnn', 'dncnn-matched' or a "
+                             f"module, got {model!r}")
+    else:
+        net = model
+    if getattr(net, "task", task) != task:
+        raise ValueError(f"the model restores {net.task!r} but `task` is {task!r}")
+    images = load_folder(train_dir if train_dir is not None
+                         else default_data_dir() / "Train400")
+    val_folder = val_dir if val_dir is not None else default_data_dir() / "Set12"
+    val_items = (validation_set(val_folder, task, sigma_range, missing, val_crop, val_images,
+                                seed) if str(val_folder) else [])
+    optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr,
+                                 betas=(0.9, 0.999))
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
+    step, seconds, history = 0, 0.0, []
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    run_config = {"task": task, "sigma_range": list(sigma_range), "missing": list(missing),
+                  "crop_size": crop_size, "batch_size": batch_size, "lr": lr, "seed": seed,
+                  "parameters": count_parameters(net)}
+    if resume and ckpt is not None and ckpt.is_file():
+        blob = torch.load(ckpt, map_location="cpu", weights_only=True)
+        net.load_state_dict(blob["state_dict"])
+        optimizer.load_state_dict(blob["optimizer"])
+        step, seconds, history = blob["step"], blob["train_seconds"], blob["history"]
+        rng.bit_generator.state = blob["numpy_rng"]
+        generator.set_state(blob["torch_rng"])
+
+    def done() -> bool:
+        return ((max_steps is not None and step >= max_steps)
+                or (max_seconds is not None and seconds >= max_seconds))
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=max_steps, initial=step, desc=f"train {model_kind(net)} ({task})",
+                   unit="step")
+    losses: list[float] = []
+    last_psnr = history[-1]["val_psnr"] if history else float("nan")
+    while not done():
+        net.train()
+        start = time.perf_counter()
+        clean = torch.from_numpy(random_crops(images, batch_size, crop_size, rng))
+        batch = degrade(clean, task, sigma_range, missing, generator)
+        out = net(batch["degraded"], sigma=batch.get("sigma"), mask=batch.get("mask"))
+        loss = torch.nn.functional.mse_loss(out / 255.0, clean / 255.0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seconds += time.perf_counter() - start
+        step += 1
+        step_loss = loss.item()
+        losses.append(step_loss)
+        final = done()
+        if val_items and (step % val_every == 0 or final):
+            last_psnr = evaluate(net, val_items)
+        if step % val_every == 0 or final:
+            history.append({"step": step, "train_seconds": seconds,
+                            "loss": float(np.mean(losses)), "val_psnr": last_psnr})
+            losses = []
+        if ckpt is not None and (step % checkpoint_every == 0 or final):
+            _save_checkpoint(ckpt, net, optimizer, step, seconds, history, rng, generator,
+                             run_config)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{step_loss:.2e}", val_psnr=f"{last_psnr:.2f}",
+                            s=f"{seconds:.0f}")
+    if bar is not None:
+        bar.close()
+    net.eval()
+    if output is not None:
+        save_model(net, output, steps=step, train_seconds=seconds, history=history,
+                   train_config=run_config)
+    return TrainResult(net, step, seconds, history, ckpt)

@@ -1,0 +1,112 @@
+"""The learned methods on the command line, and sparseforge without torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from skimage.io import imread, imsave
+
+import sparseforge as sf
+from sparseforge.cli import main
+
+
+def test_without_torch_classical_still_works():
+    # torch made unimportable in a fresh interpreter: the package, the classical restorers
+    # and the CLI's default must not need it; the learned ones say how to install it.
+    code = """
+import sys
+
+class BlockTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError("No module named 'torch' (blocked by the test)")
+        return None
+
+sys.meta_path.insert(0, BlockTorch())
+import numpy as np
+import sparseforge, sparseforge.restore as R
+from sparseforge.cli import _learned_model
+import argparse
+R.denoise_ksvd(np.zeros((16, 16)), 10.0)
+args = argparse.Namespace(method=None, weights=None)
+assert _learned_model(args, "denoise", 25.0) is None
+try:
+    R.HybridRestorer
+except ImportError as exc:
+    assert "pip install torch==2.13.0" in str(exc), exc
+else:
+    raise AssertionError("no ImportError")
+try:
+    _learned_model(argparse.Namespace(method="hybrid", weights=None), "denoise", 25.0)
+except SystemExit as exc:
+    assert "needs PyTorch" in str(exc)
+else:
+    raise AssertionError("no SystemExit")
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+
+
+torch = pytest.importorskip("torch", reason="the learned restorers need PyTorch")
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def noisy_file(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    clean = sf.datasets.load_image("camera")[96:160, 160:224].astype(float)
+    noisy = np.clip(np.rint(clean + 25 * np.random.default_rng(0).standard_normal(clean.shape)),
+                    0, 255).astype(np.uint8)
+    imsave(root / "noisy.png", noisy, check_contrast=False)
+    return root
+
+
+def test_default_method_falls_back_to_ksvd_without_weights(noisy_file, capsys, monkeypatch):
+    from sparseforge.restore import _registry
+
+    monkeypatch.setattr(_registry, "available_pretrained", lambda: [])
+    assert main(["denoise", str(noisy_file / "noisy.png"), str(noisy_file / "a.png"),
+                 "--sigma", "25", "--dictionary", "dct"]) == 0
+    out = capsys.readouterr().out
+    assert "using --method ksvd: no hybrid weights" in out and "K-SVD" in out
+    with pytest.raises(SystemExit, match="no hybrid weights"):
+        main(["denoise", str(noisy_file / "noisy.png"), str(noisy_file / "b.png"),
+              "--sigma", "25", "--method", "hybrid"])
+
+
+def test_train_then_denoise_and_inpaint_with_weights(noisy_file, tmp_path, capsys):
+    from sparseforge.restore import DnCNN, HybridRestorer, save_model
+
+    weights = save_model(HybridRestorer(depth=3, width=8, channels=2, n_jobs=1),
+                         tmp_path / "h.pt")
+    assert main(["denoise", str(noisy_file / "noisy.png"), str(tmp_path / "h.png"),
+                 "--sigma", "25", "--method", "hybrid", "--weights", str(weights)]) == 0
+    assert imread(tmp_path / "h.png").shape == (64, 64)
+    dncnn = save_model(DnCNN(3, 8), tmp_path / "d.pt")
+    assert main(["denoise", str(noisy_file / "noisy.png"), str(tmp_path / "d.png"),
+                 "--sigma", "25", "--method", "dncnn", "--weights", str(dncnn)]) == 0
+    mask = np.random.default_rng(1).random((64, 64)) > 0.5
+    imsave(tmp_path / "mask.png", (mask * 255).astype(np.uint8), check_contrast=False)
+    inpainter = save_model(HybridRestorer(task="inpaint", depth=3, width=8, channels=2,
+                                          n_jobs=1), tmp_path / "i.pt")
+    assert main(["inpaint", str(noisy_file / "noisy.png"), str(tmp_path / "mask.png"),
+                 str(tmp_path / "i.png"), "--method", "hybrid", "--weights",
+                 str(inpainter)]) == 0
+    assert "HybridRestorer" in capsys.readouterr().out
+
+
+def test_train_command(noisy_file, tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    image = sf.datasets.load_image("camera")
+    for i in range(2):
+        imsave(folder / f"{i}.png", image[i * 64:(i + 1) * 64, :64].astype(np.uint8),
+               check_contrast=False)
+    assert main(["train", "--model", "dncnn", "--steps", "2", "--crop", "16", "--batch", "2",
+                 "--depth", "3", "--width", "4", "--train-dir", str(folder), "--val-dir",
+                 str(folder), "--out", str(tmp_path / "w.pt"), "--threads", "1"]) == 0
+    assert (tmp_path / "w.pt").is_file() and "trained dncnn" in capsys.readouterr().out

@@ -1,0 +1,181 @@
+"""The hybrid restorer's pieces: least-squares codes (gradcheck, agreement with the native
+OMP), the sparse transposed convolution (against conv_transpose2d), channel 0 = the classical
+K-SVD estimate, shapes, dtypes and named errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the learned restorers need PyTorch")
+
+import sparseforge as sf  # noqa: E402
+from sparseforge.restore import denoise_ksvd, inpaint_ksvd  # noqa: E402
+from sparseforge.restore.classical import _coverage  # noqa: E402
+from sparseforge.restore.hybrid import HybridRestorer, restore_image  # noqa: E402
+from sparseforge.restore.sparse_codes import (LeastSquaresOnSupport, omp_support,  # noqa: E402
+                                              sparse_codes)
+from sparseforge.restore.synthesis import (SparseSynthesis, coverage,  # noqa: E402
+                                           dense_code_map)
+
+# Another process may be timing benchmarks on this machine: one thread for torch.
+torch.set_num_threads(1)
+SMALL = dict(depth=3, width=8, channels=3, n_jobs=1)
+
+
+@pytest.fixture(scope="module")
+def clean():
+    return sf.datasets.load_image("camera")[100:148, 200:252].astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def atoms64():
+    # The model keeps its atoms in float32; the classical reference gets the same atoms.
+    return sf.universal_dictionary(dtype=np.float32).astype(np.float64)
+
+
+def _problem(seed, n=6, k=12, count=5):
+    rng = np.random.default_rng(seed)
+    D = torch.tensor(rng.standard_normal((k, n)))
+    D = D / D.norm(dim=1, keepdim=True)
+    return torch.tensor(rng.standard_normal((count, n))), D, rng
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_least_squares_gradcheck(masked):
+    X, D, rng = _problem(0)
+    mask = torch.tensor(rng.random(X.shape) > 0.3) if masked else None
+    idx = omp_support(X, D, n_nonzero_coefs=2 if masked else 3, mask=mask)
+    w = None if mask is None else mask.double()
+    X.requires_grad_(), D.requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, d: LeastSquaresOnSupport.apply(x, d, idx, w),
+                                    (X, D))
+
+
+def test_least_squares_padded_support_gradcheck():
+    X, D, _ = _problem(1)
+    idx = torch.tensor([[3, 5, -1], [0, -1, -1], [-1, -1, -1], [1, 2, 7], [4, 9, -1]])
+    X.requires_grad_(), D.requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, d: LeastSquaresOnSupport.apply(x, d, idx, None),
+                                    (X, D))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_codes_equal_native_omp(masked):
+    X, D, rng = _problem(2, n=16, k=40, count=50)
+    mask = torch.tensor(rng.random(X.shape) > 0.4) if masked else None
+    idx, coefs = sparse_codes(X, D, n_nonzero_coefs=4, mask=mask)
+    native = sf.sparse_encode(X.numpy(), D.numpy(), n_nonzero_coefs=4, output="compact",
+                              mask=None if mask is None else mask.numpy())
+    np.testing.assert_array_equal(idx.numpy(), native.indices)
+    np.testing.assert_allclose(coefs.numpy(), native.values, atol=1e-10)
+
+
+def test_sparse_synthesis_gradcheck():
+    rng = np.random.default_rng(3)
+    idx = torch.tensor([[0, 2, -1], [1, -1, -1], [3, 0, 2]])
+    coefs = torch.tensor(rng.standard_normal((3, 3)), requires_grad=True)
+    weight = torch.tensor(rng.standard_normal((4, 5)), requires_grad=True)
+    assert torch.autograd.gradcheck(lambda c, w: SparseSynthesis.apply(idx, c, w),
+                                    (coefs, weight))
+
+
+@pytest.mark.parametrize("step", [1, 3])
+def test_channel0_is_classical_denoise(clean, atoms64, step):
+    noisy = clean + 25 * np.random.default_rng(0).standard_normal(clean.shape)
+    model = HybridRestorer(atoms64, step=step, **SMALL).double()
+    x = torch.from_numpy(noisy)[None, None]
+    with torch.no_grad():
+        channels = model.synthesize(x, torch.tensor([25.0]))
+        # The sparse synthesis is the transposed convolution of the dense code map.
+        indices, coefs = model.code(x, torch.tensor([25.0]))
+        code_map = dense_code_map(indices, coefs, 257, 1, *noisy.shape, 8, step)
+        dense = torch.nn.functional.conv_transpose2d(code_map, model.synthesis.weight)
+        dense = dense / coverage(*noisy.shape, 8, step, torch.float64)
+    torch.testing.assert_close(dense, channels, rtol=0, atol=1e-9)
+    average = channels[0, 0].numpy()
+    # denoise_ksvd = (lam * noisy + coverage * patch average) / (lam + coverage)
+    cov, lam = _coverage(noisy.shape, 8, step, np.float64), 30 / 25
+    reference = denoise_ksvd(noisy, 25, step=step, dictionary=atoms64, n_jobs=1)
+    np.testing.assert_allclose((lam * noisy + cov * average) / (lam + cov), reference,
+                               rtol=0, atol=1e-9)
+    # The CNN's last layer starts at zero: untrained, the model returns channel 0.
+    np.testing.assert_allclose(restore_image(model, noisy, sigma=25), average, atol=1e-9)
+
+
+def test_channel0_is_classical_inpaint(clean, atoms64):
+    mask = np.random.default_rng(1).random(clean.shape) > 0.6
+    model = HybridRestorer(atoms64, task="inpaint", **SMALL).double()
+    x, m = torch.from_numpy(np.where(mask, clean, 0))[None, None], torch.from_numpy(mask)
+    with torch.no_grad():
+        average = model.synthesize(x, None, m[None, None])[0, 0].numpy()
+    reference = inpaint_ksvd(clean, mask, n_iter=0, dictionary=atoms64, n_jobs=1)
+    np.testing.assert_allclose(np.where(mask, clean, average), reference, rtol=0, atol=1e-9)
+    out = restore_image(model, clean, mask=mask)
+    np.testing.assert_array_equal(out[mask], clean[mask])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("options", [dict(), dict(code_channels=False),
+                                     dict(image_input=False), dict(step=4)])
+def test_shapes_dtypes_and_gradients(dtype, options):
+    model = HybridRestorer(sigma_range=(0, 55), max_atoms=8, **SMALL, **options).to(dtype)
+    x = (128 + 20 * torch.randn(2, 1, 19, 23, generator=torch.Generator().manual_seed(0))
+         ).to(dtype)
+    out = model(x, sigma=[10.0, 30.0])
+    assert out.shape == x.shape and out.dtype == dtype
+    out.square().mean().backward()
+    if model.code_channels:
+        assert model.dictionary.grad is not None and model.dictionary.grad.abs().sum() > 0
+        assert model.synthesis.weight.grad.abs().sum() > 0
+    assert model.cnn[-1].weight.grad.abs().sum() > 0
+
+
+def test_blind_model_estimates_sigma(clean):
+    model = HybridRestorer(sigma_range=(0, 55), max_atoms=8, **SMALL)
+    noisy = clean + 20 * np.random.default_rng(2).standard_normal(clean.shape)
+    out = restore_image(model, noisy.astype(np.float32))
+    assert out.shape == clean.shape and out.dtype == np.float32
+
+
+def test_bad_inputs():
+    model = HybridRestorer(**SMALL)
+    x = torch.zeros(1, 1, 16, 16)
+    with pytest.raises(ValueError, match="`degraded` has 3 channels"):
+        model(torch.zeros(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="`degraded` must have shape"):
+        model(torch.zeros(16, 16))
+    with pytest.raises(ValueError, match="at least 8x8"):
+        model(torch.zeros(1, 1, 5, 16))
+    with pytest.raises(TypeError, match="`degraded`"):
+        model(np.zeros((1, 1, 16, 16)))
+    with pytest.raises(ValueError, match="`sigma`.*outside"):
+        model(x, sigma=30)
+    with pytest.raises(ValueError, match="`sigma`.*outside"):
+        HybridRestorer(sigma_range=(0, 55), **SMALL)(x, sigma=60)
+    with pytest.raises(ValueError, match="`sigma_range`"):
+        HybridRestorer(sigma_range=(0, 80), **SMALL)
+    with pytest.raises(ValueError, match="`mask` given to a denoising model"):
+        model(x, mask=torch.ones(1, 1, 16, 16, dtype=torch.bool))
+    inpaint = HybridRestorer(task="inpaint", **SMALL)
+    with pytest.raises(ValueError, match="`mask` is required"):
+        inpaint(x)
+    with pytest.raises(ValueError, match="`mask` has shape"):
+        inpaint(x, mask=torch.ones(1, 1, 16, 15, dtype=torch.bool))
+    with pytest.raises(TypeError, match="`mask` has dtype"):
+        inpaint(x, mask=torch.ones(1, 1, 16, 16))
+    with pytest.raises(ValueError, match="`mask` has shape"):
+        restore_image(inpaint, np.zeros((16, 16)), mask=np.ones((16, 17), bool))
+    with pytest.raises(ValueError, match="`task`"):
+        HybridRestorer(task="deblur")
+    with pytest.raises(ValueError, match="`dictionary`"):
+        HybridRestorer(np.zeros((10, 49)))
+
+
+def test_sigma_estimate():
+    from sparseforge.restore._inputs import estimate_sigma
+
+    flat = np.full((128, 128), 120.0)
+    for sigma in (5, 25, 50):
+        noisy = flat + sigma * np.random.default_rng(sigma).standard_normal(flat.shape)
+        assert abs(estimate_sigma(noisy) - sigma) < 0.1 * sigma

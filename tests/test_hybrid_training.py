@@ -1,0 +1,113 @@
+"""Training, baselines and weights of the learned restorers: a short run lowers the loss,
+resume continues the same run, the parameter-matched DnCNN, save/load and load_pretrained."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage.io import imsave
+
+torch = pytest.importorskip("torch", reason="the learned restorers need PyTorch")
+
+import sparseforge as sf  # noqa: E402
+from sparseforge.restore import (DnCNN, HybridRestorer, count_parameters,  # noqa: E402
+                                 load_model, load_pretrained, matched_dncnn, train)
+from sparseforge.restore.pretrained import PRETRAINED, pretrained_path  # noqa: E402
+
+torch.set_num_threads(1)
+SMALL = dict(depth=3, width=8, channels=3, n_jobs=1)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Tiny train/validation folders cut from the shipped image (no external data)."""
+    root = tmp_path_factory.mktemp("data")
+    image = sf.datasets.load_image("camera")
+    for name, tiles in (("train", [(0, 0), (0, 64), (64, 0), (200, 200)]),
+                        ("val", [(300, 300)])):
+        (root / name).mkdir()
+        for i, (y, x) in enumerate(tiles):
+            imsave(root / name / f"{i}.png", image[y:y + 64, x:x + 64].astype(np.uint8),
+                   check_contrast=False)
+    return root / "train", root / "val"
+
+
+def _run(folders, **kw):
+    args = dict(model="hybrid", model_config=SMALL, train_dir=folders[0], val_dir=folders[1],
+                crop_size=24, batch_size=4, val_every=5, val_crop=None, threads=1,
+                progress=False, seed=0)
+    args.update(kw)
+    return train(**args)
+
+
+def test_short_training_lowers_the_loss(folders):
+    # A small DnCNN from scratch: its loss falls several-fold within a few steps.
+    model = DnCNN(3, 8)
+    result = train(model, train_dir=folders[0], val_dir=folders[1], crop_size=24,
+                   batch_size=4, max_steps=30, val_every=10, val_crop=None, threads=1,
+                   progress=False, lr=1e-2)
+    losses = [h["loss"] for h in result.history]
+    assert result.steps == 30 and losses[-1] < 0.5 * losses[0], losses
+    assert all(np.isfinite(h["val_psnr"]) for h in result.history)
+
+
+def test_hybrid_training_runs_and_resumes(folders, tmp_path):
+    ckpt = tmp_path / "ckpt.pt"
+    straight = _run(folders, max_steps=6)
+    first = _run(folders, max_steps=3, checkpoint=ckpt, checkpoint_every=3)
+    resumed = _run(folders, max_steps=6, checkpoint=ckpt, resume=True, output=tmp_path / "w.pt")
+    assert first.steps == 3 and resumed.steps == 6
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    loaded = load_model(tmp_path / "w.pt")
+    assert isinstance(loaded, HybridRestorer) and loaded.meta["steps"] == 6
+    x = torch.full((1, 1, 20, 20), 100.0)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), resumed.model(x))
+
+
+def test_inpainting_training_step(folders):
+    result = _run(folders, task="inpaint", max_steps=2)
+    assert result.model.task == "inpaint" and np.isfinite(result.history[-1]["loss"])
+
+
+def test_dncnn_as_published():
+    model = DnCNN()
+    convs = [m for m in model.body if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 17 and convs[0].out_channels == 64
+    # Middle convolutions have no bias (batch norm follows); first and last have one.
+    assert count_parameters(model) == 556_097
+    x = torch.rand(2, 1, 20, 20) * 255
+    assert model(x).shape == x.shape
+    with pytest.raises(ValueError, match="`degraded` has 3 channels"):
+        model(torch.zeros(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="`mask`"):
+        model(x, mask=torch.ones_like(x, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("sigma_range", [(25, 25), (0, 55)])
+def test_parameter_matched_dncnn(sigma_range):
+    hybrid = HybridRestorer(sigma_range=sigma_range, n_jobs=1)
+    target = count_parameters(hybrid)
+    matched = matched_dncnn(target, sigma_range=sigma_range)
+    assert abs(count_parameters(matched) - target) / target < 0.02
+    with pytest.raises(ValueError, match="within"):
+        matched_dncnn(10)
+
+
+def test_load_pretrained_errors():
+    with pytest.raises(ValueError, match="unknown pretrained"):
+        load_pretrained("nope")
+    for name in PRETRAINED:
+        if not pretrained_path(name).is_file():
+            with pytest.raises(FileNotFoundError, match="scripts/train_hybrid.py"):
+                load_pretrained(name)
+
+
+def test_train_argument_errors(folders):
+    with pytest.raises(ValueError, match="budget"):
+        train("hybrid", train_dir=folders[0], val_dir=folders[1])
+    with pytest.raises(ValueError, match="denoise only"):
+        train("dncnn", task="inpaint", max_steps=1, train_dir=folders[0], val_dir=folders[1])
+    with pytest.raises(ValueError, match="`model`"):
+        train("unet", max_steps=1, train_dir=folders[0], val_dir=folders[1])
