@@ -17,7 +17,8 @@ BLAS/OpenMP runtime in the process):
     sf_approximate     sparseforge.ksvd(method="approximate")   per-iteration callback
     sf_exact           sparseforge.ksvd(method="exact")         per-iteration callback
     dictlearn_aksvd    dictlearn.DictionaryLearning(fit_algorithm="aksvd")  (numba)
-    dictlearn_aksvd_worst  the same with replace_unused_atoms="worst" (sparseforge's rule)
+    dictlearn_aksvd_worst  the same with replace_unused_atoms="worst" (ksvdbox's rule, i.e.
+                       sparseforge's atom_replacement="signal")
     dictlearn_ksvd     dictlearn.DictionaryLearning(fit_algorithm="ksvd")
     spams_trainDL      spams.trainDL(mode=3 (||a||_0 <= lambda1=8), batch=True): MOD-type
     sklearn_minibatch  sklearn MiniBatchDictionaryLearning (LARS-Lasso coding): 1 epoch
@@ -834,8 +835,9 @@ def main(argv: list[str] | None = None) -> int:
                                "OMP coding in numba (single-threaded), updates in numpy. "
                                "Unused atoms replaced by random ones (default).",
             "dictlearn_aksvd_worst": "as dictlearn_aksvd, but an unused atom is replaced by the "
-                                     "worst-represented signal (as sparseforge does) instead "
-                                     "of a random atom; run once. At the first iteration the "
+                                     "worst-represented signal (ksvdbox's rule; sparseforge "
+                                     "replaces by that signal's residual) instead of a "
+                                     "random atom; run once. At the first iteration the "
                                      "DCT's constant atom is unused (the patches have zero "
                                      "mean), so the two replacement rules give different "
                                      "trajectories from there on",
@@ -973,7 +975,7 @@ def main(argv: list[str] | None = None) -> int:
         "sklearn_dl": "² LARS-Lasso coding (same alpha).",
         "spams_trainDL": "³ batch mode, ORMP coding, MOD-type update, not K-SVD.",
         "dictlearn_aksvd_worst": "⁴ unused atoms replaced by the worst-represented signal, "
-                                 "as sparseforge does (dictlearn's default: a random atom); "
+                                 "as ksvdbox does (dictlearn's default: a random atom); "
                                  "one run.",
     }
     print(f"{X.shape[0]} mean-removed 8x8 patches of Train400 (0-255 scale), K={N_COMPONENTS}, "
