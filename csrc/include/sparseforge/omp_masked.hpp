@@ -8,7 +8,7 @@
 // sums over the observed features become, feature after feature, elementwise updates of
 // K-long arrays (one atom per SIMD element on the CPU, per lane on a warp, reading
 // contiguous / coalesced memory), instead of K short dot products with a horizontal sum each.
-// That made masked OMP about 10x faster on the CPU than gathering a restricted dictionary
+// That made masked OMP about 7x faster on the CPU than gathering a restricted dictionary
 // per signal and taking those dot products.
 #pragma once
 
