@@ -1002,7 +1002,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"or equal on {target['rmse_n_draws_lower_or_equal']} "
                   f"({'met' if target['rmse_met_over_draws'] else 'NOT met'} on average)")
         if "rmse_dictlearn_aksvd_worst" in target:
-            print(f"  (dictlearn AK-SVD with sparseforge's replacement rule, "
+            print(f"  (dictlearn AK-SVD with ksvdbox's replacement rule, "
                   f"replace_unused_atoms='worst': RMSE {target['rmse_dictlearn_aksvd_worst']:.4f}"
                   f", sparseforge {target['rmse_rel_diff_vs_dictlearn_aksvd_worst'] * 100:+.2f}%"
                   " against it)")

@@ -26,7 +26,7 @@ def test_denoise_command(tmp_path, clean, capsys):
     noisy = np.clip(np.rint(clean + 20 * rng.standard_normal(clean.shape)), 0, 255)
     imsave(tmp_path / "noisy.png", noisy.astype(np.uint8), check_contrast=False)
     assert main(["denoise", str(tmp_path / "noisy.png"), str(tmp_path / "out.png"),
-                 "--sigma", "20", "--dictionary", "dct"]) == 0
+                 "--sigma", "20", "--dictionary", "dct", "--method", "ksvd"]) == 0
     out = imread(tmp_path / "out.png")
     assert out.shape == clean.shape and out.dtype == np.uint8
     assert psnr(clean, out) > psnr(clean, noisy) + 5
@@ -40,7 +40,7 @@ def test_inpaint_command(tmp_path, clean):
     imsave(tmp_path / "damaged.png", damaged, check_contrast=False)
     imsave(tmp_path / "mask.png", (mask * 255).astype(np.uint8), check_contrast=False)
     assert main(["inpaint", str(tmp_path / "damaged.png"), str(tmp_path / "mask.png"),
-                 str(tmp_path / "out.png"), "--n-iter", "2"]) == 0
+                 str(tmp_path / "out.png"), "--n-iter", "2", "--method", "ksvd"]) == 0
     out = imread(tmp_path / "out.png")
     np.testing.assert_array_equal(out[mask], clean[mask])
     assert psnr(clean, out) > 25

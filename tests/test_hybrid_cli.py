@@ -97,6 +97,13 @@ def test_train_then_denoise_and_inpaint_with_weights(noisy_file, tmp_path, capsy
                  str(tmp_path / "i.png"), "--method", "hybrid", "--weights",
                  str(inpainter)]) == 0
     assert "HybridRestorer" in capsys.readouterr().out
+    # Weights of another kind or task are refused, naming both.
+    with pytest.raises(SystemExit, match="holds a hybrid model for denoise"):
+        main(["denoise", str(noisy_file / "noisy.png"), str(tmp_path / "x.png"),
+              "--sigma", "25", "--method", "dncnn", "--weights", str(weights)])
+    with pytest.raises(SystemExit, match="holds a hybrid model for inpaint"):
+        main(["denoise", str(noisy_file / "noisy.png"), str(tmp_path / "x.png"),
+              "--sigma", "25", "--method", "hybrid", "--weights", str(inpainter)])
 
 
 def test_train_command(noisy_file, tmp_path, capsys):

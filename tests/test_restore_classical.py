@@ -76,6 +76,10 @@ def test_inpainting_a_mask_with_nothing_observed_returns_zeros(crop):
     (lambda im: inpaint_ksvd(im, np.ones((3, 3), bool)), "mask", ValueError),
     (lambda im: inpaint_ksvd(im, im > 9, n_iter=-1), "n_iter", ValueError),
     (lambda im: inpaint_ksvd(im, im > 9, refine_rms=(1.0, 5.0)), "refine_rms", ValueError),
+    (lambda im: inpaint_ksvd(im, im > 9, refine_rms=(10.0, 0.0)), "refine_rms", ValueError),
+    (lambda im: denoise_ksvd(im, 0.0, dictionary="nope"), "dictionary", ValueError),
+    (lambda im: denoise_ksvd(im, 0.0, step=0), "step", ValueError),
+    (lambda im: denoise_ksvd(im, 10, lam=-1.0), "lam", ValueError),
     (lambda im: inpaint_ksvd(im, im > 9, refine_rms=3.0), "refine_rms", TypeError),
     (lambda im: inpaint_ksvd(im, im > 9, dictionary="adaptive"), "dictionary", ValueError),
 ])

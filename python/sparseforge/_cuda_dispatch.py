@@ -25,12 +25,12 @@ from ._codes import SparseCodes
 
 
 @contextlib.contextmanager
-def _no_tf32(ctx: DeviceContext):
+def no_tf32(framework: str):
     """Full float32 precision for torch's products while Gram and correlations are formed:
     Batch-OMP's updates assume both come exactly from the same dictionary, and TF32 (which
     `torch.set_float32_matmul_precision("high")` turns on) would err by ~1e-3 relative. CuPy
     uses TF32 only when CUPY_TF32=1 is set by the user (documented in the README)."""
-    if ctx.framework != "torch":
+    if framework != "torch":
         yield
         return
     import torch
@@ -168,7 +168,7 @@ def sparse_encode(X: Any, dictionary: Any, *, gram: Any, cov: Any, algorithm: st
         inputs = {"x": x.ptr, "ldx": x.strides[0], "mask": m.ptr, "ldm": m.strides[0],
                   "dt": ctx.ptr(dt)}
     else:
-        with _no_tf32(ctx):
+        with no_tf32(ctx.framework):
             if gram is None:
                 gram = ctx.contiguous(dictionary @ dictionary.T)
             if cov is None:

@@ -71,7 +71,10 @@ def replace_atoms(X, D, codes: SparseCodes, residual, usage, threshold: float, x
 
     indices, values, counts = codes.indices, codes.values, codes.counts
     dead = torch.nonzero(usage == 0).flatten()
-    coherent = (torch.tril((D @ D.T).abs(), -1) > threshold).any(1)
+    from ._cuda_dispatch import no_tf32
+
+    with no_tf32("torch"):  # TF32's ~1e-3 error could flip the 0.99 duplicate test
+        coherent = (torch.tril((D @ D.T).abs(), -1) > threshold).any(1)
     coherent[dead] = False
     duplicate = torch.nonzero(coherent).flatten()
     replace = torch.cat([dead, duplicate])
@@ -140,7 +143,7 @@ def sweep_on_device(ctx: DeviceContext, X, D, codes: SparseCodes, residual, *, e
 
 def run(X, D, *, encode: Callable, sweep: Callable, n_iter: int, duplicate_threshold: float,
         callback: Callable | None, progress, atom_replacement: str = "residual",
-        ) -> tuple[Any, SparseCodes, np.ndarray]:
+        to_caller: Callable = lambda t: t) -> tuple[Any, SparseCodes, np.ndarray]:
     """The K-SVD iterations on torch tensors X (N, n) and D (K, n), D updated in place.
 
     `encode(X, D)` returns compact SparseCodes of torch tensors; `sweep(X, D, codes,
@@ -171,7 +174,7 @@ def run(X, D, *, encode: Callable, sweep: Callable, n_iter: int, duplicate_thres
             progress.update()
         if callback is not None:
             callback(KSVDIteration(it, errors[it], math.sqrt(coded_error / X.numel()), n_dead,
-                                   n_dup, D.clone()))
+                                   n_dup, to_caller(D.clone())))
     if codes is None:
         codes = encode(X, D)
     return D, codes, errors
@@ -219,7 +222,10 @@ def ksvd(X: Any, n_components: int, *, n_nonzero_coefs: int | None, tol: float |
     try:
         D, codes, errors = run(Xt, D, encode=encode, sweep=sweep, n_iter=n_iter,
                                duplicate_threshold=duplicate_threshold, callback=callback,
-                               progress=progress, atom_replacement=atom_replacement)
+                               progress=progress, atom_replacement=atom_replacement,
+                               # the callback sees the caller's framework (CuPy stays CuPy)
+                               to_caller=(lambda t: t) if ctx.framework == "torch"
+                               else _from_torch)
     finally:
         if progress is not None:
             progress.close()
@@ -274,9 +280,12 @@ def _initial_dictionary(ctx: DeviceContext, X, n_components: int, dict_init: Any
         return torch.as_tensor(host, device=X.device).contiguous()
     else:
         D = _as_torch(ctx, dict_init).clone()
-        if tuple(D.shape) != (n_components, n_features) or D.dtype != X.dtype:
-            raise ValueError(f"`dict_init` has shape {tuple(D.shape)} and dtype {D.dtype}; "
-                             f"expected ({n_components}, {n_features}) and {X.dtype}")
+        if D.dtype != X.dtype:  # as on the CPU: a dtype mix is a TypeError
+            raise TypeError(f"`dict_init` has dtype {D.dtype} but `X` has {X.dtype}; pass "
+                            "both in one dtype")
+        if tuple(D.shape) != (n_components, n_features):
+            raise ValueError(f"`dict_init` has shape {tuple(D.shape)}; expected "
+                             f"({n_components}, {n_features})")
     norms = torch.linalg.vector_norm(D, dim=1, keepdim=True)
     if bool((norms == 0).any()):
         raise ValueError("`dict_init` has zero-norm atoms")

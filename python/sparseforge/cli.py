@@ -121,7 +121,14 @@ def _learned_model(args: argparse.Namespace, task: str, sigma: float | None):
     from .restore import load_model, load_pretrained
 
     if args.weights:
-        return load_model(args.weights)
+        from .restore.pretrained import model_kind
+
+        model = load_model(args.weights)
+        if model_kind(model) != wanted or model.task != task:
+            raise SystemExit(f"--weights {args.weights} holds a {model_kind(model)} model for "
+                             f"{model.task}; --method {wanted} for {task} needs a "
+                             f"{wanted} {task} model")
+        return model
     name = pretrained_for(wanted, task, sigma)
     if name is None:
         what = "inpainting" if task == "inpaint" else f"sigma = {sigma:g}"

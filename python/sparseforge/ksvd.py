@@ -4,7 +4,8 @@
 Each iteration codes every signal with :func:`sparseforge.sparse_encode`, then updates the atoms
 one after another in native code (csrc/include/sparseforge/ksvd_atom.hpp), keeping the codes and
 the residual consistent, then replaces atoms that no signal uses or that nearly duplicate
-another by the worst-represented signals (as ksvdbox does).
+another from the worst-represented signals (by default their normalised residuals; ksvdbox's
+rule, the signals themselves, with ``atom_replacement="signal"``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class KSVDIteration:
     rmse_coded: float  # the same right after sparse coding, before the atom update
     n_dead: int        # atoms no signal used, replaced
     n_duplicate: int   # atoms with |<d_j, d_k>| above the threshold, replaced
-    dictionary: np.ndarray  # a copy of the dictionary after this iteration
+    dictionary: Any  # a copy of the dictionary after this iteration (the input's framework)
 
 
 def _initial_dictionary(X: np.ndarray, n_components: int, dict_init: Any,

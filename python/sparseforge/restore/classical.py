@@ -17,7 +17,8 @@ from .._validation import check_float_array
 from ..dictionaries import overcomplete_dct, universal_dictionary
 from ..ksvd import ksvd
 from ..omp import sparse_encode
-from ..patches import extract_patches_2d, reconstruct_from_patches_2d
+from ..patches import (check_patch_size, check_step, extract_patches_2d,
+                       reconstruct_from_patches_2d)
 
 _DICTIONARIES = ("universal", "dct", "adaptive")
 
@@ -102,23 +103,26 @@ def denoise_ksvd(image: Any, sigma: float, *, patch_size: int = 8, step: int = 1
     """
     y = _check_image(image)
     sigma = _check_sigma(sigma)
+    # Every argument is checked before sigma = 0 returns the image unchanged.
+    check_step(step, check_patch_size((patch_size, patch_size), y.shape))
+    adaptive = isinstance(dictionary, str) and dictionary == "adaptive"
+    if not adaptive:
+        D = _dictionary(dictionary, patch_size, y.dtype)
+    if lam is not None and not float(lam) >= 0:
+        raise ValueError(f"`lam` must be non-negative, got {lam}")
     if sigma == 0:
         return y.copy()
     lam = 30.0 / sigma if lam is None else float(lam)
-    if lam < 0:
-        raise ValueError(f"`lam` must be non-negative, got {lam}")
     n = patch_size * patch_size
     tol = (gain * sigma) ** 2 * n
     patches = extract_patches_2d(y, (patch_size, patch_size), step=step, n_jobs=n_jobs)
     flat, means = _patch_means(patches)
-    if isinstance(dictionary, str) and dictionary == "adaptive":
+    if adaptive:
         start = _dictionary("universal" if patch_size == 8 else "dct", patch_size, y.dtype)
         rng = np.random.default_rng(random_state)
         pick = rng.choice(len(flat), size=min(len(flat), max_training_patches), replace=False)
         D, _, _ = ksvd(flat[pick], start.shape[0], tol=tol, n_iter=n_iter,
                        method="approximate", dict_init=start, n_jobs=n_jobs, verbose=verbose)
-    else:
-        D = _dictionary(dictionary, patch_size, y.dtype)
     average = _sparse_patch_average(flat, means, D, y.shape, patch_size, step, tol, n_jobs)
     # Back to the unnormalised sum of the patches over each pixel, then the weighted mean.
     coverage = _coverage(y.shape, patch_size, step, y.dtype)
@@ -256,7 +260,7 @@ def _check_refine_rms(refine_rms: Any) -> tuple[float, float]:
         first, last = (float(v) for v in refine_rms)
     except (TypeError, ValueError):
         raise TypeError(f"`refine_rms` must be a pair of numbers, got {refine_rms!r}") from None
-    if not (np.isfinite(first) and np.isfinite(last) and first >= last >= 0):
-        raise ValueError(f"`refine_rms` must be finite with first >= last >= 0, got "
-                         f"{refine_rms!r}")
+    if not (np.isfinite(first) and np.isfinite(last) and first >= last > 0):
+        raise ValueError(f"`refine_rms` must be finite with first >= last > 0 (a geometric "
+                         f"schedule), got {refine_rms!r}")
     return first, last

@@ -225,7 +225,8 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
     output : path, optional
         Final weights for :func:`~sparseforge.restore.load_model`.
     threads : int, optional
-        torch threads (and the native OMP's) during training; default unchanged.
+        torch threads (and the native OMP's) from here on (``torch.set_num_threads``, not
+        restored afterwards); default unchanged.
     progress : bool
         A tqdm bar with the loss and the last validation PSNR.
 
