@@ -58,6 +58,25 @@ PUBLISHED_TOLERANCE_DB = 0.3
 SPEED_TARGET_S = 1.0
 
 
+def optional_bm3d(disabled: bool):
+    """The `bm3d` module, or None (disabled, or not installed: said on stderr)."""
+    if disabled:
+        return None
+    try:
+        import bm3d
+    except ImportError:
+        print("bm3d is not installed: the BM3D columns are left empty", file=sys.stderr)
+        return None
+    return bm3d
+
+
+def progress(items, **kw):
+    """A tqdm bar on stderr that disappears when done."""
+    from tqdm import tqdm
+
+    return tqdm(items, file=sys.stderr, leave=False, **kw)
+
+
 def load_dataset(name: str, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
     """Sorted grayscale PNGs of ``DATA_DIR/name`` as float64 0-255 arrays."""
     import skimage.io
@@ -248,20 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         suffix = "_quick"
 
     from threadpoolctl import threadpool_limits
-    from tqdm import tqdm
 
     import sparseforge as sf
 
-    bm3d = None
-    if not args.no_bm3d:
-        try:
-            import bm3d
-        except ImportError:
-            print("bm3d is not installed: BM3D columns are left empty", file=sys.stderr)
-
-    def progress(items, **kw):
-        return tqdm(items, file=sys.stderr, leave=False, **kw)
-
+    bm3d = optional_bm3d(args.no_bm3d)
     with threadpool_limits(args.threads):
         meta = H.machine_info(threads=args.threads)
         if "speed" in args.parts:

@@ -56,7 +56,8 @@ if __name__ == "__main__" and "--keep-blas-env" not in sys.argv:
 
 import numpy as np  # noqa: E402
 
-from bench_denoise import load_dataset, noisy_copy, scores, summarise  # noqa: E402
+from bench_denoise import (load_dataset, noisy_copy, optional_bm3d, progress,  # noqa: E402
+                           scores, summarise)
 
 WEIGHTS_DIR = H.BENCH_DIR / "weights"
 SIGMAS = (15, 25, 50)
@@ -271,7 +272,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
     from threadpoolctl import threadpool_limits
-    from tqdm import tqdm
 
     torch.set_num_threads(args.threads)
     suffix = ""
@@ -283,16 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         args.weights_dir = Path(scratch.name)
         smoke_models(args.weights_dir, args.threads)
         suffix = "_quick"
-    bm3d = None
-    if not args.no_bm3d:
-        try:
-            import bm3d
-        except ImportError:
-            print("bm3d is not installed: the BM3D column is left empty", file=sys.stderr)
-
-    def progress(items, **kw):
-        return tqdm(items, file=sys.stderr, leave=False, **kw)
-
+    bm3d = optional_bm3d(args.no_bm3d)
     with threadpool_limits(args.threads):
         meta = H.machine_info(threads=args.threads)
         meta["quick_smoke_models"] = bool(args.quick)
