@@ -16,6 +16,7 @@ import numpy as np
 
 from ..omp import sparse_encode
 from ._torch import require_torch
+from .synthesis import scatter_codes
 
 torch = require_torch()
 
@@ -24,17 +25,23 @@ torch = require_torch()
 _BLOCK = 16384
 
 
-def _systems(X, D, indices, weights):
-    """Gathered atoms A (N, L, n) (zero in padded slots), weighted atoms, Gram G (N, L, L)
-    with 1 on the diagonal of padded slots (so their coefficient solves to 0), and
-    ``b = A W x``."""
+def _systems(X, D, indices, weights, gram):
+    """The normal equations ``G c = b`` of every row: ``G = A W Aᵀ`` (N, L, L) with 1 on the
+    diagonal of padded slots (so their coefficient solves to 0) and ``b = A W x`` (N, L),
+    where A holds the row's atoms. Without weights G is gathered from the full Gram `gram`;
+    b is always a gather of the dense product ``(W x) Dᵀ`` (BLAS, not N small products)."""
     valid = indices >= 0
-    A = D[indices.clamp(min=0)] * valid.unsqueeze(-1).to(D.dtype)
-    Aw = A if weights is None else A * weights.unsqueeze(1)
-    G = Aw @ A.transpose(1, 2)
-    G = G + torch.diag_embed((~valid).to(D.dtype))
-    b = (Aw @ X.unsqueeze(-1)).squeeze(-1)
-    return valid, A, Aw, G, b
+    idx = indices.clamp(min=0)
+    xw = X if weights is None else X * weights
+    b = torch.where(valid, (xw @ D.T).gather(1, idx), 0)
+    pair = valid.unsqueeze(2) & valid.unsqueeze(1)
+    if weights is None:
+        G = gram[idx.unsqueeze(2), idx.unsqueeze(1)]
+    else:
+        A = D[idx]
+        G = (A * weights.unsqueeze(1)) @ A.transpose(1, 2)
+    G = torch.where(pair, G, 0) + torch.diag_embed((~valid).to(D.dtype))
+    return G, b
 
 
 class LeastSquaresOnSupport(torch.autograd.Function):
@@ -71,10 +78,11 @@ class LeastSquaresOnSupport(torch.autograd.Function):
     @staticmethod
     def forward(ctx, X, D, indices, weights=None):
         out = X.new_zeros(indices.shape, dtype=X.dtype)
+        gram = D @ D.T if weights is None else None
         for s in range(0, X.shape[0], _BLOCK):
             e = s + _BLOCK
             w = None if weights is None else weights[s:e]
-            _, _, _, G, b = _systems(X[s:e], D, indices[s:e], w)
+            G, b = _systems(X[s:e], D, indices[s:e], w, gram)
             out[s:e] = torch.linalg.solve(G, b)
         ctx.save_for_backward(X, D, indices, out, weights)
         return out
@@ -84,23 +92,30 @@ class LeastSquaresOnSupport(torch.autograd.Function):
         X, D, indices, coefs, weights = ctx.saved_tensors
         dX = torch.zeros_like(X) if ctx.needs_input_grad[0] else None
         dD = torch.zeros_like(D) if ctx.needs_input_grad[1] else None
+        gram = D @ D.T if weights is None else None
+        k = D.shape[0]
         for s in range(0, X.shape[0], _BLOCK):
             e = s + _BLOCK
             w = None if weights is None else weights[s:e]
-            valid, A, _, G, _ = _systems(X[s:e], D, indices[s:e], w)
-            c = coefs[s:e]
-            # G is symmetric, so G⁻ᵀ g = G⁻¹ g.
-            u = torch.linalg.solve(G, grad[s:e])
-            Atu = (A.transpose(1, 2) @ u.unsqueeze(-1)).squeeze(-1)   # (B, n)
-            WAtu = Atu if w is None else Atu * w
+            idx = indices[s:e]
+            G, _ = _systems(X[s:e], D, idx, w, gram)
+            # G is symmetric, so G⁻ᵀ g = G⁻¹ g; u is 0 in padded slots (G is the identity
+            # there and the incoming gradient of a padded coefficient is ignored).
+            u = torch.where(idx >= 0, torch.linalg.solve(G, grad[s:e]), 0)
+            # With U and C the codes u and c scattered densely (B, K): Aᵀu = U D and
+            # Aᵀc = C D, and dA[i, l] = u_il r_i - c_il (W Aᵀu)_i summed into atom idx_il is
+            # dD = Uᵀ R - Cᵀ (W Aᵀu): BLAS products instead of (B, L, n) gathers.
+            U = scatter_codes(idx, u, k)
+            WAtu = U @ D if w is None else (U @ D) * w
             if dX is not None:
                 dX[s:e] = WAtu
             if dD is not None:
-                r = X[s:e] - (A.transpose(1, 2) @ c.unsqueeze(-1)).squeeze(-1)
+                C = scatter_codes(idx, coefs[s:e], k)
+                r = X[s:e] - C @ D
                 if w is not None:
                     r = r * w
-                dA = u.unsqueeze(-1) * r.unsqueeze(1) - c.unsqueeze(-1) * WAtu.unsqueeze(1)
-                dD.index_add_(0, indices[s:e][valid], dA[valid])
+                dD.addmm_(U.T, r)
+                dD.addmm_(C.T, WAtu, alpha=-1)
         return dX, dD, None, None
 
 

@@ -20,12 +20,22 @@ from ._torch import require_torch
 torch = require_torch()
 F = torch.nn.functional
 
-# Entries of the gathered (block, L, features) kernels per block: bounds memory (64 MiB).
-_BLOCK_ELEMENTS = 1 << 24
+# Entries of a dense (block, n_kernels) code block: bounds the scratch to 16 MiB of float32
+# per block whatever the number of patches.
+_BLOCK_ELEMENTS = 1 << 22
 
 
-def _block_rows(width: int, features: int) -> int:
-    return max(1, _BLOCK_ELEMENTS // max(1, width * features))
+def _block_rows(n_kernels: int) -> int:
+    return max(1, _BLOCK_ELEMENTS // max(1, n_kernels))
+
+
+def scatter_codes(indices: Any, coefs: Any, n_columns: int) -> Any:
+    """Padded sparse codes (N, L) as a dense (N, n_columns) matrix; -1 slots dropped.
+
+    Repeated indices in a row add up (a row of OMP codes never repeats an atom)."""
+    valid = indices >= 0
+    dense = coefs.new_zeros((indices.shape[0], n_columns))
+    return dense.scatter_add_(1, indices.clamp(min=0), torch.where(valid, coefs, 0))
 
 
 class SparseSynthesis(torch.autograd.Function):
@@ -44,40 +54,38 @@ class SparseSynthesis(torch.autograd.Function):
     -------
     out : Tensor (N, F)
 
-    Differentiable in `coefs` and `weight`, computed and differentiated block by block so
-    that no (N, L, F) tensor is ever held.
+    Differentiable in `coefs` and `weight`. Block by block the codes are scattered into a
+    dense (block, A) matrix C and ``out = C W``, ``dW = Cᵀ g``, ``dcoefs = (g Wᵀ)[i, idx]``:
+    three BLAS products. Gathering each slot's kernel instead, an (N, L, F) stream, was 4x
+    slower on 2 cores (memory bound) although it does fewer flops.
     """
 
     @staticmethod
     def forward(ctx, indices, coefs, weight):
-        n, width = indices.shape
-        out = weight.new_zeros((n, weight.shape[1]))
-        step = _block_rows(width, weight.shape[1])
-        for s in range(0, n, step):
-            idx = indices[s:s + step]
-            c = torch.where(idx >= 0, coefs[s:s + step], 0)
-            out[s:s + step] = torch.einsum("nl,nlf->nf", c, weight[idx.clamp(min=0)])
+        n_kernels = weight.shape[0]
+        out = weight.new_empty((indices.shape[0], weight.shape[1]))
+        step = _block_rows(n_kernels)
+        for s in range(0, indices.shape[0], step):
+            dense = scatter_codes(indices[s:s + step], coefs[s:s + step], n_kernels)
+            torch.mm(dense, weight, out=out[s:s + step])
         ctx.save_for_backward(indices, coefs, weight)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         indices, coefs, weight = ctx.saved_tensors
-        n, width = indices.shape
+        n_kernels = weight.shape[0]
         dc = torch.zeros_like(coefs) if ctx.needs_input_grad[1] else None
         dw = torch.zeros_like(weight) if ctx.needs_input_grad[2] else None
-        step = _block_rows(width, weight.shape[1])
-        for s in range(0, n, step):
-            idx = indices[s:s + step]
-            valid = idx >= 0
-            g = grad[s:s + step]
+        step = _block_rows(n_kernels)
+        for s in range(0, indices.shape[0], step):
+            idx, g = indices[s:s + step], grad[s:s + step]
             if dc is not None:
-                dc[s:s + step] = torch.where(
-                    valid, torch.einsum("nf,nlf->nl", g, weight[idx.clamp(min=0)]), 0)
+                per_kernel = g @ weight.T                                  # (B, A)
+                dc[s:s + step] = torch.where(idx >= 0,
+                                             per_kernel.gather(1, idx.clamp(min=0)), 0)
             if dw is not None:
-                c = torch.where(valid, coefs[s:s + step], 0)
-                rows = c.unsqueeze(-1) * g.unsqueeze(1)          # (B, L, F)
-                dw.index_add_(0, idx[valid], rows[valid])
+                dw.addmm_(scatter_codes(idx, coefs[s:s + step], n_kernels).T, g)
         return None, dc, dw
 
 
