@@ -55,14 +55,26 @@ def test_inpaint_command_rejects_a_mask_of_another_size(tmp_path, clean):
 
 
 def test_demo_writes_the_side_by_side_png(tmp_path, capsys):
+    from sparseforge.restore._registry import pretrained_for
+    from sparseforge.restore._torch import torch_available
+
     out = tmp_path / "demo.png"
     assert main(["demo", "--no-sklearn", "--sparsities", "2", "--out", str(out)]) == 0
     image = imread(out)
     clean = sf.datasets.load_image("camera")
-    assert image.shape == (clean.shape[0], 3 * clean.shape[1] + 16)
+    with_hybrid = torch_available() and pretrained_for("hybrid", "denoise", 25.0) is not None
+    panels = 4 if with_hybrid else 3
+    assert image.shape == (clean.shape[0], panels * clean.shape[1] + 8 * (panels - 1))
     np.testing.assert_array_equal(image[:, -clean.shape[1]:], clean)
     text = capsys.readouterr().out
-    assert "dB" in text and "noisy | restored | clean" in text
+    expected = "noisy | K-SVD | hybrid | clean" if with_hybrid else "noisy | K-SVD | clean"
+    assert "dB" in text and expected in text
+    if with_hybrid:  # the hybrid panel is the restored image whose PSNR it prints
+        width = clean.shape[1] + 8
+        hybrid = image[:, 2 * width:2 * width + clean.shape[1]].astype(np.float64)
+        ksvd = image[:, width:width + clean.shape[1]].astype(np.float64)
+        assert (peak_signal_noise_ratio(clean, hybrid, data_range=255)
+                > peak_signal_noise_ratio(clean, ksvd, data_range=255))
 
 
 def test_info_prints_the_build(capsys):

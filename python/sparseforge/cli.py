@@ -213,25 +213,41 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _denoise_demo(args: argparse.Namespace) -> None:
-    """Noise the shipped image, denoise it, and write noisy | restored | clean side by side."""
+    """Noise the shipped image, denoise it with K-SVD and (when PyTorch and weights for this
+    sigma are installed) the hybrid restorer, and write noisy | K-SVD | hybrid | clean."""
     from skimage.metrics import peak_signal_noise_ratio
 
     import sparseforge as sf
     from .restore import denoise_ksvd
 
+    def psnr(image: np.ndarray) -> float:
+        return peak_signal_noise_ratio(clean, np.clip(image, 0, 255), data_range=255)
+
     clean = sf.datasets.load_image("camera").astype(np.float64)
     noisy = clean + args.sigma * np.random.default_rng(0).standard_normal(clean.shape)
+    panels = [("noisy", noisy)]
+    print(f"denoising the shipped image at sigma={args.sigma:g}: noisy {psnr(noisy):.2f} dB")
     start = time.perf_counter()
     restored = denoise_ksvd(noisy, args.sigma, n_jobs=args.n_jobs)
-    seconds = time.perf_counter() - start
-    print(f"K-SVD denoising (universal dictionary), sigma={args.sigma:g}: noisy "
-          f"{peak_signal_noise_ratio(clean, noisy, data_range=255):.2f} dB -> restored "
-          f"{peak_signal_noise_ratio(clean, restored, data_range=255):.2f} dB in "
-          f"{seconds:.2f} s")
+    panels.append(("K-SVD", restored))
+    print(f"  K-SVD (universal dictionary)  {psnr(restored):.2f} dB  "
+          f"{time.perf_counter() - start:.2f} s")
+    hybrid = _learned_model(argparse.Namespace(method=None, weights=None), "denoise",
+                            args.sigma)
+    if hybrid is not None:
+        from .restore import restore_image
+
+        start = time.perf_counter()
+        restored = restore_image(hybrid, noisy, sigma=args.sigma, threads=args.n_jobs)
+        panels.append(("hybrid", restored))
+        print(f"  hybrid OMP codes + CNN        {psnr(restored):.2f} dB  "
+              f"{time.perf_counter() - start:.2f} s")
+    panels.append(("clean", clean))
     if args.out:
         gap = np.full((clean.shape[0], 8), 255.0)
-        _write_gray(args.out, np.hstack([noisy, gap, restored, gap, clean]))
-        print(f"wrote {args.out} (noisy | restored | clean)")
+        tiles = [t for _, image in panels for t in (image, gap)][:-1]
+        _write_gray(args.out, np.hstack(tiles))
+        print(f"wrote {args.out} ({' | '.join(name for name, _ in panels)})")
 
 
 def info(args: argparse.Namespace) -> int:
