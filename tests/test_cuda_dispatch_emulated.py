@@ -190,6 +190,12 @@ def test_orthogonal_mp_gram_and_errors(host_gpu, dtype):
         got = sf.orthogonal_mp_gram(_wrap(G), _wrap(Xy), **dev)
         np.testing.assert_allclose(got, sf.orthogonal_mp_gram(G, Xy, **kw), rtol=0,
                                    atol=1e-5 if dtype == np.float32 else 1e-12)
+    # norms_squared of the other float dtype is cast to Gram's, as on the CPU.
+    other = norms.astype(np.float64 if dtype == np.float32 else np.float32)
+    np.testing.assert_allclose(
+        sf.orthogonal_mp_gram(_wrap(G), _wrap(Xy), tol=2.0, norms_squared=_wrap(other)),
+        sf.orthogonal_mp_gram(G, Xy, tol=2.0, norms_squared=other), rtol=0,
+        atol=1e-5 if dtype == np.float32 else 1e-12)
     one, n_iter = sf.orthogonal_mp_gram(_wrap(G), _wrap(Xy[:, 2]), n_nonzero_coefs=3,
                                         return_n_iter=True)
     np.testing.assert_allclose(one, sf.orthogonal_mp_gram(G, Xy[:, 2], n_nonzero_coefs=3),

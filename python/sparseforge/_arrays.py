@@ -228,6 +228,15 @@ class DeviceContext:
             return arr.contiguous()
         return framework_module(self).ascontiguousarray(arr)
 
+    def cast(self, arr: Any, dtype: Any):
+        """`arr` in `dtype` on its device (itself when it already is; for small vectors)."""
+        dtype = np.dtype(dtype)
+        if self.framework == "torch":
+            import torch
+
+            return arr.to(getattr(torch, dtype.name))
+        return arr.astype(dtype, copy=False)
+
     def all_finite(self, arr: Any) -> bool:
         """No NaN or infinity in `arr` (a device reduction; synchronises the stream)."""
         return bool(framework_module(self).isfinite(arr).all())

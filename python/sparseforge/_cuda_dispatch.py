@@ -223,10 +223,11 @@ def orthogonal_mp_gram(Gram: Any, Xy: Any, *, n_nonzero_coefs: Any, tol: Any,
     max_atoms, tol = omp._gram_sparsity(n_nonzero_coefs, tol, norms_squared, n_components)
     norms = None
     if tol is not None:
-        nrm = check_float(_described(ctx, "norms_squared"), ndim=(0, 1), dtype=g.dtype)
+        # Any float dtype, cast to Gram's like the CPU path (a vector of n_targets).
+        nrm = check_float(_described(ctx, "norms_squared"), ndim=(0, 1))
         if int(np.prod(nrm.shape)) != n_targets:
             raise ValueError(f"`norms_squared` has shape {nrm.shape}; expected ({n_targets},)")
-        norms = ctx.contiguous(norms_squared.reshape(n_targets))
+        norms = ctx.contiguous(ctx.cast(norms_squared.reshape(n_targets), g.dtype))
     gram = _checked_gram(ctx, Gram, "Gram", g.dtype, True)
     inputs = {"gram": ctx.ptr(gram), "cov": xy.ptr, "cov_stride_signal": stride_signal,
               "cov_stride_atom": xy.strides[0], "norms_sq": ctx.ptr(norms)}
