@@ -263,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="smoke test: throwaway models, 2 images, sigma 25, 50%% missing")
     p.add_argument("--no-bm3d", action="store_true")
+    p.add_argument("--tag", default="",
+                   help="suffix of the output files, e.g. _45min for another --weights-dir")
     p.add_argument("--keep-blas-env", action="store_true")
     args = p.parse_args(argv)
     args.parts = args.parts.split(",")
@@ -274,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(args.threads)
-    suffix = ""
+    suffix = args.tag
     scratch = None
     if args.quick:
         args.max_images, args.sigmas, args.missing, args.repeats = 2, [25], [0.5], 1
@@ -282,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         scratch = tempfile.TemporaryDirectory(prefix="bench_restore_quick_")
         args.weights_dir = Path(scratch.name)
         smoke_models(args.weights_dir, args.threads)
-        suffix = "_quick"
+        suffix = "_quick" + args.tag
     bm3d = optional_bm3d(args.no_bm3d)
     with threadpool_limits(args.threads):
         meta = H.machine_info(threads=args.threads)

@@ -97,6 +97,10 @@ def test_train_then_denoise_and_inpaint_with_weights(noisy_file, tmp_path, capsy
                  str(tmp_path / "i.png"), "--method", "hybrid", "--weights",
                  str(inpainter)]) == 0
     assert "HybridRestorer" in capsys.readouterr().out
+    # The inpainted file keeps the observed pixels and fills the others within 0-255.
+    given, filled = imread(noisy_file / "noisy.png"), imread(tmp_path / "i.png")
+    np.testing.assert_array_equal(filled[mask], given[mask])
+    assert filled.shape == given.shape and filled[~mask].std() > 0
     # Weights of another kind or task are refused, naming both.
     with pytest.raises(SystemExit, match="holds a hybrid model for denoise"):
         main(["denoise", str(noisy_file / "noisy.png"), str(tmp_path / "x.png"),

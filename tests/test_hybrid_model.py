@@ -136,6 +136,14 @@ def test_blind_model_estimates_sigma(clean):
     noisy = clean + 20 * np.random.default_rng(2).standard_normal(clean.shape)
     out = restore_image(model, noisy.astype(np.float32))
     assert out.shape == clean.shape and out.dtype == np.float32
+    # Without a sigma the model codes at its own estimate of the noise level, not elsewhere.
+    from sparseforge.restore._inputs import estimate_sigma
+
+    estimate = float(estimate_sigma(noisy.astype(np.float32)))
+    assert abs(estimate - 20) < 3
+    at_estimate = restore_image(model, noisy.astype(np.float32), sigma=estimate)
+    np.testing.assert_allclose(out, at_estimate, rtol=0, atol=1e-3)
+    assert np.abs(out - restore_image(model, noisy.astype(np.float32), sigma=50.0)).max() > 1
 
 
 def test_bad_inputs():
