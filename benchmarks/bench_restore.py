@@ -30,8 +30,9 @@ speed     (bench_restore_speed.json)  seconds per 256x256 and 512x512 image (Set
           08.png) at σ = 25 for every available method, `--threads` threads (torch and the
           native kernels), median of `--repeats`; and each model's training time (from its
           weights file).
-figure    (bench_restore_crops.png)  a 96x96 crop of the first Set12 images at σ = 25: noisy,
-          K-SVD, DnCNN, hybrid, clean, side by side (left to right in that order).
+figure    (bench_restore_crops.png)  a 96x96 crop of the first three Set12 images at σ = 25:
+          noisy, K-SVD, BM3D, DnCNN, matched DnCNN, hybrid, clean, side by side (left to right
+          in that order; a method without weights or package is left out).
 
 ``--quick`` trains throwaway models for a few steps in a temporary folder (tiny, NOT the
 real ones), runs 2 images at σ = 25 and writes ``*_quick`` files only: a smoke test of the
@@ -204,7 +205,8 @@ def run_figure(args, bm3d, path: Path) -> dict[str, Any]:
 
     missing: set[str] = set()
     methods = denoisers(25, args, bm3d, missing)
-    order = [m for m in ("noisy", "ksvd", "dncnn", "hybrid") if m in methods]
+    order = [m for m in ("noisy", "ksvd", "bm3d", "dncnn", "dncnn-matched", "hybrid")
+             if m in methods]
     rows = []
     for index, (name, clean) in enumerate(load_dataset("Set12", 3)):
         noisy = noisy_copy(clean, 25, args.seed, index)
