@@ -94,7 +94,8 @@ def learned_fn(model, threads: int) -> Callable[..., np.ndarray]:
     return run
 
 
-def denoisers(sigma: float, args, bm3d, missing: set[str]) -> dict[str, Callable]:
+def denoisers(sigma: float, args, bm3d, missing: set[str],
+              used: dict[str, str] | None = None) -> dict[str, Callable]:
     from sparseforge.restore import denoise_ksvd
 
     methods: dict[str, Callable] = {
@@ -107,17 +108,19 @@ def denoisers(sigma: float, args, bm3d, missing: set[str]) -> dict[str, Callable
         if model is None:
             missing.add(f"{family} (sigma {sigma:g})")
             continue
+        if used is not None:
+            used[f"{sigma:g}/{family}"] = name
         fn = learned_fn(model, args.threads)
         methods[family] = lambda y, s, fn=fn: fn(y, sigma=s)
     return methods
 
 
 def run_denoise(args, bm3d, progress) -> dict[str, Any]:
-    records, missing = [], set()
+    records, missing, used = [], set(), {}
     for dataset in args.datasets:
         images = load_dataset(dataset, args.max_images)
         for sigma in args.sigmas:
-            methods = denoisers(sigma, args, bm3d, missing)
+            methods = denoisers(sigma, args, bm3d, missing, used)
             for index, (name, clean) in enumerate(progress(
                     images, desc=f"{dataset} sigma={sigma}", unit="img")):
                 noisy = noisy_copy(clean, sigma, args.seed, index)
@@ -140,7 +143,7 @@ def run_denoise(args, bm3d, progress) -> dict[str, Any]:
     if targets["margin_over_matched_dncnn_db"] is not None:
         targets["met_margin"] = targets["margin_over_matched_dncnn_db"] >= TARGET_MARGIN_DB
     return {"records": records, "summary": summary, "targets": targets,
-            "missing_weights": sorted(missing),
+            "missing_weights": sorted(missing), "weights_used": used,
             "noise": "float64 white Gaussian, not clipped, rng=default_rng([seed, sigma, i])",
             "scoring": "outputs clipped to [0, 255]; skimage PSNR/SSIM, data_range=255"}
 
@@ -297,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             path = H.write_json("bench_restore" + suffix, out)
             print(f"\ndenoise (PSNR dB / SSIM) -> {path}")
             print(table(out["summary"], args.sigmas, args.datasets))
-            print(f"targets: {out['targets']}")
+            print(f"targets: {out['targets']}\nweights: {out['weights_used']}")
             if out["missing_weights"]:
                 print(f"no weights for: {', '.join(out['missing_weights'])}")
         if "inpaint" in args.parts:
