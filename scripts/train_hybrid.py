@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=1e-3,
+                   help="Adam's learning rate; with --resume, from the checkpoint on")
     p.add_argument("--train-dir", default=None)
     p.add_argument("--val-dir", default=None)
     p.add_argument("--out-dir", default=None, help="override where weights are written")
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.time()
         result = train(**settings, train_dir=args.train_dir, val_dir=args.val_dir,
                        batch_size=args.batch, max_seconds=args.seconds, max_steps=args.steps,
-                       seed=args.seed, checkpoint=OTHER_DIR / f"{name}.ckpt.pt",
+                       lr=args.lr, seed=args.seed, checkpoint=OTHER_DIR / f"{name}.ckpt.pt",
                        resume=args.resume, output=out_dir / f"{name}.pt",
                        threads=args.threads)
         record = {
@@ -124,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             "settings": {k: (list(v) if isinstance(v, tuple) else v)
                          for k, v in settings.items()},
             "batch_size": args.batch, "seed": args.seed, "threads": args.threads,
+            "lr": args.lr,
             "budget_seconds": args.seconds, "steps": result.steps,
             "train_seconds": result.train_seconds, "wall_seconds": time.time() - started,
             "parameters": count_parameters(result.model), "history": result.history,

@@ -211,7 +211,10 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
         Budget: stop at whichever comes first (at least one is required). Seconds count the
         training steps only (see :class:`TrainResult`).
     lr : float
-        Adam's learning rate (betas 0.9, 0.999).
+        Adam's learning rate (betas 0.9, 0.999). A resumed run uses this `lr` from then on
+        (the optimiser's moments are restored, its learning rate is not): DnCNN's paper
+        decays 1e-3 to 1e-4 late in training, which is resuming with ``lr=1e-4``. Each
+        history entry records the learning rate in use.
     seed : int
         Seeds the model initialisation, the crops and the degradations.
     val_every : int
@@ -288,6 +291,8 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
         blob = torch.load(ckpt, map_location="cpu", weights_only=True)
         net.load_state_dict(blob["state_dict"])
         optimizer.load_state_dict(blob["optimizer"])
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         step, seconds, history = blob["step"], blob["train_seconds"], blob["history"]
         rng.bit_generator.state = blob["numpy_rng"]
         generator.set_state(blob["torch_rng"])
@@ -322,7 +327,7 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
             last_psnr = evaluate(net, val_items)
         if step % val_every == 0 or final:
             history.append({"step": step, "train_seconds": seconds,
-                            "loss": float(np.mean(losses)), "val_psnr": last_psnr})
+                            "loss": float(np.mean(losses)), "val_psnr": last_psnr, "lr": lr})
             losses = []
         if ckpt is not None and (step % checkpoint_every == 0 or final):
             _save_checkpoint(ckpt, net, optimizer, step, seconds, history, rng, generator,
