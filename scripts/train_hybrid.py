@@ -11,9 +11,12 @@ and the budget counts the training steps of all its sessions together:
     # 45 min each, side by side (session 2); kept in benchmarks/weights-45min/
     python scripts/train_hybrid.py hybrid-sigma25        --seconds 2700 --threads 1
     python scripts/train_hybrid.py dncnn-matched-sigma25 --seconds 2700 --threads 1
-    # both resumed to 80 min each, side by side (session 3): the shipped hybrid-sigma25
+    # both resumed to 80 min each, then to 90 min at lr 1e-4 (DnCNN's decay), side by side
+    # (session 3): the shipped hybrid-sigma25 and its budget-matched pure-torch baseline
     python scripts/train_hybrid.py hybrid-sigma25        --seconds 4800 --threads 1 --resume
     python scripts/train_hybrid.py dncnn-matched-sigma25 --seconds 4800 --threads 1 --resume
+    python scripts/train_hybrid.py hybrid-sigma25        --seconds 5400 --threads 1 --resume --lr 1e-4
+    python scripts/train_hybrid.py dncnn-matched-sigma25 --seconds 5400 --threads 1 --resume --lr 1e-4
     # 30 min each, side by side: shipped
     python scripts/train_hybrid.py hybrid-blind          --seconds 1800 --threads 1
     python scripts/train_hybrid.py hybrid-inpaint        --seconds 1800 --threads 1
