@@ -124,8 +124,14 @@ def main(argv: list[str] | None = None) -> int:
                        lr=args.lr, seed=args.seed, checkpoint=OTHER_DIR / f"{name}.ckpt.pt",
                        resume=args.resume, output=out_dir / f"{name}.pt",
                        threads=args.threads)
+        command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+        previous = out_dir / f"{name}.json"
+        commands = [command]
+        if args.resume and previous.is_file():  # the whole history of a resumed model
+            old = json.loads(previous.read_text())
+            commands = old.get("commands", [old.get("command")]) + commands
         record = {
-            "name": name, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "name": name, "command": command, "commands": commands,
             "settings": {k: (list(v) if isinstance(v, tuple) else v)
                          for k, v in settings.items()},
             "batch_size": args.batch, "seed": args.seed, "threads": args.threads,
