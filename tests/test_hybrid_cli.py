@@ -121,3 +121,14 @@ def test_train_command(noisy_file, tmp_path, capsys):
                  "--depth", "3", "--width", "4", "--train-dir", str(folder), "--val-dir",
                  str(folder), "--out", str(tmp_path / "w.pt"), "--threads", "1"]) == 0
     assert (tmp_path / "w.pt").is_file() and "trained dncnn" in capsys.readouterr().out
+    # Resumed at a lower learning rate (DnCNN's decay step): the history records it.
+    common = ["train", "--model", "dncnn", "--crop", "16", "--batch", "2", "--depth", "3",
+              "--width", "4", "--train-dir", str(folder), "--val-dir", str(folder),
+              "--val-every", "2", "--checkpoint", str(tmp_path / "c.pt"), "--threads", "1"]
+    assert main([*common, "--steps", "2", "--out", str(tmp_path / "a.pt")]) == 0
+    assert main([*common, "--steps", "4", "--resume", "--lr", "1e-4",
+                 "--out", str(tmp_path / "b.pt")]) == 0
+    from sparseforge.restore import load_model
+
+    history = load_model(tmp_path / "b.pt").meta["history"]
+    assert [h["lr"] for h in history] == [1e-3, 1e-4]

@@ -204,7 +204,7 @@ def train(args: argparse.Namespace) -> int:
                  train_dir=args.train_dir, val_dir=args.val_dir, crop_size=args.crop,
                  batch_size=args.batch, max_steps=args.steps, max_seconds=args.seconds,
                  seed=args.seed, val_every=args.val_every, checkpoint=args.checkpoint,
-                 resume=args.resume, output=args.out, threads=args.threads)
+                 resume=args.resume, output=args.out, threads=args.threads, lr=args.lr)
     last = result.history[-1] if result.history else {}
     print(f"trained {args.model} ({args.task}) for {result.steps} steps, "
           f"{result.train_seconds:.0f} s; validation PSNR {last.get('val_psnr', float('nan')):.2f}"
@@ -316,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     p_train.add_argument("--val-every", type=int, default=500)
     p_train.add_argument("--checkpoint", default=None)
     p_train.add_argument("--resume", action="store_true")
+    p_train.add_argument("--lr", type=float, default=1e-3,
+                         help="Adam's learning rate (with --resume: from the checkpoint on)")
     p_train.add_argument("--out", required=True, help="weights file to write")
     p_train.add_argument("--seed", type=int, default=0)
     p_train.add_argument("--threads", type=int, default=None)
