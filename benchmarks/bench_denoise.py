@@ -238,28 +238,39 @@ def table_denoise(result: dict[str, Any], sigmas, datasets) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+def restoration_parser(doc: str, parts: str, repeats: int) -> argparse.ArgumentParser:
+    """The options the restoration benchmarks share (this one and bench_restore.py)."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", default="denoise,inpaint,speed")
+    p.add_argument("--parts", default=parts)
     p.add_argument("--datasets", default="Set12,BSD68")
     p.add_argument("--sigmas", default=",".join(map(str, SIGMAS)))
     p.add_argument("--missing", default=",".join(map(str, MISSING)))
-    p.add_argument("--methods", default=",".join(DENOISERS))
     p.add_argument("--max-images", type=int, default=None, help="first N images per dataset")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=5, help="timed runs in the speed part")
+    p.add_argument("--repeats", type=int, default=repeats, help="timed runs in the speed part")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS")
     p.add_argument("--idle-threshold", type=float, default=0.15)
-    p.add_argument("--quick", action="store_true", help="2 images, sigma 25, 50%% missing")
     p.add_argument("--no-bm3d", action="store_true")
     p.add_argument("--keep-blas-env", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def parse_lists(args: argparse.Namespace) -> argparse.Namespace:
+    """Comma-separated options of :func:`restoration_parser` as lists."""
     args.parts = args.parts.split(",")
     args.datasets = args.datasets.split(",")
     args.sigmas = [int(s) for s in args.sigmas.split(",")]
     args.missing = [float(m) for m in args.missing.split(",")]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = restoration_parser(__doc__, "denoise,inpaint,speed", repeats=5)
+    p.add_argument("--methods", default=",".join(DENOISERS))
+    p.add_argument("--quick", action="store_true", help="2 images, sigma 25, 50%% missing")
+    args = parse_lists(p.parse_args(argv))
     args.methods = args.methods.split(",")
     suffix = ""
     if args.quick:

@@ -57,8 +57,8 @@ if __name__ == "__main__" and "--keep-blas-env" not in sys.argv:
 
 import numpy as np  # noqa: E402
 
-from bench_denoise import (load_dataset, noisy_copy, optional_bm3d, progress,  # noqa: E402
-                           scores, summarise)
+from bench_denoise import (load_dataset, noisy_copy, optional_bm3d, parse_lists,  # noqa: E402
+                           progress, restoration_parser, scores, summarise)
 
 WEIGHTS_DIR = H.BENCH_DIR / "weights"
 SIGMAS = (15, 25, 50)
@@ -274,33 +274,16 @@ def smoke_models(folder: Path, threads: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", default="denoise,inpaint,speed,figure")
-    p.add_argument("--datasets", default="Set12,BSD68")
-    p.add_argument("--sigmas", default=",".join(map(str, SIGMAS)))
-    p.add_argument("--missing", default=",".join(map(str, MISSING)))
-    p.add_argument("--max-images", type=int, default=None, help="first N images per dataset")
+    p = restoration_parser(__doc__, "denoise,inpaint,speed,figure", repeats=3)
     p.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=3, help="timed runs in the speed part")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS")
-    p.add_argument("--idle-threshold", type=float, default=0.15)
     p.add_argument("--quick", action="store_true",
                    help="smoke test: throwaway models, 2 images, sigma 25, 50%% missing")
-    p.add_argument("--no-bm3d", action="store_true")
     p.add_argument("--bm3d-from", type=Path, default=None, metavar="JSON",
                    help="with --no-bm3d: BM3D's rows from a bench_denoise.py result "
                         "(benchmarks/results/bench_denoise.json), same noise (checked)")
     p.add_argument("--tag", default="",
                    help="suffix of the output files, e.g. _45min for another --weights-dir")
-    p.add_argument("--keep-blas-env", action="store_true")
-    args = p.parse_args(argv)
-    args.parts = args.parts.split(",")
-    args.datasets = args.datasets.split(",")
-    args.sigmas = [int(s) for s in args.sigmas.split(",")]
-    args.missing = [float(m) for m in args.missing.split(",")]
+    args = parse_lists(p.parse_args(argv))
 
     import torch
     from threadpoolctl import threadpool_limits
