@@ -132,3 +132,24 @@ def test_train_command(noisy_file, tmp_path, capsys):
 
     history = load_model(tmp_path / "b.pt").meta["history"]
     assert [h["lr"] for h in history] == [1e-3, 1e-4]
+
+
+def test_self_ensemble_option(noisy_file, tmp_path, capsys):
+    from sparseforge.restore import HybridRestorer, restore_image, save_model
+
+    torch.manual_seed(0)
+    model = HybridRestorer(depth=3, width=8, channels=2, n_jobs=1)
+    with torch.no_grad():
+        model.cnn[-1].weight.normal_(0, 0.05)
+    weights = save_model(model, tmp_path / "h.pt")
+    assert main(["denoise", str(noisy_file / "noisy.png"), str(tmp_path / "e.png"),
+                 "--sigma", "25", "--method", "hybrid", "--weights", str(weights),
+                 "--self-ensemble"]) == 0
+    assert "HybridRestorer x8" in capsys.readouterr().out
+    noisy = imread(noisy_file / "noisy.png").astype(np.float64)
+    expected = restore_image(model, noisy, sigma=25, self_ensemble=True)
+    got = imread(tmp_path / "e.png").astype(np.float64)
+    assert np.abs(got - np.clip(np.rint(expected), 0, 255)).max() <= 1  # float32 model
+    with pytest.raises(SystemExit, match="--self-ensemble applies to the learned"):
+        main(["denoise", str(noisy_file / "noisy.png"), str(tmp_path / "k.png"),
+              "--sigma", "25", "--method", "ksvd", "--self-ensemble"])

@@ -146,6 +146,52 @@ def test_blind_model_estimates_sigma(clean):
     assert np.abs(out - restore_image(model, noisy.astype(np.float32), sigma=50.0)).max() > 1
 
 
+def _numpy_views(image):
+    """The 8 flips/rotations as numpy computes them, with their inverses."""
+    for k in range(8):
+        flip = (lambda a: a[:, ::-1]) if k >= 4 else (lambda a: a)
+        yield (lambda a, k=k, flip=flip: np.rot90(flip(a), k % 4),
+               lambda a, k=k, flip=flip: flip(np.rot90(a, -(k % 4))))
+
+
+@pytest.mark.parametrize("task", ["denoise", "blind", "inpaint"])
+def test_self_ensemble(clean, task):
+    torch.manual_seed(0)
+    if task == "inpaint":
+        model = HybridRestorer(task="inpaint", **SMALL).double()
+    else:
+        model = HybridRestorer(sigma_range=(25, 25) if task == "denoise" else (0, 55),
+                               max_atoms=8, **SMALL).double()
+    with torch.no_grad():  # a CNN that contributes (its last layer starts at zero)
+        model.cnn[-1].weight.normal_(0, 0.05)
+    image = clean[:, :44]  # not square: rotations change the shape
+    rng = np.random.default_rng(3)
+    if task == "inpaint":
+        kwargs = dict(mask=rng.random(image.shape) > 0.5)
+    else:
+        image = image + 20 * rng.standard_normal(image.shape)
+        kwargs = dict(sigma=None if task == "blind" else 25.0)
+    # Independent reference: numpy's rot90/flips, the blind sigma estimated once.
+    if task == "blind":
+        from sparseforge.restore._inputs import estimate_sigma
+
+        kwargs["sigma"] = float(np.clip(estimate_sigma(image), 0, 55))
+    views = []
+    for forward, inverse in _numpy_views(image):
+        view_kwargs = {k: forward(v) if k == "mask" else v for k, v in kwargs.items()}
+        views.append(inverse(restore_image(model, np.ascontiguousarray(forward(image)),
+                                           **{k: np.ascontiguousarray(v) if k == "mask"
+                                              else v for k, v in view_kwargs.items()})))
+    reference = np.mean(views, axis=0)
+    if task == "blind":
+        kwargs["sigma"] = None
+    out = restore_image(model, image, self_ensemble=True, **kwargs)
+    np.testing.assert_allclose(out, reference, rtol=0, atol=1e-9)
+    # The views disagree (the dictionary is not rotation-invariant), so the average is not
+    # any single view.
+    assert np.abs(out - restore_image(model, image, **kwargs)).max() > 1e-3
+
+
 def test_bad_inputs():
     model = HybridRestorer(**SMALL)
     x = torch.zeros(1, 1, 16, 16)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -141,12 +142,19 @@ def _learned_model(args: argparse.Namespace, task: str, sigma: float | None):
     return load_pretrained(name)
 
 
+def _check_self_ensemble(args: argparse.Namespace, model: Any) -> None:
+    if model is None and args.self_ensemble:
+        raise SystemExit("--self-ensemble applies to the learned methods (hybrid, dncnn), "
+                         "not to K-SVD")
+
+
 def denoise(args: argparse.Namespace) -> int:
     """Denoise an image file: the hybrid restorer, DnCNN, or K-SVD sparse coding."""
     from .restore import denoise_ksvd
 
     image = _read_gray(args.input)
     model = _learned_model(args, "denoise", args.sigma)
+    _check_self_ensemble(args, model)
     start = time.perf_counter()
     if model is None:
         out = denoise_ksvd(image, args.sigma, dictionary=args.dictionary, step=args.step,
@@ -155,8 +163,9 @@ def denoise(args: argparse.Namespace) -> int:
     else:
         from .restore import restore_image
 
-        out = restore_image(model, image, sigma=args.sigma, threads=args.n_jobs)
-        how = type(model).__name__
+        out = restore_image(model, image, sigma=args.sigma, threads=args.n_jobs,
+                            self_ensemble=args.self_ensemble)
+        how = type(model).__name__ + (" x8" if args.self_ensemble else "")
     _write_gray(args.output, out)
     print(f"denoised {args.input} ({image.shape[0]}x{image.shape[1]}, sigma={args.sigma}, "
           f"{how}) in {time.perf_counter() - start:.2f} s -> {args.output}")
@@ -173,6 +182,7 @@ def inpaint(args: argparse.Namespace) -> int:
         raise SystemExit(f"MASK is {mask.shape[0]}x{mask.shape[1]} but IN is "
                          f"{image.shape[0]}x{image.shape[1]}")
     model = _learned_model(args, "inpaint", None)
+    _check_self_ensemble(args, model)
     start = time.perf_counter()
     if model is None:
         out = inpaint_ksvd(image, mask, dictionary=args.dictionary, step=args.step,
@@ -180,7 +190,8 @@ def inpaint(args: argparse.Namespace) -> int:
     else:
         from .restore import restore_image
 
-        out = restore_image(model, image, mask=mask, threads=args.n_jobs)
+        out = restore_image(model, image, mask=mask, threads=args.n_jobs,
+                            self_ensemble=args.self_ensemble)
     _write_gray(args.output, out)
     print(f"inpainted {int((~mask).sum()):,} missing pixels of {args.input} in "
           f"{time.perf_counter() - start:.2f} s -> {args.output}")
@@ -288,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                             "else ksvd")
         p.add_argument("--weights", default=None,
                        help="weights file of a learned method (default: the shipped ones)")
+        p.add_argument("--self-ensemble", action="store_true",
+                       help="learned methods: average over the 8 flips/rotations (8x time)")
         if name == "denoise":
             p.add_argument("--sigma", type=float, required=True,
                            help="noise standard deviation, 0-255 scale")
