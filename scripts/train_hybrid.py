@@ -46,8 +46,9 @@ Other names follow the same pattern: ``{hybrid,dncnn,dncnn-matched}-sigma{15,25,
 sigma) and ``{hybrid,dncnn,dncnn-matched}-blind`` (sigma in [0, 55]). The shipped names
 (``SHIPPED``: the three hybrids) are written to ``python/sparseforge/data/`` (in the package,
 then ``pip install .``); the others, the baselines and ablations included, to
-``benchmarks/weights/``, where the benchmark looks first. Each run writes ``<name>.pt`` (float32 weights + config + training
-record) and ``<name>.json`` (the command, steps, seconds, validation history, versions), and
+``benchmarks/weights/``, where the benchmark looks first. Each run writes ``<name>.pt``
+(float32 weights + config + training record) and ``<name>.json`` (the commands of every
+session, steps, seconds, validation history, versions), and
 keeps a checkpoint ``<name>.ckpt.pt`` under ``benchmarks/weights/`` so an interrupted run
 resumes with ``--resume``.
 
@@ -143,11 +144,14 @@ def main(argv: list[str] | None = None) -> int:
                        resume=args.resume, output=out_dir / f"{name}.pt",
                        threads=args.threads)
         command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-        previous = out_dir / f"{name}.json"
-        commands = [command]
-        if args.resume and previous.is_file():  # the whole history of a resumed model
-            old = json.loads(previous.read_text())
-            commands = old.get("commands", [old.get("command")]) + commands
+        commands, carried = [command], {}
+        if args.resume:  # the whole history of a resumed model, wherever its last run wrote
+            previous = next((d / f"{name}.json" for d in (out_dir, OTHER_DIR, SHIPPED_DIR)
+                             if (d / f"{name}.json").is_file()), None)
+            if previous is not None:
+                old = json.loads(previous.read_text())
+                commands = old.get("commands", [old.get("command")]) + commands
+                carried = {k: old[k] for k in ("note",) if k in old}
         record = {
             "name": name, "command": command, "commands": commands,
             "settings": {k: (list(v) if isinstance(v, tuple) else v)
@@ -159,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             "parameters": count_parameters(result.model), "history": result.history,
             "versions": {"sparseforge": sparseforge.__version__, "torch": torch.__version__,
                          "python": platform.python_version()},
-            "machine": platform.processor() or platform.machine(),
+            "machine": platform.processor() or platform.machine(), **carried,
         }
         (out_dir / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
         last = result.history[-1] if result.history else {}
