@@ -41,6 +41,19 @@ and the budget counts the training steps of all its sessions together:
         python scripts/train_hybrid.py $n --steps 3666 --threads 1 --resume
         python scripts/train_hybrid.py $n --steps 4343 --threads 1 --resume --lr 1e-4
     done
+    # session 5, two 1-thread lanes. Lane 1: the blind pure-torch baselines, 30 min each (the
+    # blind hybrid's budget), then the full DnCNN resumed to the shipped hybrid's 2 hours
+    python scripts/train_hybrid.py dncnn-matched-blind --seconds 1800 --threads 1
+    python scripts/train_hybrid.py dncnn-blind         --seconds 1800 --threads 1
+    python scripts/train_hybrid.py dncnn-sigma25 --seconds 7200 --threads 1 --resume --lr 1e-4 \
+        --out-dir benchmarks/weights-120min
+    # Lane 2: the blind ablations with the blind hybrid's 1,259 steps (or its 30 min, whichever
+    # comes first), then the no-OMP ablation resumed from its 4,343 steps to the hybrid's
+    # 90 minutes of wall clock (time-matched; lr 1e-4 kept)
+    python scripts/train_hybrid.py hybrid-nocodes-blind hybrid-noimage-blind --steps 1259 \
+        --seconds 1800 --threads 1
+    python scripts/train_hybrid.py hybrid-nocodes-sigma25 --seconds 5400 --threads 1 --resume \
+        --lr 1e-4 --out-dir benchmarks/weights-90min-timed
 
 Other names follow the same pattern: ``{hybrid,dncnn,dncnn-matched}-sigma{15,25,50}`` (fixed
 sigma) and ``{hybrid,dncnn,dncnn-matched}-blind`` (sigma in [0, 55]). The shipped names
