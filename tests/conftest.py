@@ -1,4 +1,8 @@
-"""Shared fixtures: dictionaries and signals for the sparseforge test suite."""
+"""Shared fixtures: dictionaries and signals, and the backend every API test runs on.
+
+The `backend` fixture is parametrized over tests/backends.py's list (ids "numpy",
+"emulated-cuda", "torch-cuda", "cupy"); the emulated CUDA backend is installed for its
+parameter only (monkeypatch), the GPU ones skip through their marks without a GPU."""
 
 from __future__ import annotations
 
@@ -12,18 +16,47 @@ sys.path.insert(0, os.path.dirname(__file__))  # reference.py and datasets.py, a
 
 from datasets import camera_patches, gaussian_dictionary, planted_signals  # noqa: E402
 
-from hypothesis import settings  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+import backends  # noqa: E402
 
 import sparseforge as sf  # noqa: E402
 
 # Modest example counts and no deadline: the suite must stay fast on a 2-core machine and
 # timing is never asserted.
-settings.register_profile("sparseforge", max_examples=40, deadline=None)
+# Property tests take the function-scoped `backend` fixture: it is set up once per test (the
+# emulated GPU stays installed for all the examples), which is what they need.
+_QUIET = [HealthCheck.function_scoped_fixture]
+settings.register_profile("sparseforge", max_examples=40, deadline=None,
+                          suppress_health_check=_QUIET)
 # HYPOTHESIS_PROFILE=thorough for a long local hunt (not for CI).
-settings.register_profile("thorough", max_examples=1000, deadline=None)
+settings.register_profile("thorough", max_examples=1000, deadline=None,
+                          suppress_health_check=_QUIET)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "sparseforge"))
 
 DTYPES = [np.float32, np.float64]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "emulated_cuda: runs the CUDA backend over host memory")
+
+
+@pytest.fixture(params=backends.PARAMS)
+def backend(request, monkeypatch):
+    """Where the test's arrays live: numpy, emulated-cuda, torch-cuda or cupy."""
+    b = request.param
+    b.activate(monkeypatch)
+    yield b
+    b.cuda = None
+
+
+@pytest.fixture(params=backends.DEVICE_PARAMS)
+def device_backend(request, monkeypatch):
+    """The device backends only (emulated-cuda here; torch-cuda and cupy on a GPU)."""
+    b = request.param
+    b.activate(monkeypatch)
+    yield b
+    b.cuda = None
 
 
 @pytest.fixture(params=DTYPES, ids=["float32", "float64"])

@@ -1,14 +1,30 @@
-// pybind11 module `sparseforge._core`: the CPU kernels. Python validates and names arguments
-// first (python/sparseforge/_validation.py); the checks here are a backstop so that a direct
-// call with a wrong array can never read or write out of bounds. Arrays are taken as they are:
-// no dtype conversion, no copies (pybind11's default forcecast would copy silently).
+// pybind11 module `sparseforge._core`: the CPU kernels. Every kernel takes ONE dict `args`
+// whose keys are the fields of its C++ argument struct (the vocabulary shared with `_cuda`,
+// sparseforge/args_check.hpp); unknown keys are an error, absent keys take the neutral
+// default (None / 0 / false; lane "serial"). Array fields are numpy arrays, taken as they are:
+// no dtype conversion, no copies (a silent copy would hide a caller's mistake and cost
+// memory). Stride fields are in elements; when absent they are read off the array.
+//
+// Python validates and names arguments first; the checks here are a backstop, so that a
+// direct call with a wrong array can never read or write out of bounds. In order:
+//   1. every array's type, dtype and rank (independent of the scalar fields);
+//   2. the struct is filled;
+//   3. check_args, the consistency check both modules run (sizes, modes, strides against row
+//      extents, required and aligned pointers);
+//   4. every array's shape, element strides and writeability against the struct's fields;
+// then the thread count is resolved and the kernel runs with the GIL released.
 #include <pybind11/pybind11.h>
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <climits>
 #include <cstdint>
+#include <initializer_list>
+#include <iterator>
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <utility>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -17,14 +33,50 @@
 #include "../cpu/ksvd_sweep.hpp"
 #include "../cpu/omp_batch.hpp"
 #include "../cpu/patches.hpp"
+#include "../cpu/threads.hpp"
+#include "args_dict.hpp"
+#include "sparseforge/args_check.hpp"
 #include "sparseforge/patches.hpp"
 
 namespace py = pybind11;
+namespace sf = sparseforge;
 using sparseforge::index_t;
 
 namespace {
 
-[[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
+using namespace sparseforge::bindings;
+
+// n_threads: absent = 0 (the OpenMP default); huge values saturate (resolve_threads caps them
+// at the CPU count); negative ones reach check_args, which names them.
+int threads_field(const py::dict& d) {
+  const index_t v = integer(d, "n_threads", 0, true);
+  return static_cast<int>(v > INT_MAX ? INT_MAX : (v < 0 ? -1 : v));
+}
+
+sf::LaneKind lane_field(const py::dict& d) {
+  const py::object obj = get(d, "lane");
+  if (obj.is_none()) return sf::LaneKind::kSerial;
+  if (!py::isinstance<py::str>(obj)) type_fail("`lane` must be a string, got " + type_name(obj));
+  const std::string lane = py::str(obj);
+  if (lane == "serial") return sf::LaneKind::kSerial;
+  if (lane == "emulated_warp") return sf::LaneKind::kEmulatedWarp;
+  fail("`lane` must be 'serial' or 'emulated_warp', got '" + lane + "'");
+}
+
+// An array field: a numpy array, or a null handle when absent / None (py::array() would be
+// an empty array, not "none").
+py::array array(const py::dict& d, const char* key) {
+  const py::object obj = get(d, key);
+  if (obj.is_none()) return py::reinterpret_steal<py::array>(py::handle());
+  if (!py::isinstance<py::array>(obj)) {
+    type_fail(quoted(key) + " must be a numpy array (or None), got " + type_name(obj));
+  }
+  return py::reinterpret_borrow<py::array>(obj);
+}
+
+bool present(const py::array& a) { return a.ptr() != nullptr; }
+
+// ---- array checks -------------------------------------------------------------------------
 
 // numpy's own equivalence test: an unpickled array carries an equal but distinct dtype
 // object (so identity would fail), and a byte-swapped dtype is not equivalent.
@@ -32,191 +84,233 @@ bool equivalent(const py::dtype& a, const py::dtype& b) {
   return py::detail::npy_api::get().PyArray_EquivTypes_(a.ptr(), b.ptr()) != 0;
 }
 
-template <class T>
-void require_dtype(const py::array& a, const char* name) {
-  if (!equivalent(py::dtype::of<T>(), a.dtype())) {
-    fail(std::string("`") + name + "` has dtype " + std::string(py::str(a.dtype())) +
-         "; expected " + std::string(py::str(py::dtype::of<T>())));
+void require_ndim(const py::array& a, const char* name, int ndim) {
+  if (a.ndim() != ndim) {
+    fail(quoted(name) + " must have " + std::to_string(ndim) + " dimension" +
+         (ndim == 1 ? "" : "s") + ", got " + std::to_string(a.ndim()));
   }
 }
 
-void require_shape(const py::array& a, const char* name, std::initializer_list<index_t> shape) {
-  if (a.ndim() != static_cast<py::ssize_t>(shape.size())) {
-    fail(std::string("`") + name + "` must have " + std::to_string(shape.size()) +
-         " dimensions, got " + std::to_string(a.ndim()));
+// Phase 1: dtype E and rank `ndim` (when present).
+template <class E>
+void typed(const py::array& a, const char* name, int ndim) {
+  if (!present(a)) return;
+  if (!equivalent(py::dtype::of<E>(), a.dtype())) {
+    fail(quoted(name) + " has dtype " + std::string(py::str(a.dtype())) + "; expected " +
+         std::string(py::str(py::dtype::of<E>())));
   }
+  require_ndim(a, name, ndim);
+}
+
+void typed_mask(const py::array& a, const char* name, int ndim) {
+  if (!present(a)) return;
+  if (a.itemsize() != 1 || (a.dtype().kind() != 'b' && a.dtype().kind() != 'u')) {
+    fail(quoted(name) + " must be a boolean (or uint8) array, got dtype " +
+         std::string(py::str(a.dtype())));
+  }
+  require_ndim(a, name, ndim);
+}
+
+template <class P>
+P* data(const py::array& a) {
+  return present(a) ? static_cast<P*>(const_cast<void*>(a.data())) : nullptr;
+}
+
+void require_shape(const py::array& a, const char* name, std::initializer_list<index_t> shape) {
   int d = 0;
   for (index_t s : shape) {
     if (a.shape(d) != s) {
-      fail(std::string("`") + name + "` has shape[" + std::to_string(d) + "] = " +
-           std::to_string(a.shape(d)) + "; expected " + std::to_string(s));
+      fail(quoted(name) + " has shape[" + std::to_string(d) + "] = " + std::to_string(a.shape(d)) +
+           "; expected " + std::to_string(s));
     }
     ++d;
   }
 }
 
 void require_c_contiguous(const py::array& a, const char* name) {
-  if (!(a.flags() & py::array::c_style)) fail(std::string("`") + name + "` must be C-contiguous");
+  if (!(a.flags() & py::array::c_style)) fail(quoted(name) + " must be C-contiguous");
 }
 
 void require_writeable(const py::array& a, const char* name) {
-  if (!a.writeable()) fail(std::string("`") + name + "` must be writeable");
+  if (!a.writeable()) fail(quoted(name) + " must be writeable");
 }
 
-sparseforge::LaneKind parse_lane(const std::string& lane) {
-  if (lane == "serial") return sparseforge::LaneKind::kSerial;
-  if (lane == "emulated_warp") return sparseforge::LaneKind::kEmulatedWarp;
-  fail("`lane` must be 'serial' or 'emulated_warp', got '" + lane + "'");
-}
-
+// Element stride of dimension `dim`; byte strides that are not a multiple of the item size
+// cannot be expressed in elements (and would misalign every element after the first).
 index_t element_stride(const py::array& a, int dim, const char* name) {
   const index_t bytes = a.strides(dim);
-  if (bytes % static_cast<index_t>(a.itemsize()) != 0) {
-    fail(std::string("`") + name + "` has strides that are not a multiple of its item size");
+  const index_t item = static_cast<index_t>(a.itemsize());
+  if (bytes % item != 0) {
+    fail(quoted(name) + " has a stride of " + std::to_string(bytes) +
+         " bytes, not a multiple of its item size " + std::to_string(item));
   }
-  return bytes / static_cast<index_t>(a.itemsize());
+  return bytes / item;
 }
 
-template <class T>
-void omp_batch_typed(const py::array& gram, const py::object& cov_obj, const py::object& x_obj,
-                     const py::object& dt_obj, const py::object& mask_obj,
-                     const py::object& norms_sq,
-                     int max_atoms, const py::object& tol, int n_threads,
-                     py::array out_index, py::array out_value,
-                     py::array out_count, py::array out_status,
-                     const py::object& out_dense, const std::string& lane) {
-  require_dtype<T>(gram, "gram");
-  if (gram.ndim() != 2) fail("`gram` must have 2 dimensions");
-  const index_t K = gram.shape(0);
-  require_shape(gram, "gram", {K, K});
-  require_c_contiguous(gram, "gram");
-  if (cov_obj.is_none() == x_obj.is_none()) fail("pass exactly one of `cov` and `x`");
-  index_t N = 0;
-  py::array cov, x, dt;
-  py::object keep_alive;  // the mask while the kernel runs
-  sparseforge::OmpBatchArgs<T> args;
-  if (!cov_obj.is_none()) {
-    cov = cov_obj.cast<py::array>();
-    require_dtype<T>(cov, "cov");
-    if (cov.ndim() != 2) fail("`cov` must have 2 dimensions (n_samples, n_components)");
-    N = cov.shape(0);
-    require_shape(cov, "cov", {N, K});
-    args.cov = static_cast<const T*>(cov.data());
-    args.cov_stride_signal = element_stride(cov, 0, "cov");
-    args.cov_stride_atom = element_stride(cov, 1, "cov");
-  } else {
-    x = x_obj.cast<py::array>();
-    require_dtype<T>(x, "x");
-    if (x.ndim() != 2) fail("`x` must have 2 dimensions (n_samples, n_features)");
-    N = x.shape(0);
-    const index_t F = x.shape(1);
-    if (F > 1 && x.strides(1) != static_cast<py::ssize_t>(sizeof(T))) {
-      fail("`x` must have contiguous rows (features with unit stride)");
-    }
-    if (dt_obj.is_none()) fail("`dt` (the transposed dictionary) is required with `x`");
-    dt = dt_obj.cast<py::array>();
-    require_dtype<T>(dt, "dt");
-    require_shape(dt, "dt", {F, K});
-    require_c_contiguous(dt, "dt");
-    args.x = static_cast<const T*>(x.data());
-    args.ldx = element_stride(x, 0, "x");
-    args.dt = static_cast<const T*>(dt.data());
-    args.n_features = F;
-    if (!mask_obj.is_none()) {
-      const py::array mask = mask_obj.cast<py::array>();
-      if (mask.itemsize() != 1 || (mask.dtype().kind() != 'b' && mask.dtype().kind() != 'u')) {
-        fail("`mask` must be a boolean (or uint8) array");
-      }
-      require_shape(mask, "mask", {N, F});
-      if (F > 1 && mask.strides(1) != 1) fail("`mask` must have contiguous rows");
-      args.mask = static_cast<const unsigned char*>(mask.data());
-      args.ldm = mask.strides(0);
-      keep_alive = mask;
-    }
-  }
-  if (max_atoms < 1 || max_atoms > K) {
-    fail("`max_atoms` must be in [1, n_components=" + std::to_string(K) + "], got " +
-         std::to_string(max_atoms));
-  }
-  const index_t M = max_atoms;
-  require_dtype<std::int32_t>(out_index, "out_index");
-  require_shape(out_index, "out_index", {N, M});
-  require_dtype<T>(out_value, "out_value");
-  require_shape(out_value, "out_value", {N, M});
-  require_dtype<std::int32_t>(out_count, "out_count");
-  require_shape(out_count, "out_count", {N});
-  require_dtype<std::int8_t>(out_status, "out_status");
-  require_shape(out_status, "out_status", {N});
-  auto require_output = [](const py::array& arr, const char* name) {
-    require_c_contiguous(arr, name);
-    require_writeable(arr, name);
-  };
-  require_output(out_index, "out_index");
-  require_output(out_value, "out_value");
-  require_output(out_count, "out_count");
-  require_output(out_status, "out_status");
-
-  args.gram = static_cast<const T*>(gram.data());
-  args.n_atoms = K;
-  args.n_signals = N;
-  args.max_atoms = max_atoms;
-  args.use_tol = !tol.is_none();
-  if (args.use_tol) {
-    args.tol = tol.cast<T>();
-    if (!(args.tol >= T(0))) fail("`tol` must be non-negative");
-    if (norms_sq.is_none() && args.x == nullptr) {
-      fail("`norms_sq` is required when `tol` is given with `cov`");
-    }
-  }
-  py::array norms;
-  if (!norms_sq.is_none()) {
-    norms = norms_sq.cast<py::array>();
-    require_dtype<T>(norms, "norms_sq");
-    require_shape(norms, "norms_sq", {N});
-    require_c_contiguous(norms, "norms_sq");
-    args.norms_sq = static_cast<const T*>(norms.data());
-  }
-  args.out_index = static_cast<int*>(out_index.mutable_data());
-  args.out_value = static_cast<T*>(out_value.mutable_data());
-  args.out_count = static_cast<int*>(out_count.mutable_data());
-  args.out_status = static_cast<std::int8_t*>(out_status.mutable_data());
-  py::array dense;
-  if (!out_dense.is_none()) {
-    dense = out_dense.cast<py::array>();
-    require_dtype<T>(dense, "out_dense");
-    require_shape(dense, "out_dense", {N, K});
-    require_writeable(dense, "out_dense");
-    if (K > 1 && dense.strides(1) != static_cast<py::ssize_t>(sizeof(T))) {
-      fail("`out_dense` rows must be contiguous");
-    }
-    args.out_dense = static_cast<T*>(dense.mutable_data());
-    args.dense_stride = element_stride(dense, 0, "out_dense");
-  }
-  args.n_threads = n_threads < 1 ? 1 : n_threads;
-  args.lane = parse_lane(lane);
-
-  py::gil_scoped_release release;
-  sparseforge::omp_batch(args);
+// A stride field: the dict's value when given, else the array's own element stride of `dim`
+// (else `dflt`: no array, or a dimension of extent <= 1 whose stride numpy leaves arbitrary).
+index_t stride_field(const py::dict& d, const char* key, const py::array& a, int dim,
+                     int ndim, index_t dflt) {
+  if (!get(d, key).is_none()) return integer(d, key);
+  if (!present(a) || a.ndim() != ndim || a.shape(dim) <= 1) return dflt;
+  const index_t item = static_cast<index_t>(a.itemsize());
+  return a.strides(dim) % item == 0 ? a.strides(dim) / item : dflt;
 }
 
-void omp_batch(const py::array& gram, const py::object& cov, const py::object& norms_sq,
-               int max_atoms, const py::object& tol, int n_threads, py::array out_index,
-               py::array out_value, py::array out_count, py::array out_status,
-               const py::object& out_dense, const std::string& lane, const py::object& x,
-               const py::object& dt, const py::object& mask) {
-  if (equivalent(py::dtype::of<float>(), gram.dtype())) {
-    omp_batch_typed<float>(gram, cov, x, dt, mask, norms_sq, max_atoms, tol,
-                           n_threads, out_index, out_value, out_count, out_status, out_dense,
-                           lane);
-  } else if (equivalent(py::dtype::of<double>(), gram.dtype())) {
-    omp_batch_typed<double>(gram, cov, x, dt, mask, norms_sq, max_atoms, tol,
-                            n_threads, out_index, out_value, out_count, out_status, out_dense,
-                            lane);
-  } else {
-    fail("`gram` has dtype " + std::string(py::str(gram.dtype())) +
+// Phase 4 for strided arrays: dimension `dim` (extent > 1) has element stride `field_value`.
+void require_stride(const py::array& a, const char* name, int dim, index_t want,
+                    const char* field) {
+  if (a.shape(dim) <= 1) return;
+  const index_t got = element_stride(a, dim, name);
+  if (got != want) {
+    fail(quoted(field) + " is " + std::to_string(want) + " but " + quoted(name) + " has a " +
+         (dim == 0 ? "row" : "column") + " stride of " + std::to_string(got) + " elements");
+  }
+}
+
+// A row-strided 2-D array whose rows are contiguous (unit element stride along dim 1).
+void require_unit_rows(const py::array& a, const char* name) {
+  if (a.shape(1) > 1 && element_stride(a, 1, name) != 1) {
+    fail(quoted(name) + " must have contiguous rows (unit stride along its second dimension)");
+  }
+}
+
+// The float dtype T of a call, from the first present of `candidates` (`missing` when none is).
+template <class F>
+void dispatch_float(std::initializer_list<std::pair<const py::array*, const char*>> candidates,
+                    const std::string& missing, F&& f) {
+  for (const auto& [arr, name] : candidates) {
+    if (!present(*arr)) continue;
+    if (equivalent(py::dtype::of<float>(), arr->dtype())) return f(float{});
+    if (equivalent(py::dtype::of<double>(), arr->dtype())) return f(double{});
+    fail(quoted(name) + " has dtype " + std::string(py::str(arr->dtype())) +
          "; expected float32 or float64");
   }
+  fail(missing);
 }
+
+// ---- omp_batch ----------------------------------------------------------------------------
+
+struct OmpArrays {
+  py::array gram, cov, norms_sq, x, mask, dt, out_index, out_value, out_count, out_status,
+      out_dense;
+};
+
+template <class T>
+void omp_batch_typed(const py::dict& d, const OmpArrays& r) {
+  // 1. types, dtypes and ranks.
+  typed<T>(r.gram, "gram", 2);
+  typed<T>(r.cov, "cov", 2);
+  typed<T>(r.norms_sq, "norms_sq", 1);
+  typed<T>(r.x, "x", 2);
+  typed_mask(r.mask, "mask", 2);
+  typed<T>(r.dt, "dt", 2);
+  typed<std::int32_t>(r.out_index, "out_index", 2);
+  typed<T>(r.out_value, "out_value", 2);
+  typed<std::int32_t>(r.out_count, "out_count", 1);
+  typed<std::int8_t>(r.out_status, "out_status", 1);
+  typed<T>(r.out_dense, "out_dense", 2);
+  // Rows with a unit element stride (the row stride is a field, checked below).
+  if (present(r.x)) require_unit_rows(r.x, "x");
+  if (present(r.mask)) require_unit_rows(r.mask, "mask");
+  if (present(r.out_dense)) require_unit_rows(r.out_dense, "out_dense");
+
+  // 2. the struct.
+  sf::OmpBatchArgs<T> a;
+  a.n_atoms = integer(d, "n_atoms");
+  a.n_signals = integer(d, "n_signals");
+  a.n_features = integer(d, "n_features");
+  a.max_atoms = int_field(d, "max_atoms");
+  const py::object tol = get(d, "tol");
+  a.use_tol = !tol.is_none();
+  if (a.use_tol) a.tol = static_cast<T>(real(d, "tol"));
+  a.gram = data<const T>(r.gram);
+  a.cov = data<const T>(r.cov);
+  a.cov_stride_signal = stride_field(d, "cov_stride_signal", r.cov, 0, 2, a.n_atoms);
+  a.cov_stride_atom = stride_field(d, "cov_stride_atom", r.cov, 1, 2, 1);
+  a.norms_sq = data<const T>(r.norms_sq);
+  a.x = data<const T>(r.x);
+  a.ldx = stride_field(d, "ldx", r.x, 0, 2, a.n_features);
+  a.mask = data<const unsigned char>(r.mask);
+  a.ldm = stride_field(d, "ldm", r.mask, 0, 2, a.n_features);
+  a.dt = data<const T>(r.dt);
+  a.out_index = data<int>(r.out_index);
+  a.out_value = data<T>(r.out_value);
+  a.out_count = data<int>(r.out_count);
+  a.out_status = data<std::int8_t>(r.out_status);
+  a.out_dense = data<T>(r.out_dense);
+  a.dense_stride = stride_field(d, "dense_stride", r.out_dense, 0, 2, a.n_atoms);
+  a.n_threads = threads_field(d);
+  a.lane = lane_field(d);
+
+  // 3. the shared check.
+  sf::check_args(a, sf::Backend::kCpu);
+
+  // 4. the arrays against the fields.
+  const index_t N = a.n_signals, K = a.n_atoms, F = a.n_features, M = a.max_atoms;
+  if (present(r.gram)) {
+    require_shape(r.gram, "gram", {K, K});
+    require_c_contiguous(r.gram, "gram");
+  }
+  if (present(r.cov)) {
+    require_shape(r.cov, "cov", {N, K});
+    require_stride(r.cov, "cov", 0, a.cov_stride_signal, "cov_stride_signal");
+    require_stride(r.cov, "cov", 1, a.cov_stride_atom, "cov_stride_atom");
+  }
+  if (present(r.norms_sq)) {
+    require_shape(r.norms_sq, "norms_sq", {N});
+    require_c_contiguous(r.norms_sq, "norms_sq");
+  }
+  if (present(r.x)) {
+    require_shape(r.x, "x", {N, F});
+    require_stride(r.x, "x", 0, a.ldx, "ldx");
+  }
+  if (present(r.mask)) {
+    require_shape(r.mask, "mask", {N, F});
+    require_stride(r.mask, "mask", 0, a.ldm, "ldm");
+  }
+  if (present(r.dt)) {
+    require_shape(r.dt, "dt", {F, K});
+    require_c_contiguous(r.dt, "dt");
+  }
+  for (const auto& [arr, name, rows, cols] :
+       {std::tuple<const py::array*, const char*, index_t, index_t>{&r.out_index, "out_index",
+                                                                    N, M},
+        {&r.out_value, "out_value", N, M}, {&r.out_count, "out_count", N, -1},
+        {&r.out_status, "out_status", N, -1}}) {
+    if (cols < 0) {
+      require_shape(*arr, name, {rows});
+    } else {
+      require_shape(*arr, name, {rows, cols});
+    }
+    require_c_contiguous(*arr, name);
+    require_writeable(*arr, name);
+  }
+  if (present(r.out_dense)) {
+    require_shape(r.out_dense, "out_dense", {N, K});
+    require_stride(r.out_dense, "out_dense", 0, a.dense_stride, "dense_stride");
+    require_writeable(r.out_dense, "out_dense");
+  }
+
+  a.n_threads = sf::resolve_threads(a.n_threads);
+  py::gil_scoped_release release;
+  sf::omp_batch(a);
+}
+
+void omp_batch(const py::dict& d) {
+  reject_unknown(d, "omp_batch",
+                 {SF_FIELDS(sf::fields::kOmpBatch), SF_FIELDS(sf::fields::kOmpBatchCpu)});
+  OmpArrays r{array(d, "gram"),      array(d, "cov"),       array(d, "norms_sq"),
+              array(d, "x"),         array(d, "mask"),      array(d, "dt"),
+              array(d, "out_index"), array(d, "out_value"), array(d, "out_count"),
+              array(d, "out_status"), array(d, "out_dense")};
+  // The dtype of the inputs; the outputs must match it.
+  dispatch_float({{&r.gram, "gram"}, {&r.cov, "cov"}, {&r.x, "x"}, {&r.out_value, "out_value"}},
+                 "pass exactly one of `cov` and `x`",
+                 [&](auto zero) { omp_batch_typed<decltype(zero)>(d, r); });
+}
+
+// ---- gram ---------------------------------------------------------------------------------
 
 template <class T>
 py::array gram_typed(const py::array& d) {
@@ -227,7 +321,7 @@ py::array gram_typed(const py::array& d) {
   T* dst = out.mutable_data();
   {
     py::gil_scoped_release release;
-    sparseforge::gram_matrix(src, K, n, dst);
+    sf::gram_matrix(src, K, n, dst);
   }
   return std::move(out);
 }
@@ -240,149 +334,189 @@ py::array gram(const py::array& d) {
        "; expected float32 or float64");
 }
 
+// ---- ksvd_sweep ---------------------------------------------------------------------------
+
 template <class T>
-py::tuple ksvd_sweep_typed(const py::array& x, py::array dictionary, const py::array& indices,
-                           py::array values, py::array residual, bool exact, int max_power_iter,
-                           double power_tol, int n_threads, const std::string& lane) {
-  require_dtype<T>(dictionary, "dictionary");
-  if (dictionary.ndim() != 2) fail("`dictionary` must have 2 dimensions");
-  const index_t K = dictionary.shape(0), n = dictionary.shape(1);
-  require_dtype<std::int32_t>(indices, "indices");
-  if (indices.ndim() != 2) fail("`indices` must have 2 dimensions");
-  const index_t N = indices.shape(0), M = indices.shape(1);
-  require_dtype<T>(values, "values");
+py::tuple ksvd_sweep_typed(const py::dict& d, const py::array& x, const py::array& dictionary,
+                           const py::array& indices, const py::array& values,
+                           const py::array& residual) {
+  typed<T>(x, "x", 2);
+  typed<T>(dictionary, "dictionary", 2);
+  typed<std::int32_t>(indices, "indices", 2);
+  typed<T>(values, "values", 2);
+  typed<T>(residual, "residual", 2);
+
+  sf::KsvdSweepArgs<T> a;
+  a.n_signals = integer(d, "n_signals");
+  a.n_features = integer(d, "n_features");
+  a.n_atoms = integer(d, "n_atoms");
+  a.max_atoms = integer(d, "max_atoms");
+  a.x = data<const T>(x);
+  a.dictionary = data<T>(dictionary);
+  a.indices = data<const int>(indices);
+  a.values = data<T>(values);
+  a.residual = data<T>(residual);
+  a.exact = flag(d, "exact");
+  a.max_power_iter = int_field(d, "max_power_iter");
+  a.power_tol = static_cast<T>(real(d, "power_tol"));
+  a.n_threads = threads_field(d);
+  a.lane = lane_field(d);
+  // The outputs the binding owns, allocated once the sizes are checked (the check sees a
+  // placeholder for `usage`).
+  std::int64_t placeholder = 0;
+  double coded_error = 0.0;
+  a.usage = &placeholder;
+  a.coded_error = &coded_error;
+
+  sf::check_args(a);
+  const index_t K = a.n_atoms;
+  py::array_t<std::int64_t> usage(K);
+  a.usage = usage.mutable_data();
+
+  const index_t N = a.n_signals, n = a.n_features, M = a.max_atoms;
+  require_shape(x, "x", {N, n});
+  require_c_contiguous(x, "x");
+  require_shape(dictionary, "dictionary", {K, n});
+  require_shape(indices, "indices", {N, M});
+  require_c_contiguous(indices, "indices");
   require_shape(values, "values", {N, M});
-  require_dtype<T>(residual, "residual");
   require_shape(residual, "residual", {N, n});
-  require_dtype<T>(x, "X");
-  require_shape(x, "X", {N, n});
-  require_c_contiguous(x, "X");
-  for (auto [arr, name] : {std::pair<py::array*, const char*>{&dictionary, "dictionary"},
-                           {&values, "values"}, {&residual, "residual"}}) {
+  for (const auto& [arr, name] : {std::pair<const py::array*, const char*>{&dictionary,
+                                                                           "dictionary"},
+                                  {&values, "values"}, {&residual, "residual"}}) {
     require_c_contiguous(*arr, name);
     require_writeable(*arr, name);
   }
-  require_c_contiguous(indices, "indices");
-  const int* idx = static_cast<const int*>(indices.data());
+  const int* idx = a.indices;
   for (index_t i = 0; i < N * M; ++i) {
-    if (idx[i] < -1 || idx[i] >= K) fail("`indices` holds an atom index outside [-1, K)");
+    if (idx[i] < -1 || idx[i] >= K) {
+      fail("`indices` holds " + std::to_string(idx[i]) + " at flat position " +
+           std::to_string(i) + ", outside [-1, K) = [-1, n_atoms=" + std::to_string(K) + ")");
+    }
   }
-  py::array_t<std::int64_t> usage(K);
-  sparseforge::KsvdSweepArgs<T> args;
-  args.n_signals = N;
-  args.n_features = n;
-  args.n_atoms = K;
-  args.max_atoms = M;
-  args.dictionary = static_cast<T*>(dictionary.mutable_data());
-  args.indices = idx;
-  args.values = static_cast<T*>(values.mutable_data());
-  args.x = static_cast<const T*>(x.data());
-  args.residual = static_cast<T*>(residual.mutable_data());
-  args.usage = usage.mutable_data();
-  args.exact = exact;
-  args.max_power_iter = max_power_iter;
-  args.power_tol = static_cast<T>(power_tol);
-  args.n_threads = n_threads < 1 ? 1 : n_threads;
-  args.lane = parse_lane(lane);
-  double coded_error = 0.0;
-  args.coded_error = &coded_error;
+  a.n_threads = sf::resolve_threads(a.n_threads);
   {
     py::gil_scoped_release release;
-    sparseforge::ksvd_sweep(args);
+    sf::ksvd_sweep(a);
   }
   return py::make_tuple(usage, coded_error);
 }
 
-py::tuple ksvd_sweep(const py::array& x, py::array dictionary, const py::array& indices,
-                     py::array values, py::array residual, bool exact, int max_power_iter,
-                     double power_tol, int n_threads, const std::string& lane) {
-  if (equivalent(py::dtype::of<float>(), dictionary.dtype())) {
-    return ksvd_sweep_typed<float>(x, dictionary, indices, values, residual, exact,
-                                   max_power_iter, power_tol, n_threads, lane);
+py::tuple ksvd_sweep(const py::dict& d) {
+  reject_unknown(d, "ksvd_sweep", {SF_FIELDS(sf::fields::kKsvdSweep)});
+  const py::array x = array(d, "x"), dictionary = array(d, "dictionary"),
+                  indices = array(d, "indices"), values = array(d, "values"),
+                  residual = array(d, "residual");
+  for (const auto& [arr, name] : {std::pair<const py::array*, const char*>{&x, "x"},
+                                  {&dictionary, "dictionary"}, {&indices, "indices"},
+                                  {&values, "values"}, {&residual, "residual"}}) {
+    if (!present(*arr)) fail(quoted(name) + " is required");
   }
-  return ksvd_sweep_typed<double>(x, dictionary, indices, values, residual, exact,
-                                  max_power_iter, power_tol, n_threads, lane);
+  py::tuple out;
+  dispatch_float({{&dictionary, "dictionary"}}, "`dictionary` is required", [&](auto zero) {
+    out = ksvd_sweep_typed<decltype(zero)>(d, x, dictionary, indices, values, residual);
+  });
+  return out;
 }
 
+// ---- patches ------------------------------------------------------------------------------
+
 template <class T>
-void extract_typed(const py::array& image, int ph, int pw, const py::array& positions,
-                   py::array out, int n_threads, bool per_element) {
-  require_dtype<T>(image, "image");
-  if (image.ndim() != 3) fail("`image` must be (H, W, C)");
+void extract_typed(const py::dict& d, const py::array& image, const py::array& positions,
+                   const py::array& out) {
+  typed<T>(image, "image", 3);
+  typed<long long>(positions, "positions", 2);
+  typed<T>(out, "out", 4);
+
+  sf::PatchExtractArgs<T> a;
+  a.H = integer(d, "H");
+  a.W = integer(d, "W");
+  a.C = integer(d, "C");
+  a.ph = integer(d, "ph");
+  a.pw = integer(d, "pw");
+  a.image = data<const T>(image);
+  a.positions = data<const long long>(positions);
+  a.n_patches = integer(d, "n_patches");
+  a.out = data<T>(out);
+  a.n_threads = threads_field(d);
+  a.per_element = flag(d, "per_element");
+
+  sf::check_args(a, sf::Backend::kCpu);
+
+  require_shape(image, "image", {a.H, a.W, a.C});
   require_c_contiguous(image, "image");
-  const index_t H = image.shape(0), W = image.shape(1), C = image.shape(2);
-  require_dtype<long long>(positions, "positions");
-  if (positions.ndim() != 2 || positions.shape(1) != 2) fail("`positions` must be (n, 2)");
+  require_shape(positions, "positions", {a.n_patches, 2});
   require_c_contiguous(positions, "positions");
-  const index_t n = positions.shape(0);
-  const long long* pos = static_cast<const long long*>(positions.data());
-  for (index_t p = 0; p < n; ++p) {
-    if (pos[2 * p] < 0 || pos[2 * p] + ph > H || pos[2 * p + 1] < 0 || pos[2 * p + 1] + pw > W) {
-      fail("`positions` holds a patch outside the image");
-    }
-  }
-  require_dtype<T>(out, "out");
-  require_shape(out, "out", {n, ph, pw, C});
+  require_shape(out, "out", {a.n_patches, a.ph, a.pw, a.C});
   require_c_contiguous(out, "out");
   require_writeable(out, "out");
-  const T* src = static_cast<const T*>(image.data());
-  T* dst = static_cast<T*>(out.mutable_data());
+  sf::check_patch_positions(a.positions, a.n_patches, a.H, a.W, a.ph, a.pw);
+
+  a.n_threads = sf::resolve_threads(a.n_threads);
   py::gil_scoped_release release;
-  sparseforge::extract_patches(src, H, W, C, ph, pw, pos, n, dst, n_threads < 1 ? 1 : n_threads,
-                               per_element);
+  sf::extract_patches(a);
 }
 
-void extract(const py::array& image, int ph, int pw, const py::array& positions, py::array out,
-             int n_threads, bool per_element) {
-  if (equivalent(py::dtype::of<float>(), image.dtype())) {
-    return extract_typed<float>(image, ph, pw, positions, out, n_threads, per_element);
-  }
-  extract_typed<double>(image, ph, pw, positions, out, n_threads, per_element);
+void extract_patches(const py::dict& d) {
+  reject_unknown(d, "extract_patches",
+                 {SF_FIELDS(sf::fields::kPatchExtract), SF_FIELDS(sf::fields::kPatchCpu)});
+  const py::array image = array(d, "image"), positions = array(d, "positions"),
+                  out = array(d, "out");
+  dispatch_float({{&image, "image"}, {&out, "out"}}, "`image` is required",
+                 [&](auto zero) { extract_typed<decltype(zero)>(d, image, positions, out); });
 }
 
 template <class T>
-void aggregate_typed(const py::array& patches, const py::object& weights_obj, int step,
-                     bool normalise, py::array out, int n_threads, bool per_element) {
-  require_dtype<T>(patches, "patches");
-  if (patches.ndim() != 4) fail("`patches` must be (n_patches, ph, pw, C)");
+void aggregate_typed(const py::dict& d, const py::array& patches, const py::array& weights,
+                     const py::array& out) {
+  typed<T>(patches, "patches", 4);
+  typed<T>(weights, "weights", 1);
+  typed<T>(out, "out", 3);
+
+  sf::PatchAggregateArgs<T> a;
+  a.H = integer(d, "H");
+  a.W = integer(d, "W");
+  a.C = integer(d, "C");
+  a.ph = integer(d, "ph");
+  a.pw = integer(d, "pw");
+  a.step = integer(d, "step");
+  a.patches = data<const T>(patches);
+  a.weights = data<const T>(weights);
+  a.normalise = flag(d, "normalise");
+  a.out = data<T>(out);
+  a.n_threads = threads_field(d);
+  a.per_element = flag(d, "per_element");
+
+  sf::check_args(a, sf::Backend::kCpu);
+
+  const index_t n = sf::grid_count(a.H, a.ph, a.step) * sf::grid_count(a.W, a.pw, a.step);
+  require_shape(patches, "patches", {n, a.ph, a.pw, a.C});
   require_c_contiguous(patches, "patches");
-  require_dtype<T>(out, "out");
-  if (out.ndim() != 3) fail("`out` must be (H, W, C)");
+  if (present(weights)) {
+    require_shape(weights, "weights", {n});
+    require_c_contiguous(weights, "weights");
+  }
+  require_shape(out, "out", {a.H, a.W, a.C});
   require_c_contiguous(out, "out");
   require_writeable(out, "out");
-  const index_t H = out.shape(0), W = out.shape(1), C = out.shape(2);
-  const index_t ph = patches.shape(1), pw = patches.shape(2);
-  if (step < 1 || ph > H || pw > W || patches.shape(3) != C) fail("inconsistent patch geometry");
-  const index_t rows = sparseforge::grid_count(H, ph, step),
-                cols = sparseforge::grid_count(W, pw, step);
-  if (patches.shape(0) != rows * cols) {
-    fail("`patches` has " + std::to_string(patches.shape(0)) + " patches; the grid has " +
-         std::to_string(rows * cols));
-  }
-  const T* weights = nullptr;
-  py::array w;
-  if (!weights_obj.is_none()) {
-    w = weights_obj.cast<py::array>();
-    require_dtype<T>(w, "weights");
-    require_shape(w, "weights", {rows * cols});
-    require_c_contiguous(w, "weights");
-    weights = static_cast<const T*>(w.data());
-  }
-  const T* src = static_cast<const T*>(patches.data());
-  T* dst = static_cast<T*>(out.mutable_data());
+
+  a.n_threads = sf::resolve_threads(a.n_threads);
   py::gil_scoped_release release;
-  sparseforge::aggregate_patches(src, weights, H, W, C, ph, pw, step, normalise, dst,
-                                 n_threads < 1 ? 1 : n_threads, per_element);
+  sf::aggregate_patches(a);
 }
 
-void aggregate(const py::array& patches, const py::object& weights, int step, bool normalise,
-               py::array out, int n_threads, bool per_element) {
-  if (equivalent(py::dtype::of<float>(), patches.dtype())) {
-    return aggregate_typed<float>(patches, weights, step, normalise, out, n_threads,
-                                  per_element);
-  }
-  aggregate_typed<double>(patches, weights, step, normalise, out, n_threads, per_element);
+void aggregate_patches(const py::dict& d) {
+  reject_unknown(d, "aggregate_patches",
+                 {SF_FIELDS(sf::fields::kPatchAggregate), SF_FIELDS(sf::fields::kPatchCpu)});
+  const py::array patches = array(d, "patches"), weights = array(d, "weights"),
+                  out = array(d, "out");
+  dispatch_float({{&patches, "patches"}, {&out, "out"}}, "`patches` is required",
+                 [&](auto zero) {
+    aggregate_typed<decltype(zero)>(d, patches, weights, out);
+  });
 }
+
+// ---- facts --------------------------------------------------------------------------------
 
 py::dict build_info() {
   py::dict info;
@@ -398,53 +532,63 @@ py::dict build_info() {
   info["openmp"] = true;
   info["openmp_version"] = _OPENMP;
   info["openmp_max_threads"] = omp_get_max_threads();
+  info["openmp_num_procs"] = omp_get_num_procs();
 #else
   info["openmp"] = false;
   info["openmp_version"] = py::none();
   info["openmp_max_threads"] = 1;
+  info["openmp_num_procs"] = 1;
 #endif
-  info["simd_compiled"] = sparseforge::compiled_isas();
-  info["simd"] = sparseforge::active_isa();
+  info["simd_compiled"] = sf::compiled_isas();
+  info["simd"] = sf::active_isa();
   return info;
 }
 
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
+  sf::install_fork_guard();
   m.doc() = "sparseforge CPU kernels (C++/OpenMP). Use the functions in sparseforge instead.";
-  m.def("omp_batch", &omp_batch, py::arg("gram"), py::arg("cov"), py::arg("norms_sq"),
-        py::arg("max_atoms"), py::arg("tol"), py::arg("n_threads"), py::arg("out_index"),
-        py::arg("out_value"), py::arg("out_count"), py::arg("out_status"),
-        py::arg("out_dense") = py::none(), py::arg("lane") = "serial", py::kw_only(),
-        py::arg("x") = py::none(), py::arg("dt") = py::none(), py::arg("mask") = py::none(),
-        "Batch-OMP with `gram` (K x K) over either precomputed correlations `cov` "
-        "(n_samples x K, any strides) or signals `x` (n_samples x n_features, contiguous "
-        "rows) and `dt` = dictionary.T, whose correlations are computed block by block in "
-        "cache; with `mask` (n_samples x n_features, nonzero = observed) each signal is coded "
-        "from its observed entries (`dt` is then all the kernel reads of the dictionary). "
-        "Writes selection-ordered indices/values, counts and status codes into the "
-        "outputs. Releases the GIL.");
+  m.def("omp_batch", &omp_batch, py::arg("args"),
+        "Batch-OMP. `args` (a dict, keys = OmpBatchArgs fields): n_atoms, n_signals, "
+        "n_features, max_atoms, tol (None = fixed sparsity), gram (K, K), either cov "
+        "(n_signals, K; strides cov_stride_signal, cov_stride_atom) or x (n_signals, "
+        "n_features; row stride ldx) with dt = dictionary.T (n_features, K), optionally mask "
+        "(bool/uint8 like x; row stride ldm), norms_sq (n_signals,; tol with cov), outputs "
+        "out_index int32 (N, max_atoms), out_value (N, max_atoms), out_count int32 (N,), "
+        "out_status int8 (N,), out_dense (N, K; row stride dense_stride; optional), "
+        "n_threads (0 = the OpenMP default), lane ('serial' | 'emulated_warp'). Strides are "
+        "in elements and default to the array's own. Releases the GIL.");
   m.def("gram", &gram, py::arg("dictionary"),
         "dictionary @ dictionary.T for a C-contiguous (K, n) dictionary, exactly symmetric, "
         "computed on the calling thread (no BLAS thread pool). Releases the GIL.");
-  m.def("ksvd_sweep", &ksvd_sweep, py::arg("X"), py::arg("dictionary"), py::arg("indices"),
-        py::arg("values"),
-        py::arg("residual"), py::arg("exact") = false, py::arg("max_power_iter") = 50,
-        py::arg("power_tol") = 1e-7, py::arg("n_threads") = 1, py::arg("lane") = "serial",
-        "One K-SVD dictionary-update sweep over all atoms in order, in place: `dictionary` "
-        "(K, n) and the compact code `values` (N, M) are updated, and `residual` (N, n) is "
-        "filled with X - codes @ D, kept consistent. Returns (users per atom, squared "
-        "Frobenius error of the codes before the sweep). `lane`='emulated_warp' runs the "
-        "CUDA kernel's lane logic on the CPU. Releases the GIL.");
-  m.def("extract_patches", &extract, py::arg("image"), py::arg("ph"), py::arg("pw"),
-        py::arg("positions"), py::arg("out"), py::arg("n_threads") = 1,
-        py::arg("per_element") = false,
-        "Copy the ph x pw patches at `positions` (n, 2) of `image` (H, W, C) into `out`. "
-        "`per_element` runs the CUDA kernel's per-element body on the CPU.");
-  m.def("aggregate_patches", &aggregate, py::arg("patches"), py::arg("weights"),
-        py::arg("step"), py::arg("normalise"), py::arg("out"), py::arg("n_threads") = 1,
-        py::arg("per_element") = false,
-        "Gather-form aggregation of grid patches (n, ph, pw, C) into `out` (H, W, C). "
-        "`per_element` runs the CUDA kernel's per-pixel body on the CPU.");
+  m.def("ksvd_sweep", &ksvd_sweep, py::arg("args"),
+        "One K-SVD dictionary-update sweep over all atoms in order, in place. `args` keys: "
+        "n_signals, n_features, n_atoms, max_atoms, x (N, n), dictionary (K, n, updated), "
+        "indices int32 (N, M), values (N, M, updated), residual (N, n, filled with "
+        "X - codes @ D), exact, max_power_iter, power_tol, n_threads, lane. Returns (users "
+        "per atom int64 (K,), squared Frobenius error of the codes before the sweep). "
+        "Releases the GIL.");
+  m.def("extract_patches", &extract_patches, py::arg("args"),
+        "Copy the ph x pw patches at `positions` int64 (n_patches, 2) of `image` (H, W, C) "
+        "into `out` (n_patches, ph, pw, C). Other keys: H, W, C, ph, pw, n_patches, "
+        "n_threads, per_element (run the CUDA kernel's per-element body). Releases the GIL.");
+  m.def("aggregate_patches", &aggregate_patches, py::arg("args"),
+        "Gather-form aggregation of grid patches (n, ph, pw, C) into `out` (H, W, C). Keys: "
+        "H, W, C, ph, pw, step, patches, weights (optional, (n,)), normalise, out, "
+        "n_threads, per_element (run the CUDA kernel's per-pixel body). Releases the GIL.");
   m.def("build_info", &build_info, "Compiler, OpenMP and SIMD facts of this build.");
+  m.def("resolve_threads", [](long long n) {
+    if (n < 0) fail("`n_threads` must be >= 0 (0 = the OpenMP default)");
+    return sf::resolve_threads(n);
+  }, py::arg("n_threads"),
+        "The team size a kernel call with this n_threads runs with at most, now: 0 = "
+        "omp_get_max_threads() (OMP_NUM_THREADS, threadpoolctl), capped at the CPU count, "
+        "1 in a fork()ed child.");
+  m.def("last_team_size", &sf::last_team_size,
+        "OpenMP team size of the last parallel region a CPU kernel ran (0 before any): a "
+        "diagnostic for thread limits.");
+  m.def("in_forked_child", &sf::in_forked_child,
+        "Whether this process was fork()ed after _core was loaded (then kernels run on one "
+        "thread: libgomp's thread pool does not survive fork).");
 }

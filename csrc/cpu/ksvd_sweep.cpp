@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "sparseforge/ksvd_atom.hpp"
+#include "threads.hpp"
 
 namespace sparseforge {
 namespace SF_ISA_NS {
@@ -26,35 +27,42 @@ void sweep(const KsvdSweepArgs<T>& a) {
     if (k >= 0) ++start[k + 1];
   }
   for (index_t k = 0; k < K; ++k) start[k + 1] += start[k];
-  std::vector<int> user_signal(static_cast<size_t>(start[K])), user_slot(user_signal.size());
+  // Signal indices are 64-bit (N may pass 2^31); slots are below M, which check_args
+  // bounds by 2^31 - 1.
+  std::vector<index_t> user_signal(static_cast<size_t>(start[K]));
+  std::vector<int> user_slot(user_signal.size());
   std::vector<index_t> fill(start.begin(), start.end() - 1);
   for (index_t i = 0; i < N; ++i) {
     for (index_t j = 0; j < M; ++j) {
       const int k = a.indices[i * M + j];
       if (k < 0) continue;
-      user_signal[fill[k]] = static_cast<int>(i);
+      user_signal[fill[k]] = i;
       user_slot[fill[k]] = static_cast<int>(j);
       ++fill[k];
     }
   }
   // R = X - Gamma D, one row per signal.
   double coded_error = 0.0;
-#pragma omp parallel for num_threads(a.n_threads) reduction(+ : coded_error) schedule(static)
-  for (index_t i = 0; i < N; ++i) {
-    T* r = a.residual + i * n;
-    const T* x = a.x + i * n;
-    for (index_t f = 0; f < n; ++f) r[f] = x[f];
-    for (index_t j = 0; j < M; ++j) {
-      const int k = a.indices[i * M + j];
-      if (k < 0) continue;
-      const T v = a.values[i * M + j];
-      const T* atom = a.dictionary + k * n;
-      for (index_t f = 0; f < n; ++f) r[f] -= v * atom[f];
+#pragma omp parallel num_threads(a.n_threads < 1 ? 1 : a.n_threads) reduction(+ : coded_error)
+  {
+    note_team();
+#pragma omp for schedule(static)
+    for (index_t i = 0; i < N; ++i) {
+      T* r = a.residual + i * n;
+      const T* x = a.x + i * n;
+      for (index_t f = 0; f < n; ++f) r[f] = x[f];
+      for (index_t j = 0; j < M; ++j) {
+        const int k = a.indices[i * M + j];
+        if (k < 0) continue;
+        const T v = a.values[i * M + j];
+        const T* atom = a.dictionary + k * n;
+        for (index_t f = 0; f < n; ++f) r[f] -= v * atom[f];
+      }
+      double row_error = 0.0;
+      SF_SIMD_SUM(row_error)
+      for (index_t f = 0; f < n; ++f) row_error += static_cast<double>(r[f]) * r[f];
+      coded_error += row_error;
     }
-    double row_error = 0.0;
-    SF_SIMD_SUM(row_error)
-    for (index_t f = 0; f < n; ++f) row_error += static_cast<double>(r[f]) * r[f];
-    coded_error += row_error;
   }
   *a.coded_error = coded_error;
   index_t most = 0;
@@ -65,10 +73,10 @@ void sweep(const KsvdSweepArgs<T>& a) {
   std::vector<T> g(static_cast<size_t>(most)), h(static_cast<size_t>(most));
   std::vector<T> rows(static_cast<size_t>(most * n));
   std::vector<T> d(static_cast<size_t>(n)), e(static_cast<size_t>(n));
-  const KsvdAtomArgs<T> common{n, nullptr, nullptr, 0, nullptr, a.values, M, a.residual,
+  const KsvdAtomArgs<T, index_t> common{n, nullptr, nullptr, 0, nullptr, a.values, M, a.residual,
                                rows.data(), g.data(), h.data(), d.data(), e.data(), a.exact,
                                a.max_power_iter, a.power_tol};
-  const KsvdSweepView<T> view{common, a.dictionary, start.data(), user_signal.data(),
+  const KsvdSweepView<T, index_t> view{common, a.dictionary, start.data(), user_signal.data(),
                               user_slot.data()};
   if (a.lane == LaneKind::kEmulatedWarp) {
     ksvd_update_atoms(EmulatedWarpLane{}, view, 0, K);

@@ -12,6 +12,7 @@
 #include "block_gemm.hpp"
 #include "sparseforge/omp_masked.hpp"
 #include "sparseforge/omp_signal.hpp"
+#include "threads.hpp"
 
 namespace sparseforge {
 namespace SF_ISA_NS {
@@ -73,6 +74,7 @@ void run_batch(const OmpBatchArgs<T>& a, const Lane& lane) {
 
 #pragma omp parallel num_threads(n_threads)
   {
+    note_team();
     const int t = thread_id();
     T* mine = scalar_buf.data() + t * scalars;
     T* cov_block = mine + kInterleave * ws_scalars;
@@ -134,19 +136,21 @@ void run_masked(const OmpBatchArgs<T>& a, const Lane& lane) {
   const int n_threads = static_cast<int>(std::max<index_t>(1, std::min<index_t>(a.n_threads, N)));
   const index_t ws_scalars = padded<T>(OmpWorkspace<T>::scalars(K, M));
   const index_t scalars = ws_scalars + 2 * padded<T>(K);
-  const index_t ints = padded<int>(OmpWorkspace<T>::ints(M)) + padded<int>(n);
+  const index_t ints = padded<int>(OmpWorkspace<T>::ints(M));
+  const index_t observed = padded<index_t>(n);  // 64-bit feature indices, own buffer
   std::vector<T> scalar_buf(static_cast<size_t>(scalars * n_threads));
   std::vector<int> int_buf(static_cast<size_t>(ints * n_threads));
+  std::vector<index_t> observed_buf(static_cast<size_t>(observed * n_threads));
   const OmpProblem<T> problem{nullptr, K, a.max_atoms, a.use_tol, a.tol};
 
 #pragma omp parallel num_threads(n_threads)
   {
+    note_team();
     const int t = thread_id();
     T* mine = scalar_buf.data() + t * scalars;
-    int* my_ints = int_buf.data() + t * ints;
-    const OmpWorkspace<T> ws = OmpWorkspace<T>::carve(mine, my_ints, K, M);
+    const OmpWorkspace<T> ws = OmpWorkspace<T>::carve(mine, int_buf.data() + t * ints, K, M);
     MaskedScratch<T> scratch{mine + ws_scalars, mine + ws_scalars + padded<T>(K),
-                             my_ints + padded<int>(OmpWorkspace<T>::ints(M))};
+                             observed_buf.data() + t * observed};
 #pragma omp for schedule(dynamic, 16)
     for (index_t i = 0; i < N; ++i) {
       T* dense = a.out_dense ? a.out_dense + i * a.dense_stride : nullptr;

@@ -5,31 +5,44 @@
 #include <vector>
 
 #include "sparseforge/patches.hpp"
+#include "threads.hpp"
 
 namespace sparseforge {
 namespace {
 
+int team(int n_threads) { return n_threads < 1 ? 1 : n_threads; }
+
 template <class T>
-void extract(const T* image, index_t H, index_t W, index_t C, index_t ph, index_t pw,
-             const long long* positions, index_t n_patches, T* out, int n_threads,
-             bool per_element) {
-  (void)H;
-  if (per_element) {  // what each thread of the CUDA kernel does
+void extract(const PatchExtractArgs<T>& args) {
+  const index_t W = args.W, C = args.C, ph = args.ph, pw = args.pw;
+  const index_t n_patches = args.n_patches;
+  const T* image = args.image;
+  const long long* positions = args.positions;
+  T* out = args.out;
+  if (args.per_element) {  // what each thread of the CUDA kernel does
     const index_t total = n_patches * ph * pw * C;
-#pragma omp parallel for num_threads(n_threads) schedule(static)
-    for (index_t e = 0; e < total; ++e) {
-      out[e] = image[patch_element_source(e, positions, W, C, ph, pw)];
+#pragma omp parallel num_threads(team(args.n_threads))
+    {
+      note_team();
+#pragma omp for schedule(static)
+      for (index_t e = 0; e < total; ++e) {
+        out[e] = image[patch_element_source(e, positions, W, C, ph, pw)];
+      }
     }
     return;
   }
   const index_t row = pw * C;
-#pragma omp parallel for num_threads(n_threads) schedule(static)
-  for (index_t p = 0; p < n_patches; ++p) {
-    const index_t y = positions[2 * p], x = positions[2 * p + 1];
-    T* dst = out + p * ph * row;
-    for (index_t a = 0; a < ph; ++a) {
-      const T* src = image + ((y + a) * W + x) * C;
-      for (index_t b = 0; b < row; ++b) dst[a * row + b] = src[b];
+#pragma omp parallel num_threads(team(args.n_threads))
+  {
+    note_team();
+#pragma omp for schedule(static)
+    for (index_t p = 0; p < n_patches; ++p) {
+      const index_t y = positions[2 * p], x = positions[2 * p + 1];
+      T* dst = out + p * ph * row;
+      for (index_t a = 0; a < ph; ++a) {
+        const T* src = image + ((y + a) * W + x) * C;
+        for (index_t b = 0; b < row; ++b) dst[a * row + b] = src[b];
+      }
     }
   }
 }
@@ -40,15 +53,24 @@ void extract(const T* image, index_t H, index_t W, index_t C, index_t ph, index_
 // sparseforge/patches.hpp is what one GPU thread per pixel does; the same sums, the same
 // order per pixel).
 template <class T>
-void aggregate(const T* patches, const T* weights, index_t H, index_t W, index_t C, index_t ph,
-               index_t pw, index_t step, bool normalise, T* out, int n_threads,
-               bool per_element) {
+void aggregate(const PatchAggregateArgs<T>& args) {
+  const index_t H = args.H, W = args.W, C = args.C, ph = args.ph, pw = args.pw;
+  const index_t step = args.step;
+  const T* patches = args.patches;
+  const T* weights = args.weights;
+  const bool normalise = args.normalise;
+  T* out = args.out;
+  const int n_threads = team(args.n_threads);
   const index_t rows = grid_count(H, ph, step), cols = grid_count(W, pw, step);
-  if (per_element) {  // what each thread of the CUDA kernel does: one output value
-#pragma omp parallel for num_threads(n_threads) schedule(static)
-    for (index_t e = 0; e < H * W * C; ++e) {
-      out[e] = aggregate_pixel(patches, weights, H, W, C, ph, pw, step, rows, cols, normalise,
-                               e / (W * C), e / C % W, e % C);
+  if (args.per_element) {  // what each thread of the CUDA kernel does: one output value
+#pragma omp parallel num_threads(n_threads)
+    {
+      note_team();
+#pragma omp for schedule(static)
+      for (index_t e = 0; e < H * W * C; ++e) {
+        out[e] = aggregate_pixel(patches, weights, H, W, C, ph, pw, step, rows, cols,
+                                 normalise, e / (W * C), e / C % W, e % C);
+      }
     }
     return;
   }
@@ -61,6 +83,7 @@ void aggregate(const T* patches, const T* weights, index_t H, index_t W, index_t
   }
 #pragma omp parallel num_threads(n_threads)
   {
+    note_team();
     std::vector<T> acc(static_cast<size_t>(W * C)), wsum(static_cast<size_t>(W));
 #pragma omp for schedule(static)
     for (index_t y = 0; y < H; ++y) {
@@ -110,19 +133,9 @@ void aggregate(const T* patches, const T* weights, index_t H, index_t W, index_t
 
 }  // namespace
 
-#define SF_PATCH_ENTRY_POINTS(T)                                                              \
-  void extract_patches(const T* image, index_t H, index_t W, index_t C, index_t ph,           \
-                       index_t pw, const long long* positions, index_t n, T* out, int nt,      \
-                       bool per_element) {                                                     \
-    extract(image, H, W, C, ph, pw, positions, n, out, nt, per_element);                      \
-  }                                                                                            \
-  void aggregate_patches(const T* patches, const T* weights, index_t H, index_t W, index_t C, \
-                         index_t ph, index_t pw, index_t step, bool normalise, T* out, int nt, \
-                         bool per_element) {                                                   \
-    aggregate(patches, weights, H, W, C, ph, pw, step, normalise, out, nt, per_element);      \
-  }
-SF_PATCH_ENTRY_POINTS(float)
-SF_PATCH_ENTRY_POINTS(double)
-#undef SF_PATCH_ENTRY_POINTS
+void extract_patches(const PatchExtractArgs<float>& args) { extract(args); }
+void extract_patches(const PatchExtractArgs<double>& args) { extract(args); }
+void aggregate_patches(const PatchAggregateArgs<float>& args) { aggregate(args); }
+void aggregate_patches(const PatchAggregateArgs<double>& args) { aggregate(args); }
 
 }  // namespace sparseforge

@@ -9,6 +9,7 @@
 #include "sparseforge/ksvd_atom.hpp"
 #include "sparseforge/omp_masked.hpp"
 #include "sparseforge/omp_signal.hpp"
+#include "sparseforge/patch_args.hpp"
 
 namespace sparseforge {
 namespace cuda {
@@ -57,19 +58,12 @@ void omp_batch(const OmpBatchArgs<double>& args, const OmpWorkspaceBuffers<doubl
 void ksvd_update_atoms(const KsvdSweepView<float>& view, index_t n_atoms, cudaStream_t stream);
 void ksvd_update_atoms(const KsvdSweepView<double>& view, index_t n_atoms, cudaStream_t stream);
 
-// One thread per patch element / output pixel (sparseforge/patches.hpp); deterministic.
-void extract_patches(const float* image, index_t W, index_t C, index_t ph, index_t pw,
-                     const long long* positions, index_t n_patches, float* out,
-                     cudaStream_t stream);
-void extract_patches(const double* image, index_t W, index_t C, index_t ph, index_t pw,
-                     const long long* positions, index_t n_patches, double* out,
-                     cudaStream_t stream);
-void aggregate_patches(const float* patches, const float* weights, index_t H, index_t W,
-                       index_t C, index_t ph, index_t pw, index_t step, bool normalise,
-                       float* out, cudaStream_t stream);
-void aggregate_patches(const double* patches, const double* weights, index_t H, index_t W,
-                       index_t C, index_t ph, index_t pw, index_t step, bool normalise,
-                       double* out, cudaStream_t stream);
+// One thread per patch element / output pixel (sparseforge/patches.hpp); deterministic. The
+// CPU-only fields (n_threads, per_element) are not used.
+void extract_patches(const PatchExtractArgs<float>& args, cudaStream_t stream);
+void extract_patches(const PatchExtractArgs<double>& args, cudaStream_t stream);
+void aggregate_patches(const PatchAggregateArgs<float>& args, cudaStream_t stream);
+void aggregate_patches(const PatchAggregateArgs<double>& args, cudaStream_t stream);
 
 // Runtime facts (runtime_info.cu).
 int runtime_version();

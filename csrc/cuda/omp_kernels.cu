@@ -12,6 +12,7 @@ namespace {
 
 constexpr int kThreads = 128;  // 4 warps per block
 constexpr int kWarpsPerBlock = kThreads / WarpLane::kWidth;
+constexpr unsigned kMaxBlocks = 0x7fffffffu;  // gridDim.x limit
 
 template <class T>
 __global__ void __launch_bounds__(kThreads) omp_kernel(OmpBatchArgs<T> a,
@@ -55,8 +56,15 @@ template <class T>
 void launch(const OmpBatchArgs<T>& args, const OmpWorkspaceBuffers<T>& ws,
             cudaStream_t stream) {
   if (args.n_signals <= 0 || ws.n_warps <= 0) return;
-  const index_t blocks = (ws.n_warps + kWarpsPerBlock - 1) / kWarpsPerBlock;
-  omp_kernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(args, ws);
+  // The kernel walks the signals grid-stride over n_warps warps, so fewer warps than asked
+  // for are correct too: cap them at what a grid can hold (a larger count would truncate
+  // the unsigned block count) and at one warp per signal.
+  OmpWorkspaceBuffers<T> w = ws;
+  const index_t max_warps = index_t(kMaxBlocks) * kWarpsPerBlock;
+  if (w.n_warps > max_warps) w.n_warps = max_warps;
+  if (w.n_warps > args.n_signals) w.n_warps = args.n_signals;
+  const index_t blocks = (w.n_warps + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  omp_kernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(args, w);
   check(cudaGetLastError(), "launching the OMP kernel");
 }
 

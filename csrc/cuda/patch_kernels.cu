@@ -34,41 +34,38 @@ __global__ void aggregate_kernel(const T* patches, const T* weights, index_t H, 
 }
 
 template <class T>
-void extract(const T* image, index_t W, index_t C, index_t ph, index_t pw,
-             const long long* positions, index_t n_patches, T* out, cudaStream_t stream) {
-  const index_t total = n_patches * ph * pw * C;
+void extract(const PatchExtractArgs<T>& a, cudaStream_t stream) {
+  const index_t total = a.n_patches * a.ph * a.pw * a.C;
   if (total <= 0) return;
   extract_kernel<T><<<grid_blocks(total, kThreads), kThreads, 0, stream>>>(
-      image, W, C, ph, pw, positions, total, out);
+      a.image, a.W, a.C, a.ph, a.pw, a.positions, total, a.out);
   check(cudaGetLastError(), "launching the patch extraction kernel");
 }
 
 template <class T>
-void aggregate(const T* patches, const T* weights, index_t H, index_t W, index_t C, index_t ph,
-               index_t pw, index_t step, bool normalise, T* out, cudaStream_t stream) {
-  if (H * W * C <= 0) return;
-  const index_t rows = grid_count(H, ph, step), cols = grid_count(W, pw, step);
-  aggregate_kernel<T><<<grid_blocks(H * W * C, kThreads), kThreads, 0, stream>>>(
-      patches, weights, H, W, C, ph, pw, step, rows, cols, normalise, out);
+void aggregate(const PatchAggregateArgs<T>& a, cudaStream_t stream) {
+  const index_t total = a.H * a.W * a.C;
+  if (total <= 0) return;
+  const index_t rows = grid_count(a.H, a.ph, a.step), cols = grid_count(a.W, a.pw, a.step);
+  aggregate_kernel<T><<<grid_blocks(total, kThreads), kThreads, 0, stream>>>(
+      a.patches, a.weights, a.H, a.W, a.C, a.ph, a.pw, a.step, rows, cols, a.normalise, a.out);
   check(cudaGetLastError(), "launching the patch aggregation kernel");
 }
 
 }  // namespace
 
-#define SF_PATCH_LAUNCHERS(T)                                                                \
-  void extract_patches(const T* image, index_t W, index_t C, index_t ph, index_t pw,         \
-                       const long long* positions, index_t n_patches, T* out,                \
-                       cudaStream_t stream) {                                                 \
-    extract(image, W, C, ph, pw, positions, n_patches, out, stream);                         \
-  }                                                                                           \
-  void aggregate_patches(const T* patches, const T* weights, index_t H, index_t W, index_t C, \
-                         index_t ph, index_t pw, index_t step, bool normalise, T* out,        \
-                         cudaStream_t stream) {                                               \
-    aggregate(patches, weights, H, W, C, ph, pw, step, normalise, out, stream);              \
-  }
-SF_PATCH_LAUNCHERS(float)
-SF_PATCH_LAUNCHERS(double)
-#undef SF_PATCH_LAUNCHERS
+void extract_patches(const PatchExtractArgs<float>& args, cudaStream_t stream) {
+  extract(args, stream);
+}
+void extract_patches(const PatchExtractArgs<double>& args, cudaStream_t stream) {
+  extract(args, stream);
+}
+void aggregate_patches(const PatchAggregateArgs<float>& args, cudaStream_t stream) {
+  aggregate(args, stream);
+}
+void aggregate_patches(const PatchAggregateArgs<double>& args, cudaStream_t stream) {
+  aggregate(args, stream);
+}
 
 }  // namespace cuda
 }  // namespace sparseforge

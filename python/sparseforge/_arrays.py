@@ -1,23 +1,24 @@
-"""CUDA array plumbing: what a torch CUDA tensor, a CuPy array or any object exposing
-``__cuda_array_interface__`` is (pointer, shape, strides, dtype, device, stream), without
-copying it, and outputs allocated in the same framework on the same device.
+"""Array descriptions: what an array argument is (framework, device, pointer, shape,
+strides, dtype, stream, alignment) without copying it, where a call runs (`placement`), and
+outputs allocated in the inputs' framework on their device (`DeviceContext`).
 
-torch and CuPy are imported only when an argument comes from them, so the CPU paths work
-without either installed. Torch tensors are read through ``data_ptr()`` and torch's current
-stream rather than their ``__cuda_array_interface__``, which torch refuses for tensors that
-require grad.
+This is step 1 of every public function (describe -> validate into a plan -> execute on the
+backend where the arrays live). torch and CuPy are imported only when an argument comes from
+them, so the CPU paths work without either installed. Torch tensors are read through
+``data_ptr()`` and torch's current stream rather than their ``__cuda_array_interface__``,
+which torch refuses for tensors that require grad.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from . import _backend
-from ._validation import check_float_layout
 
 _BUILD_HINT = ("rebuild sparseforge with its CUDA module: `SPARSEFORGE_CUDA=ON pip install .` "
                "(needs nvcc and the CUDA runtime; ON makes a failed CUDA build an error "
@@ -48,49 +49,67 @@ def any_cuda(*arrays: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class DeviceArray:
-    """One CUDA array argument, described without copying it.
+class ArrayInfo:
+    """One array argument, described without copying it: what every check and every backend
+    works on, whether the array lives in host memory or on a GPU.
 
     Attributes
     ----------
     obj : object
-        The array itself (kept so it stays alive while a kernel reads it).
+        The array itself (a numpy array for host inputs, lists already converted; kept so it
+        stays alive while a kernel reads it).
     name : str
         The argument's name, for error messages.
-    framework : {"torch", "cupy", "cai"}
+    framework : {"numpy", "torch", "cupy", "cai"}
         Where it came from; "cai" is any other ``__cuda_array_interface__`` exporter.
+    device : {"cpu", "cuda"}
     ptr : int
-        Device address of element 0.
+        Address of element 0 (host or device).
     shape : tuple of int
     strides : tuple of int
-        In elements (not bytes).
+        In elements (not bytes); rounded down when the array is not `aligned`.
     dtype : numpy.dtype
-    device : int or None
-        CUDA device index (None when the exporter does not say and no CUDA module can ask
-        the driver).
+    device_index : int or None
+        CUDA device index (None for host arrays, or when the exporter does not say and no
+        CUDA module can ask the driver).
     stream : int or None
         The stream the producer works on (torch: its current stream; CAI: the ``stream``
         entry, None when the producer needs no synchronisation).
     readonly : bool
+    aligned : bool
+        Address and strides are multiples of the item size (what the kernels require; a
+        misaligned host array, e.g. ``np.frombuffer(buf, offset=1)``, is copied chunk-wise).
     """
 
     obj: Any
     name: str
     framework: str
+    device: str
     ptr: int
     shape: tuple[int, ...]
     strides: tuple[int, ...]
     dtype: np.dtype
-    device: int | None
-    stream: int | None
-    readonly: bool
+    device_index: int | None = None
+    stream: int | None = None
+    readonly: bool = False
+    aligned: bool = True
 
     @property
     def ndim(self) -> int:
         return len(self.shape)
 
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def on_device(self) -> bool:
+        return self.device == "cuda"
+
     def c_contiguous(self) -> bool:
         """Row-major without gaps (size-1 dimensions may have any stride)."""
+        if not self.aligned:
+            return False
         expected = 1
         for size, stride in zip(reversed(self.shape), reversed(self.strides)):
             if size != 1 and stride != expected:
@@ -99,15 +118,18 @@ class DeviceArray:
         return True
 
     def rows_contiguous(self) -> bool:
-        """2-D with unit stride along the last axis (any row stride)."""
-        return self.ndim == 2 and (self.shape[1] <= 1 or self.strides[1] == 1)
+        """2-D, aligned, with unit stride along the last axis and rows that do not overlap
+        or run backwards (a row stride of at least the row length): what the kernels read."""
+        return (self.aligned and self.ndim == 2
+                and (self.shape[1] <= 1 or self.strides[1] == 1)
+                and (self.shape[0] <= 1 or self.strides[0] >= self.shape[1]))
 
 
 def _torch_dtype_name(dtype: Any) -> str:
     return str(dtype).replace("torch.", "")
 
 
-def _from_torch(x: Any, name: str) -> DeviceArray:
+def _from_torch(x: Any, name: str) -> ArrayInfo:
     import torch
 
     try:
@@ -115,14 +137,15 @@ def _from_torch(x: Any, name: str) -> DeviceArray:
     except TypeError:
         raise TypeError(f"`{name}` has dtype {x.dtype}; expected float32 or float64") from None
     device = x.device.index if x.device.index is not None else torch.cuda.current_device()
-    return DeviceArray(obj=x, name=name, framework="torch", ptr=int(x.data_ptr()),
-                       shape=tuple(int(s) for s in x.shape),
-                       strides=tuple(int(s) for s in x.stride()), dtype=dtype, device=device,
-                       stream=int(torch.cuda.current_stream(device).cuda_stream),
-                       readonly=False)
+    return ArrayInfo(obj=x, name=name, framework="torch", device="cuda",
+                     ptr=int(x.data_ptr()), shape=tuple(int(s) for s in x.shape),
+                     strides=tuple(int(s) for s in x.stride()), dtype=dtype,
+                     device_index=device,
+                     stream=int(torch.cuda.current_stream(device).cuda_stream),
+                     aligned=int(x.data_ptr()) % dtype.itemsize == 0)
 
 
-def _from_cai(x: Any, name: str) -> DeviceArray:
+def _from_cai(x: Any, name: str) -> ArrayInfo:
     cai = x.__cuda_array_interface__
     shape = tuple(int(s) for s in cai["shape"])
     try:
@@ -148,22 +171,49 @@ def _from_cai(x: Any, name: str) -> DeviceArray:
         device = found if found >= 0 else None
     framework = "cupy" if _module_of(x) == "cupy" else "cai"
     stream = cai.get("stream")
-    return DeviceArray(obj=x, name=name, framework=framework, ptr=int(ptr or 0), shape=shape,
-                       strides=strides, dtype=dtype, device=device,
-                       stream=None if stream is None else int(stream),
-                       readonly=bool(readonly))
+    return ArrayInfo(obj=x, name=name, framework=framework, device="cuda",
+                     ptr=int(ptr or 0), shape=shape, strides=strides, dtype=dtype,
+                     device_index=device, stream=None if stream is None else int(stream),
+                     readonly=bool(readonly), aligned=int(ptr or 0) % dtype.itemsize == 0)
 
 
-def describe(x: Any, name: str) -> DeviceArray:
-    """Describe the CUDA array `x` (torch CUDA tensor or ``__cuda_array_interface__``)."""
+def _from_numpy(x: np.ndarray, name: str) -> ArrayInfo:
+    item = max(x.itemsize, 1)
+    ptr = int(x.__array_interface__["data"][0])
+    return ArrayInfo(obj=x, name=name, framework="numpy", device="cpu", ptr=ptr,
+                     shape=tuple(int(s) for s in x.shape),
+                     strides=tuple(int(s) // item for s in x.strides), dtype=x.dtype,
+                     readonly=not x.flags.writeable, aligned=bool(x.flags.aligned))
+
+
+def _type_name(x: Any) -> str:
+    return type(x).__module__ + "." + type(x).__qualname__
+
+
+def describe(x: Any, name: str) -> ArrayInfo:
+    """Describe the array argument `x` without copying it.
+
+    numpy arrays are described as they are; other host inputs (lists, scalars, objects with
+    ``__array__``) are converted with :func:`numpy.asarray` (the converted array is
+    ``info.obj``); torch CUDA tensors and ``__cuda_array_interface__`` exporters (CuPy) are
+    described on their device. torch CPU tensors and scipy.sparse matrices are refused with
+    a message saying what to pass instead.
+    """
+    if x is None:
+        raise ValueError(f"`{name}` is required")
+    if isinstance(x, np.ndarray) and not hasattr(x, "__cuda_array_interface__"):
+        return _from_numpy(x, name)
     if is_torch_tensor(x):
-        if not x.is_cuda:
-            raise ValueError(f"`{name}` is a CPU tensor; expected a CUDA array here")
-        return _from_torch(x, name)
-    if not hasattr(x, "__cuda_array_interface__"):
-        raise TypeError(f"`{name}` ({type(x).__module__}.{type(x).__qualname__}) is not a "
-                        "CUDA array")
-    return _from_cai(x, name)
+        if x.is_cuda:
+            return _from_torch(x, name)
+        raise TypeError(f"`{name}` is a {_type_name(x)} on the CPU; pass a numpy array "
+                        f"(`{name}.numpy()` shares its memory) or a CUDA tensor")
+    if hasattr(x, "__cuda_array_interface__"):
+        return _from_cai(x, name)
+    if _module_of(x) == "scipy" and hasattr(x, "tocsr"):
+        raise TypeError(f"`{name}` is a scipy.sparse matrix; pass a dense array "
+                        f"(`{name}.toarray()`)")
+    return _from_numpy(np.asarray(x), name)
 
 
 def _where(x: Any) -> str:
@@ -185,7 +235,7 @@ class DeviceContext:
     framework: str
     device: int
     stream: int
-    arrays: dict[str, DeviceArray]
+    arrays: dict[str, ArrayInfo]
 
     def empty(self, shape: tuple[int, ...], dtype: Any):
         """Uninitialised array in the inputs' framework, on their device."""
@@ -248,30 +298,54 @@ class DeviceContext:
         return int(arr.data_ptr()) if self.framework == "torch" else int(arr.data.ptr)
 
 
-def device_context(named: dict[str, Any]) -> DeviceContext:
-    """Check the arguments of one call that has CUDA inputs and say where it runs.
+@dataclass(frozen=True)
+class Placement:
+    """Where one call runs.
+
+    Attributes
+    ----------
+    kind : {"cpu", "cuda"}
+        The backend that executes the call.
+    infos : dict
+        Argument name -> :class:`ArrayInfo` of every array argument given.
+    ctx : DeviceContext or None
+        For "cuda": the framework, device and stream the outputs are allocated on.
+    """
+
+    kind: str
+    infos: dict[str, ArrayInfo] = field(default_factory=dict)
+    ctx: DeviceContext | None = None
+
+
+def _is_array_argument(value: Any) -> bool:
+    # Strings name a choice (``dict_init="dct"``); everything else given is data.
+    return value is not None and not isinstance(value, (str, bytes))
+
+
+def placement(named: dict[str, Any]) -> Placement:
+    """Describe the array arguments of one call and say which backend runs it.
 
     Parameters
     ----------
     named : dict
-        Argument name -> value; None values are ignored. At least one must be a CUDA array.
+        Argument name -> value. None and strings are skipped (``dict_init="dct"``); host
+        scalars and lists are described as numpy arrays.
 
     Raises
     ------
     RuntimeError
-        This build has no CUDA module, or no device is visible.
+        A CUDA array reached a build without a CUDA module, or no device is visible.
     ValueError
         Host and device arrays are mixed, or the arrays are on different devices.
     TypeError
-        torch and CuPy arrays are mixed.
+        torch and CuPy arrays are mixed, or an argument is of an unsupported kind.
     """
-    given = {k: v for k, v in named.items() if v is not None}
+    given = {k: v for k, v in named.items() if _is_array_argument(v)}
     cuda = {k: v for k, v in given.items() if is_cuda_array(v)}
     if not cuda:
-        raise ValueError("no CUDA array among the arguments")
+        return Placement("cpu", {k: describe(v, k) for k, v in given.items()})
     first = next(iter(cuda))
-    host = [k for k, v in given.items() if k not in cuda and (
-        isinstance(v, (np.ndarray, list, tuple)) or is_torch_tensor(v))]
+    host = [k for k in given if k not in cuda]
     if host:
         raise ValueError(f"`{first}` is a CUDA array but `{host[0]}` is {_where(given[host[0]])}:"
                          " pass every array on the same device (sparseforge never copies "
@@ -281,7 +355,7 @@ def device_context(named: dict[str, Any]) -> DeviceContext:
         raise RuntimeError(f"`{first}` is a CUDA array, but this sparseforge build has no CUDA "
                            f"module ({reason}); {_BUILD_HINT}")
     arrays = {k: describe(v, k) for k, v in cuda.items()}
-    devices = {k: a.device for k, a in arrays.items()}
+    devices = {k: a.device_index for k, a in arrays.items()}
     if len(set(devices.values())) > 1:
         listing = ", ".join(f"`{k}` on cuda:{d}" for k, d in devices.items())
         raise ValueError(f"arguments are on different devices ({listing}); move them to one")
@@ -294,26 +368,31 @@ def device_context(named: dict[str, Any]) -> DeviceContext:
         raise RuntimeError(f"`{first}` is a CUDA array but the CUDA runtime sees no device "
                            "(driver missing or too old?)")
     head = arrays[first]
-    device = head.device if head.device is not None else 0
+    device = head.device_index if head.device_index is not None else 0
     stream = head.stream if head.stream is not None else 0
-    return DeviceContext(framework=head.framework, device=device, stream=stream, arrays=arrays)
-
-
-def check_float(a: DeviceArray, *, ndim: tuple[int, ...] | int,
-                dtype: np.dtype | None = None) -> DeviceArray:
-    """Float32/float64 of an allowed rank (and the given dtype), or raise naming the array."""
-    check_float_layout(a.name, a.dtype, a.shape, ndim, dtype)
-    return a
-
-
-def require_rows_contiguous(a: DeviceArray) -> DeviceArray:
-    """Raise unless `a` is 2-D with contiguous rows (the kernels read each row in one sweep)."""
-    if not a.rows_contiguous():
-        raise ValueError(f"`{a.name}` must have contiguous rows (unit stride along its last "
-                         f"axis), got strides {a.strides} (elements); make it contiguous first")
-    return a
+    ctx = DeviceContext(framework=head.framework, device=device, stream=stream, arrays=arrays)
+    return Placement("cuda", arrays, ctx)
 
 
 def framework_module(ctx: DeviceContext):
     """The framework's module (torch or cupy), already imported by the caller's arrays."""
     return sys.modules["torch" if ctx.framework == "torch" else "cupy"]
+
+
+@contextlib.contextmanager
+def no_tf32(framework: str):
+    """Full float32 precision for torch's products while Gram and correlations are formed:
+    Batch-OMP's updates assume both come exactly from the same dictionary, and TF32 (which
+    `torch.set_float32_matmul_precision("high")` turns on) would err by ~1e-3 relative. CuPy
+    uses TF32 only when CUPY_TF32=1 is set by the user (documented in the README)."""
+    if framework != "torch":
+        yield
+        return
+    import torch
+
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved

@@ -39,8 +39,10 @@ def demo(args: argparse.Namespace) -> int:
     else:
         dictionary, name = sf.universal_dictionary(dtype=dtype), "universal (K-SVD on Train400)"
     info = sf.build_info()
+    # 0 is "the OpenMP default": the kernels then run omp_get_max_threads() threads.
+    threads = sf._validation.check_n_jobs(args.n_jobs) or info["openmp_max_threads"]
     print(f"sparseforge {sf.__version__}: {info['simd']} kernels, "
-          f"{sf._validation.check_n_jobs(args.n_jobs)} thread(s), CUDA built: "
+          f"{threads} thread(s), CUDA built: "
           f"{info['cuda_built']}, GPU available: {info['cuda_available']}")
     print(f"image: shipped 'camera' {image.shape[0]}x{image.shape[1]}; {patches.shape[0]:,} "
           f"overlapping 8x8 patches (mean removed), {dtype.__name__}; dictionary: "

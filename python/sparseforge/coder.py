@@ -9,9 +9,9 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from . import _core
 from ._codes import SparseCodes
-from ._validation import check_float_array, check_signals_for
+from ._validation import check_signals_for, host_float_array
+from .backends import cpu
 from .omp import sparse_encode
 
 
@@ -34,7 +34,7 @@ class SparseCoder(TransformerMixin, BaseEstimator):
         given it overrides the fixed sparsity. (scikit-learn documents this meaning for OMP
         but ignores the value.)
     n_jobs : int, optional
-        Threads (None: all CPUs).
+        Threads (None: the OpenMP default).
     output : {"dense", "compact", "scipy"}
         Form of :meth:`transform`'s result.
 
@@ -65,9 +65,9 @@ class SparseCoder(TransformerMixin, BaseEstimator):
         if self.transform_algorithm != "omp":
             raise ValueError(f"`transform_algorithm` must be 'omp', got "
                              f"{self.transform_algorithm!r}")
-        components = check_float_array(self.dictionary, "dictionary", ndim=2)
+        components = host_float_array(self.dictionary, "dictionary", ndim=2)
         self.components_ = components
-        self.gram_ = _core.gram(np.ascontiguousarray(components))
+        self.gram_ = cpu.gram(components)
         self.n_components_, self.n_features_in_ = components.shape
         return self
 

@@ -1,105 +1,29 @@
-"""Image patches: extraction and gather-form aggregation (native, OpenMP), with a step.
+"""Image patches: extraction and gather-form aggregation with a step (native kernels on
+the CPU and on CUDA devices).
 
 scikit-learn's names, shapes and patch order for ``step=1``; with a step, patches sit at
 0, step, 2*step, ... along each axis plus always the last position, so every pixel is covered.
+Like every front door: describe the arguments, validate them into a plan, execute the plan
+on the backend where the arrays live.
 """
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
-import numpy as np
-from sklearn.utils import check_random_state
+from ._arrays import placement
+from ._plans import (check_patch_size, check_step, grid_positions, patch_positions,
+                     plan_aggregate, plan_extract)
+from ._validation import check_finite, check_non_negative
+from .backends import backend_for
 
-from . import _core, _cuda_dispatch
-from ._arrays import any_cuda
-from ._validation import check_float_array, check_n_jobs
-
-
-def check_patch_size(patch_size: Any, shape: tuple[int, ...]) -> tuple[int, int]:
-    try:
-        ph, pw = (int(v) for v in patch_size)
-    except (TypeError, ValueError):
-        raise TypeError(f"`patch_size` must be a pair of integers, got {patch_size!r}") from None
-    if ph < 1 or pw < 1:
-        raise ValueError(f"`patch_size` must be positive, got {(ph, pw)}")
-    if ph > shape[0] or pw > shape[1]:
-        raise ValueError(f"`patch_size` {(ph, pw)} is larger than the image {shape[:2]}")
-    return ph, pw
-
-
-def check_step(step: Any, patch: tuple[int, int]) -> int:
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 1:
-        raise ValueError(f"`step` must be a positive integer, got {step!r}")
-    if step > min(patch):
-        raise ValueError(f"`step` {step} exceeds the patch size {patch}: pixels between "
-                         "patches would not be covered")
-    return int(step)
-
-
-def grid_positions(length: int, patch: int, step: int = 1) -> np.ndarray:
-    """Top-left positions of the patches along one axis: 0, step, 2*step, ... and always
-    ``length - patch`` (the last patch), so every pixel is covered."""
-    positions = np.arange(0, length - patch + 1, step)
-    if positions[-1] != length - patch:
-        positions = np.append(positions, length - patch)
-    return positions
-
-
-def patch_positions(shape: tuple[int, ...], patch: tuple[int, int], step: int,
-                    max_patches: Any, random_state: Any) -> np.ndarray:
-    """Top-left corners (n_patches, 2) of every grid patch, or of `max_patches` drawn at
-    random (scikit-learn's draw for ``step=1``), int64."""
-    rows = grid_positions(shape[0], patch[0], step)
-    cols = grid_positions(shape[1], patch[1], step)
-    if max_patches is None:
-        yy, xx = np.meshgrid(rows, cols, indexing="ij")
-    else:
-        total = rows.size * cols.size
-        if isinstance(max_patches, numbers.Integral) and max_patches > 0:
-            count = min(int(max_patches), total)
-        elif isinstance(max_patches, numbers.Real) and 0 < max_patches <= 1:
-            count = int(max_patches * total)
-        else:
-            raise ValueError(f"`max_patches` must be a positive integer or a float in (0, 1], "
-                             f"got {max_patches!r}")
-        rng = check_random_state(random_state)
-        yy = rows[rng.randint(rows.size, size=count)]
-        xx = cols[rng.randint(cols.size, size=count)]
-    return np.ascontiguousarray(np.stack([yy.ravel(), xx.ravel()], axis=1), np.int64)
-
-
-def aggregation_geometry(shape: tuple[int, ...], image_size: Any,
-                         step: Any) -> tuple[tuple[int, ...], int, int]:
-    """Check patches of `shape` against `image_size` and `step`; returns the image size as a
-    tuple, the step and the number of grid patches."""
-    size = tuple(int(v) for v in image_size)
-    if len(size) not in (2, 3):
-        raise ValueError(f"`image_size` must be (H, W) or (H, W, C), got {image_size!r}")
-    gray = len(shape) == 3
-    if gray != (len(size) == 2):
-        raise ValueError(f"`patches` of shape {tuple(shape)} do not match `image_size` {size}")
-    if not gray and shape[3] != size[2]:
-        raise ValueError(f"`patches` have {shape[3]} channels; `image_size` has {size[2]}")
-    ph, pw = check_patch_size(shape[1:3], size)
-    step = check_step(step, (ph, pw))
-    expected = grid_positions(size[0], ph, step).size * grid_positions(size[1], pw, step).size
-    if shape[0] != expected:
-        raise ValueError(f"`patches` has {shape[0]} patches; an image of size "
-                         f"{size[:2]} with step {step} has {expected}")
-    return size, step, expected
-
-
-def _as_hwc(image: Any, name: str) -> tuple[np.ndarray, bool]:
-    image = check_float_array(image, name, ndim=(2, 3))
-    gray = image.ndim == 2
-    return np.ascontiguousarray(image[:, :, None] if gray else image), gray
+__all__ = ["check_patch_size", "check_step", "extract_patches_2d", "grid_positions",
+           "patch_positions", "reconstruct_from_patches_2d"]
 
 
 def extract_patches_2d(image: Any, patch_size: tuple[int, int], *, step: int = 1,
                        max_patches: int | float | None = None, random_state: Any = None,
-                       n_jobs: int | None = None) -> np.ndarray:
+                       n_jobs: int | None = None):
     """Extract the patches of a 2-D image.
 
     Parameters
@@ -117,28 +41,37 @@ def extract_patches_2d(image: Any, patch_size: tuple[int, int], *, step: int = 1
         the same `random_state`).
     random_state : int, RandomState or None
     n_jobs : int, optional
-        Threads.
+        Threads (None: the OpenMP default; validated but unused for CUDA arrays).
 
     Returns
     -------
     patches : ndarray of shape (n_patches, ph, pw) or (n_patches, ph, pw, C)
-        In row-major order of their positions (unless drawn at random).
+        In row-major order of their positions (unless drawn at random), in the input's
+        framework and device.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import sparseforge as sf
+    >>> image = np.arange(20.0).reshape(4, 5)
+    >>> patches = sf.extract_patches_2d(image, (2, 3), step=2)
+    >>> patches.shape
+    (4, 2, 3)
+    >>> patches[1].tolist()
+    [[2.0, 3.0, 4.0], [7.0, 8.0, 9.0]]
     """
-    if any_cuda(image):  # torch / CuPy arrays on a GPU
-        return _cuda_dispatch.extract_patches_2d(image, patch_size, step=step,
-                                                 max_patches=max_patches,
-                                                 random_state=random_state)
-    hwc, gray = _as_hwc(image, "image")
-    ph, pw = check_patch_size(patch_size, hwc.shape)
-    step = check_step(step, (ph, pw))
-    positions = patch_positions(hwc.shape, (ph, pw), step, max_patches, random_state)
-    out = np.empty((positions.shape[0], ph, pw, hwc.shape[2]), hwc.dtype)
-    _core.extract_patches(hwc, ph, pw, positions, out, check_n_jobs(n_jobs))
-    return out[..., 0] if gray else out
+
+    place = placement({"image": image})
+    plan = plan_extract(place, patch_size, step=step, max_patches=max_patches,
+                        random_state=random_state, n_jobs=n_jobs)
+    image = place.infos["image"].obj
+    check_finite(image, "image", place.ctx)
+    out = backend_for(place).extract_patches(plan, image, place.ctx)
+    return out[..., 0] if plan.gray else out
 
 
 def reconstruct_from_patches_2d(patches: Any, image_size: tuple[int, ...], *, step: int = 1,
-                                weights: Any = None, n_jobs: int | None = None) -> np.ndarray:
+                                weights: Any = None, n_jobs: int | None = None):
     """Rebuild an image from all its grid patches by averaging the overlaps.
 
     Each pixel is the mean (or the `weights`-weighted mean) of the patches that cover it,
@@ -154,26 +87,29 @@ def reconstruct_from_patches_2d(patches: Any, image_size: tuple[int, ...], *, st
     weights : ndarray of shape (n_patches,), optional
         Non-negative weight of each patch. A pixel whose patches all have weight 0 is 0.
     n_jobs : int, optional
-        Threads.
+        Threads (None: the OpenMP default; validated but unused for CUDA arrays).
 
     Returns
     -------
     image : ndarray of shape `image_size`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import sparseforge as sf
+    >>> image = np.random.default_rng(0).random((6, 7))
+    >>> patches = sf.extract_patches_2d(image, (3, 3), step=2)
+    >>> np.allclose(sf.reconstruct_from_patches_2d(patches, image.shape, step=2), image)
+    True
     """
-    if any_cuda(patches, weights):  # torch / CuPy arrays on a GPU
-        return _cuda_dispatch.reconstruct_from_patches_2d(patches, image_size, step=step,
-                                                          weights=weights)
-    patches = check_float_array(patches, "patches", ndim=(3, 4))
-    size, step, expected = aggregation_geometry(patches.shape, image_size, step)
-    gray, channels = len(size) == 2, 1 if len(size) == 2 else size[2]
+
+    place = placement({"patches": patches, "weights": weights})
+    plan = plan_aggregate(place, image_size, step=step, n_jobs=n_jobs)
+    patches = place.infos["patches"].obj
+    check_finite(patches, "patches", place.ctx)
     if weights is not None:
-        weights = check_float_array(weights, "weights", ndim=1, dtype=patches.dtype)
-        if weights.shape != (expected,):
-            raise ValueError(f"`weights` has shape {weights.shape}; expected ({expected},)")
-        if np.any(weights < 0):
-            raise ValueError("`weights` must be non-negative")
-        weights = np.ascontiguousarray(weights)
-    hwc = np.ascontiguousarray(patches[..., None] if gray else patches)
-    out = np.empty((size[0], size[1], channels), patches.dtype)
-    _core.aggregate_patches(hwc, weights, step, True, out, check_n_jobs(n_jobs))
-    return out[..., 0] if gray else out
+        weights = place.infos["weights"].obj
+        check_finite(weights, "weights", place.ctx)
+        check_non_negative(weights, "weights", place.ctx)
+    out = backend_for(place).aggregate_patches(plan, patches, weights, place.ctx)
+    return out[..., 0] if plan.gray else out

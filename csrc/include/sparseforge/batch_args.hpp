@@ -1,5 +1,7 @@
 // Arguments of one Batch-OMP batch, shared by the CPU driver (csrc/cpu/omp_batch.cpp) and
-// the CUDA launcher (csrc/cuda/omp_kernels.cu), and the lane policy a CPU driver runs.
+// the CUDA launcher (csrc/cuda/omp_kernels.cu), and the lane policy a CPU driver runs. The
+// field names are the keys of the `args` dict both extension modules take; both check a
+// filled struct with check_args (sparseforge/args_check.hpp) before running it.
 #pragma once
 
 #include <cstdint>
@@ -46,7 +48,9 @@ struct OmpBatchArgs {
   std::int8_t* out_status = nullptr;
   T* out_dense = nullptr;           // optional N x K codes, rows dense_stride apart
   index_t dense_stride = 0;
-  int n_threads = 1;
+  // CPU only: the team size, already resolved by the binding (resolve_threads: 0 = the
+  // OpenMP default, capped at the CPU count, 1 in a fork()ed child).
+  int n_threads = 0;
   LaneKind lane = LaneKind::kSerial;
 };
 

@@ -22,10 +22,12 @@ inline namespace SF_KERNEL_NS {
 // Users whose residual rows the CPU gather prefetches ahead of the one it copies.
 constexpr index_t kKsvdPrefetch = 8;
 
-template <class T>
+// `Signal` is the type of the users' signal indices: index_t on the CPU (a sweep may code
+// more than 2^31 signals), int on the GPU (the caller's int32 arrays).
+template <class T, class Signal = int>
 struct KsvdAtomArgs {
   index_t n_features;        // n
-  const int* user_signal;    // signal index of each user
+  const Signal* user_signal; // signal index of each user
   const int* user_slot;      // slot of atom k in that signal's compact code
   index_t n_users;
   T* atom;                   // d_k (n), updated in place
@@ -51,8 +53,8 @@ SF_HD SF_INLINE T ksvd_dot(const T* a, const T* b, index_t n) {
 }
 
 // out = E^T d, i.e. out[u] = r_u . d + g[u] (d_k . d); one user per lane.
-template <class T, class Lane>
-SF_HD SF_INLINE void ksvd_error_t_times(const Lane& lane, const KsvdAtomArgs<T>& a,
+template <class T, class S, class Lane>
+SF_HD SF_INLINE void ksvd_error_t_times(const Lane& lane, const KsvdAtomArgs<T, S>& a,
                                         const T* dir, T* out) {
   const index_t n = a.n_features;
   const T atom_dot = lane.dot(a.atom, dir, n);
@@ -63,9 +65,9 @@ SF_HD SF_INLINE void ksvd_error_t_times(const Lane& lane, const KsvdAtomArgs<T>&
 
 // out = E v / |E v|, i.e. sum_u v[u] r_u + d_k (g . v), normalised; returns |E v|. Users in
 // order (the CPU streams the gathered rows), the features of each over the lanes.
-template <class T, class Lane>
-SF_HD SF_INLINE T ksvd_error_times(const Lane& lane, const KsvdAtomArgs<T>& a, const T* v,
-                                   T* out) {
+template <class T, class S, class Lane>
+SF_HD SF_INLINE T ksvd_error_times(const Lane& lane, const KsvdAtomArgs<T, S>& a,
+                                   const T* v, T* out) {
   const index_t n = a.n_features;
   const T gv = lane.dot(a.g, v, a.n_users);
   lane.for_each(n, [&](index_t f) { out[f] = a.atom[f] * gv; });
@@ -91,8 +93,8 @@ SF_HD SF_INLINE T ksvd_error_times(const Lane& lane, const KsvdAtomArgs<T>& a, c
 //   3. ksvd_scatter(a, u0, u1): users write back their residual rows and coefficients; the
 //      driver then copies a.d into the atom (ksvd_commit).
 // Within a phase the lanes share the features of one user (coalesced rows on a GPU).
-template <class T, class Lane>
-SF_HD SF_INLINE void ksvd_gather(const Lane& lane, const KsvdAtomArgs<T>& a, index_t u0,
+template <class T, class S, class Lane>
+SF_HD SF_INLINE void ksvd_gather(const Lane& lane, const KsvdAtomArgs<T, S>& a, index_t u0,
                                  index_t u1) {
   const index_t n = a.n_features;
   for (index_t u = u0; u < u1; ++u) {
@@ -114,8 +116,8 @@ SF_HD SF_INLINE void ksvd_gather(const Lane& lane, const KsvdAtomArgs<T>& a, ind
   }
 }
 
-template <class T, class Lane>
-SF_HD SF_INLINE bool ksvd_solve(const Lane& lane, const KsvdAtomArgs<T>& a) {
+template <class T, class S, class Lane>
+SF_HD SF_INLINE bool ksvd_solve(const Lane& lane, const KsvdAtomArgs<T, S>& a) {
   const index_t n = a.n_features;
   if (a.n_users == 0 || !(ksvd_error_times(lane, a, a.g, a.d) > T(0))) return false;
   if (a.exact) {
@@ -135,8 +137,8 @@ SF_HD SF_INLINE bool ksvd_solve(const Lane& lane, const KsvdAtomArgs<T>& a) {
   return true;
 }
 
-template <class T, class Lane>
-SF_HD SF_INLINE void ksvd_scatter(const Lane& lane, const KsvdAtomArgs<T>& a, index_t u0,
+template <class T, class S, class Lane>
+SF_HD SF_INLINE void ksvd_scatter(const Lane& lane, const KsvdAtomArgs<T, S>& a, index_t u0,
                                   index_t u1) {
   const index_t n = a.n_features;
   for (index_t u = u0; u < u1; ++u) {
@@ -148,8 +150,8 @@ SF_HD SF_INLINE void ksvd_scatter(const Lane& lane, const KsvdAtomArgs<T>& a, in
   }
 }
 
-template <class T, class Lane>
-SF_HD SF_INLINE void ksvd_commit(const Lane& lane, const KsvdAtomArgs<T>& a) {
+template <class T, class S, class Lane>
+SF_HD SF_INLINE void ksvd_commit(const Lane& lane, const KsvdAtomArgs<T, S>& a) {
   lane.for_each(a.n_features, [&](index_t f) { a.atom[f] = a.d[f]; });
 }
 
@@ -157,22 +159,22 @@ SF_HD SF_INLINE void ksvd_commit(const Lane& lane, const KsvdAtomArgs<T>& a) {
 // every atom shares (features, codes, residual, scratch sized for the atom with the most
 // users, method); the users of atom k are entries user_start[k] .. user_start[k + 1] - 1 of
 // user_signal / user_slot (signal order).
-template <class T>
+template <class T, class Signal = int>
 struct KsvdSweepView {
-  KsvdAtomArgs<T> common;      // user_signal, user_slot, n_users and atom are set per atom
+  KsvdAtomArgs<T, Signal> common;  // user_signal, user_slot, n_users, atom: set per atom
   T* dictionary;               // K x n
   const index_t* user_start;   // K + 1
-  const int* user_signal;
+  const Signal* user_signal;
   const int* user_slot;
 };
 
 // Atoms k0, k0 + 1, ..., k1 - 1, one after another: each update sees the residual the
 // previous ones left (sequential K-SVD, on every lane policy).
-template <class T, class Lane>
-SF_HD SF_INLINE void ksvd_update_atoms(const Lane& lane, const KsvdSweepView<T>& v, index_t k0,
-                                       index_t k1) {
+template <class T, class S, class Lane>
+SF_HD SF_INLINE void ksvd_update_atoms(const Lane& lane, const KsvdSweepView<T, S>& v,
+                                       index_t k0, index_t k1) {
   for (index_t k = k0; k < k1; ++k) {
-    KsvdAtomArgs<T> args = v.common;
+    KsvdAtomArgs<T, S> args = v.common;
     const index_t first = v.user_start[k];
     args.user_signal = v.user_signal + first;
     args.user_slot = v.user_slot + first;

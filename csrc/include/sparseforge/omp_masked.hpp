@@ -21,19 +21,20 @@ namespace sparseforge {
 inline namespace SF_KERNEL_NS {
 
 // Per-signal scratch for the masked setup: the atom scales, one Gram row and the observed
-// feature indices.
+// feature indices (64-bit: a signal may have more than 2^31 features).
 template <class T>
 struct MaskedScratch {
-  T* scale;        // K: 1 / |d_k restricted|, 0 for atoms with no observed energy
-  T* row;          // K: the Gram row returned by MaskedGramRows
-  int* observed;   // n
+  T* scale;           // K: 1 / |d_k restricted|, 0 for atoms with no observed energy
+  T* row;             // K: the Gram row returned by MaskedGramRows
+  index_t* observed;  // n
 
   // Number of T elements and ints one scratch needs, and the arrays carved from buffers of
   // that size (the CUDA kernel's per-warp layout; the CPU driver pads each array instead).
+  // The observed indices take two int slots each; `ints_buf` must be 8-byte aligned.
   SF_HD static constexpr index_t scalars(index_t K, index_t /*n*/) { return 2 * K; }
-  SF_HD static constexpr index_t ints(index_t n) { return n; }
+  SF_HD static constexpr index_t ints(index_t n) { return 2 * n; }
   SF_HD static MaskedScratch carve(T* scalars_buf, int* ints_buf, index_t K, index_t /*n*/) {
-    return MaskedScratch{scalars_buf, scalars_buf + K, ints_buf};
+    return MaskedScratch{scalars_buf, scalars_buf + K, reinterpret_cast<index_t*>(ints_buf)};
   }
 };
 
@@ -42,7 +43,7 @@ struct MaskedScratch {
 // `out` must be zero on entry; each element is only touched by its own lane.
 template <class T, class Lane, class Weight>
 SF_HD SF_INLINE void accumulate_observed_rows(const Lane& lane, const T* dt, index_t K,
-                                              const int* observed, index_t n_observed,
+                                              const index_t* observed, index_t n_observed,
                                               Weight&& w, T* out) {
   index_t o = 0;
   for (; o + 4 <= n_observed; o += 4) {
@@ -74,7 +75,7 @@ struct MaskedGramRows {
     const MaskedScratch<T>& m = *scratch;
     const index_t K = n_atoms;
     const T* d = dt;
-    const int* obs = m.observed;
+    const index_t* obs = m.observed;
     lane->for_each(K, [&](index_t i) { m.row[i] = T(0); });
     accumulate_observed_rows(*lane, dt, K, obs, n_observed,
                              [&](index_t o) { return d[obs[o] * K + k]; }, m.row);
@@ -96,12 +97,12 @@ SF_HD SF_INLINE T masked_setup(const Lane& lane, const T* dt, index_t K, index_t
   T norm_sq = T(0);
   for (index_t f = 0; f < n; ++f) {
     if (mask[f]) {
-      m.observed[n_obs++] = static_cast<int>(f);
+      m.observed[n_obs++] = f;
       norm_sq += x[f] * x[f];
     }
   }
   lane.sync();  // every lane has written the whole list before any lane reads it
-  const int* obs = m.observed;
+  const index_t* obs = m.observed;
   lane.for_each(K, [&](index_t k) {
     alpha[k] = T(0);
     m.scale[k] = T(0);

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_float_array
+from .._validation import host_float_array
 from ..dictionaries import overcomplete_dct, universal_dictionary
 from ..ksvd import ksvd
 from ..omp import sparse_encode
@@ -24,7 +24,7 @@ _DICTIONARIES = ("universal", "dct", "adaptive")
 
 
 def _check_image(image: Any) -> np.ndarray:
-    image = check_float_array(image, "image", ndim=2)
+    image = host_float_array(image, "image", ndim=2)
     return np.ascontiguousarray(image)
 
 
@@ -48,7 +48,7 @@ def _dictionary(spec: Any, patch_size: int, dtype) -> np.ndarray:
                                  "dictionary='dct' or 'adaptive' with other patch sizes")
             return overcomplete_dct(patch_size, 2 * patch_size, dtype=dtype)
         return universal_dictionary(dtype=dtype)
-    D = check_float_array(spec, "dictionary", ndim=2)
+    D = host_float_array(spec, "dictionary", ndim=2)
     if D.shape[1] != n:
         raise ValueError(f"`dictionary` atoms have {D.shape[1]} features; {patch_size}x"
                          f"{patch_size} patches have {n}")

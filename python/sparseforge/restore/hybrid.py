@@ -15,6 +15,8 @@ degraded image (+ sigma, or mask)
 
 from __future__ import annotations
 
+import numbers
+import threading
 from typing import Any
 
 import numpy as np
@@ -232,7 +234,10 @@ def restore_image(model: Any, image: Any, *, sigma: float | None = None, mask: A
     mask : ndarray (H, W) of bool, optional
         Observed pixels (inpainting).
     threads : int, optional
-        torch intra-op threads for this call (restored afterwards).
+        torch intra-op threads for this call. The model then runs on a worker thread whose
+        own OpenMP thread count is `threads`, so torch's setting in every other thread
+        (``torch.get_num_threads()``) is never changed and concurrent calls do not race.
+        None: the calling thread runs it with torch's current setting.
     self_ensemble : bool, default False
         Average the model's outputs on the 8 flips/rotations of the image (each mapped back),
         the "x8" test-time ensemble of the restoration literature: 8x the time, usually a
@@ -258,25 +263,58 @@ def restore_image(model: Any, image: Any, *, sigma: float | None = None, mask: A
         if mask.dtype != np.bool_:
             raise TypeError(f"`mask` has dtype {mask.dtype}; expected bool (True = observed)")
         m = torch.from_numpy(np.ascontiguousarray(mask))[None, None]
-    previous = torch.get_num_threads()
     if threads is not None:
-        torch.set_num_threads(int(threads))
-    try:
+        if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
+            raise ValueError(f"`threads` must be a positive integer or None, got {threads!r}")
+
+    def infer():
         was_training = model.training
         model.eval()
-        with torch.no_grad():
-            if not self_ensemble:
-                out = _run(model, x, sigma, m)
-            else:
-                if m is None and sigma is None:  # one estimate for all 8 views
-                    sigma = float(check_sigma(None, 1, model.sigma_range, x)[0])
-                out = sum(_undo_view(_run(model, _view(x, k), sigma,
-                                          None if m is None else _view(m, k)), k)
-                          for k in range(8)) / 8
-        model.train(was_training)
-    finally:
-        torch.set_num_threads(previous)
+        try:
+            with torch.no_grad():
+                if not self_ensemble:
+                    return _run(model, x, sigma, m)
+                s = sigma
+                if m is None and s is None:  # one estimate for all 8 views
+                    s = float(check_sigma(None, 1, model.sigma_range, x)[0])
+                return sum(_undo_view(_run(model, _view(x, k), s,
+                                           None if m is None else _view(m, k)), k)
+                           for k in range(8)) / 8
+        finally:
+            model.train(was_training)
+
+    out = infer() if threads is None else _on_worker_thread(infer, int(threads))
     return out[0, 0].numpy().astype(dtype, copy=False)
+
+
+def _on_worker_thread(fn: Any, threads: int) -> Any:
+    """`fn()` on a fresh thread limited to `threads` intra-op threads.
+
+    torch's intra-op thread count is OpenMP's per-thread setting (``omp_get_max_threads``):
+    set on a worker thread through threadpoolctl it limits only that thread's parallel
+    regions. ``torch.set_num_threads`` is not used: it also writes a process-wide default
+    that other threads read.
+    """
+    from threadpoolctl import threadpool_limits
+
+    result: dict[str, Any] = {}
+
+    def work():
+        # torch initialises a thread's count lazily, from its process-wide default, on the
+        # thread's first call; do it before the limit so it cannot overwrite the limit.
+        torch.get_num_threads()
+        try:
+            with threadpool_limits(limits=threads, user_api="openmp"):
+                result["out"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+
+    worker = threading.Thread(target=work, name="sparseforge-restore")
+    worker.start()
+    worker.join()
+    if "error" in result:
+        raise result["error"]
+    return result["out"]
 
 
 def _run(model: Any, x: Any, sigma: float | None, mask: Any) -> Any:

@@ -1,0 +1,327 @@
+"""Validated plans: step 2 of every public function.
+
+A plan is built once from the arguments' descriptions (:mod:`sparseforge._arrays`) by the
+named checks of :mod:`sparseforge._validation`; it resolves everything a backend needs to
+know (sizes, the sparsity and `tol`, the output form, how the signals reach the kernel, the
+chunking and the thread count) so that no backend re-derives or re-checks any of it. Plans
+hold no large arrays and are the same for host and device inputs.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ._arrays import ArrayInfo, Placement
+from ._validation import (check_chunk_size, check_choice, check_float, check_int, check_mask,
+                          check_n_jobs, check_n_nonzero_coefs, check_shape, check_signals,
+                          check_tol, default_n_nonzero_coefs, resolve_sparsity)
+
+OUTPUTS = ("dense", "compact", "scipy")
+# Signals per kernel call in the error-constrained mode, whose padded per-signal buffers are
+# min(n_features, n_components) wide until each chunk is trimmed to its widest signal.
+TOL_CHUNK = 1 << 16
+# Signals that must be copied to reach a kernel (rows not contiguous, buffer misaligned) are
+# copied this many bytes at a time, so the extra memory never depends on n_samples.
+COPY_CHUNK_BYTES = 1 << 22
+
+
+@dataclass(frozen=True)
+class OmpPlan:
+    """One batched OMP call, validated.
+
+    Attributes
+    ----------
+    n_samples, n_features, n_components : int
+    max_atoms : int
+        Atoms per signal (fixed sparsity) or the cap (`tol` mode).
+    tol : float or None
+    dtype : numpy.dtype
+    output : {"dense", "compact", "scipy"}
+    inputs : {"signals", "cov", "masked"}
+        How the signals reach the kernel: rows of `X` with the transposed dictionary (the
+        kernel forms the correlations in cache), precomputed correlations with the Gram
+        matrix, or rows of `X` with their masks.
+    gram_given : bool
+        A Gram matrix was passed (else the backend forms it).
+    copy_rows : bool
+        `X` (and the mask) reach the kernel through chunk-wise contiguous copies.
+    chunk : int
+        Signals per kernel call.
+    n_threads : int
+        Kernel threads (0: the OpenMP default).
+    status_source : str
+        The argument blamed for non-finite values.
+    check_input : bool
+        Check the dictionary and Gram values (finite, symmetric).
+    """
+
+    n_samples: int
+    n_features: int
+    n_components: int
+    max_atoms: int
+    tol: float | None
+    dtype: np.dtype
+    output: str
+    inputs: str
+    gram_given: bool
+    copy_rows: bool
+    chunk: int
+    n_threads: int
+    status_source: str
+    check_input: bool
+
+    @property
+    def fixed(self) -> bool:
+        return self.tol is None
+
+    def chunks(self) -> list[tuple[int, int]]:
+        """(start, stop) of each kernel call, covering every signal once, in order."""
+        step = max(1, self.chunk)
+        return [(a, min(a + step, self.n_samples)) for a in range(0, self.n_samples, step)]
+
+    def kernel_args(self, start: int, stop: int) -> dict[str, Any]:
+        """The scalar fields of the kernel's argument struct for signals start..stop."""
+        return {"n_atoms": self.n_components, "n_signals": stop - start,
+                "n_features": self.n_features, "max_atoms": self.max_atoms, "tol": self.tol}
+
+
+def _chunk(n_samples: int, row_bytes: int, tol: float | None, copy_rows: bool,
+           chunk_size: int | None) -> int:
+    if chunk_size is not None:
+        return chunk_size
+    step = n_samples if tol is None else TOL_CHUNK
+    if copy_rows:
+        step = min(step, max(1, COPY_CHUNK_BYTES // max(1, row_bytes)))
+    return max(1, step)
+
+
+def _needs_copy(info: ArrayInfo) -> bool:
+    return not info.rows_contiguous()
+
+
+def plan_sparse_encode(place: Placement, *, algorithm: Any, n_nonzero_coefs: Any, tol: Any,
+                       n_jobs: Any, output: Any, check_input: bool, chunk_size: Any) -> OmpPlan:
+    """Validate :func:`sparseforge.sparse_encode`'s arguments into a plan."""
+    infos = place.infos
+    if algorithm != "omp":
+        raise ValueError(f"`algorithm` must be 'omp' (sparseforge implements OMP), got "
+                         f"{algorithm!r}")
+    output = check_choice(output, "output", OUTPUTS)
+    if output == "scipy" and place.kind != "cpu":
+        raise ValueError(f"`output`={output!r} is not available for CUDA arrays (scipy "
+                         "matrices live in host memory); use 'dense' or 'compact'")
+    chunk_size = check_chunk_size(chunk_size)
+    n_threads = check_n_jobs(n_jobs)
+    x = check_float(infos["X"], ndim=2)
+    d = check_float(infos["dictionary"], ndim=2, dtype=x.dtype)
+    n_samples, n_features, n_components = check_signals(x, d)
+    gram, cov, mask = infos.get("gram"), infos.get("cov"), infos.get("mask")
+    if gram is not None:
+        check_shape(check_float(gram, ndim=2, dtype=x.dtype), (n_components, n_components),
+                    "(n_components, n_components)")
+    if cov is not None:
+        check_shape(check_float(cov, ndim=2, dtype=x.dtype), (n_components, n_samples),
+                    "(n_components, n_samples)")
+    max_atoms, tol = resolve_sparsity(n_nonzero_coefs, tol, n_features, n_components)
+    if mask is not None:
+        check_mask(mask, x)
+        if cov is not None or gram is not None:
+            raise ValueError("`gram` and `cov` cannot be combined with `mask`: each masked "
+                             "signal has its own Gram matrix")
+        inputs, copy_rows = "masked", _needs_copy(x) or _needs_copy(mask)
+        row_bytes = n_features * x.dtype.itemsize
+    elif cov is not None:
+        # X is read only for its squared norms (tol mode), a chunk at a time; a misaligned
+        # `cov` is copied a chunk at a time.
+        inputs, copy_rows = "cov", not cov.aligned
+        row_bytes = n_components * x.dtype.itemsize
+    else:
+        inputs, copy_rows = "signals", _needs_copy(x)
+        row_bytes = n_features * x.dtype.itemsize
+    source = "cov" if cov is not None else "X" if check_input else "X` or `dictionary"
+    return OmpPlan(n_samples, n_features, n_components, max_atoms, tol, x.dtype, output,
+                   inputs, gram is not None, copy_rows,
+                   _chunk(n_samples, row_bytes, tol, copy_rows, chunk_size),
+                   n_threads, source, bool(check_input))
+
+
+def plan_orthogonal_mp_gram(place: Placement, *, n_nonzero_coefs: Any, tol: Any,
+                            norms_squared: Any, return_path: bool, n_jobs: Any) -> OmpPlan:
+    """Validate :func:`sparseforge.orthogonal_mp_gram`'s arguments into a plan (the targets
+    are the "signals", `Xy` their correlations)."""
+    infos = place.infos
+    if return_path:
+        raise ValueError("`return_path=True` is not supported by sparseforge; use "
+                         "sklearn.linear_model.orthogonal_mp_gram for coefficient paths")
+    n_threads = check_n_jobs(n_jobs)
+    g = check_float(infos["Gram"], ndim=2)
+    n_components = g.shape[0]
+    check_shape(g, (n_components, n_components), "(n_components, n_components)")
+    xy = check_float(infos["Xy"], ndim=(1, 2), dtype=g.dtype)
+    if xy.shape[0] != n_components:
+        raise ValueError(f"`Xy` has {xy.shape[0]} rows; expected n_components={n_components}")
+    n_targets = 1 if xy.ndim == 1 else xy.shape[1]
+    if tol is not None:
+        tol = check_tol(tol)
+        if norms_squared is None:
+            raise ValueError("`norms_squared` is required when `tol` is given (the squared "
+                             "norms of the targets)")
+        norms = check_float(infos["norms_squared"], ndim=(0, 1))
+        if norms.size != n_targets:
+            raise ValueError(f"`norms_squared` has shape {tuple(norms.shape)}; expected "
+                             f"({n_targets},)")
+        max_atoms = n_components
+    else:
+        if n_nonzero_coefs is None:
+            # scikit-learn's default over its design matrix, whose features are our atoms.
+            n_nonzero_coefs = default_n_nonzero_coefs(n_components, n_components)
+        max_atoms = check_n_nonzero_coefs(n_nonzero_coefs, n_components)
+    return OmpPlan(n_targets, n_components, n_components, max_atoms, tol, g.dtype, "dense",
+                   "cov", True, False, _chunk(n_targets, 0, tol, False, None), n_threads, "Xy",
+                   True)
+
+
+# -------------------------------------------------------------------------- patches
+
+@dataclass(frozen=True)
+class PatchPlan:
+    """Patch extraction (`positions` set) or aggregation of grid patches, validated.
+
+    Attributes
+    ----------
+    height, width, channels : int
+        The image, (H, W, C); a 2-D image has ``gray`` set and C = 1.
+    gray : bool
+    ph, pw, step : int
+    positions : ndarray of int64, shape (n_patches, 2)
+        Top-left corners (extraction; also the grid of an aggregation). Host memory.
+    weighted : bool
+        Aggregation with per-patch weights.
+    n_threads : int
+    """
+
+    height: int
+    width: int
+    channels: int
+    gray: bool
+    ph: int
+    pw: int
+    step: int
+    positions: np.ndarray
+    weighted: bool
+    n_threads: int
+
+    @property
+    def n_patches(self) -> int:
+        return int(self.positions.shape[0])
+
+    def kernel_args(self) -> dict[str, Any]:
+        """The scalar fields shared by the extraction and aggregation structs."""
+        return {"H": self.height, "W": self.width, "C": self.channels, "ph": self.ph,
+                "pw": self.pw}
+
+
+def check_patch_size(patch_size: Any, shape: tuple[int, ...]) -> tuple[int, int]:
+    """(ph, pw), positive, within the image."""
+    try:
+        ph, pw = (int(v) for v in patch_size)
+    except (TypeError, ValueError):
+        raise TypeError(f"`patch_size` must be a pair of integers, got {patch_size!r}") from None
+    if ph < 1 or pw < 1:
+        raise ValueError(f"`patch_size` must be positive, got {(ph, pw)}")
+    if ph > shape[0] or pw > shape[1]:
+        raise ValueError(f"`patch_size` {(ph, pw)} is larger than the image {tuple(shape[:2])}")
+    return ph, pw
+
+
+def check_step(step: Any, patch: tuple[int, int]) -> int:
+    """A step of at most the patch size, so every pixel is covered."""
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 1:
+        raise ValueError(f"`step` must be a positive integer, got {step!r}")
+    if step > min(patch):
+        raise ValueError(f"`step` {step} exceeds the patch size {patch}: pixels between "
+                         "patches would not be covered")
+    return int(step)
+
+
+def grid_positions(length: int, patch: int, step: int = 1) -> np.ndarray:
+    """Top-left positions of the patches along one axis: 0, step, 2*step, ... and always
+    ``length - patch`` (the last patch), so every pixel is covered."""
+    positions = np.arange(0, length - patch + 1, step)
+    if positions[-1] != length - patch:
+        positions = np.append(positions, length - patch)
+    return positions
+
+
+def patch_positions(shape: tuple[int, ...], patch: tuple[int, int], step: int,
+                    max_patches: Any, random_state: Any) -> np.ndarray:
+    """Top-left corners (n_patches, 2) of every grid patch, or of `max_patches` drawn at
+    random (scikit-learn's draw for ``step=1``), int64."""
+    rows = grid_positions(shape[0], patch[0], step)
+    cols = grid_positions(shape[1], patch[1], step)
+    if max_patches is None:
+        yy, xx = np.meshgrid(rows, cols, indexing="ij")
+    else:
+        total = rows.size * cols.size
+        if isinstance(max_patches, numbers.Integral) and max_patches > 0:
+            count = min(int(max_patches), total)
+        elif isinstance(max_patches, numbers.Real) and 0 < max_patches <= 1:
+            count = int(max_patches * total)
+        else:
+            raise ValueError(f"`max_patches` must be a positive integer or a float in (0, 1], "
+                             f"got {max_patches!r}")
+        rng = check_random_state(random_state)
+        yy = rows[rng.randint(rows.size, size=count)]
+        xx = cols[rng.randint(cols.size, size=count)]
+    return np.ascontiguousarray(np.stack([yy.ravel(), xx.ravel()], axis=1), np.int64)
+
+
+def plan_extract(place: Placement, patch_size: Any, *, step: Any, max_patches: Any,
+                 random_state: Any, n_jobs: Any) -> PatchPlan:
+    """Validate :func:`sparseforge.extract_patches_2d`'s arguments into a plan."""
+    n_threads = check_n_jobs(n_jobs)
+    image = check_float(place.infos["image"], ndim=(2, 3))
+    gray = image.ndim == 2
+    shape = tuple(image.shape) + ((1,) if gray else ())
+    ph, pw = check_patch_size(patch_size, shape)
+    step = check_step(step, (ph, pw))
+    positions = patch_positions(shape, (ph, pw), step, max_patches, random_state)
+    return PatchPlan(shape[0], shape[1], shape[2], gray, ph, pw, step, positions, False,
+                     n_threads)
+
+
+def plan_aggregate(place: Placement, image_size: Any, *, step: Any, n_jobs: Any) -> PatchPlan:
+    """Validate :func:`sparseforge.reconstruct_from_patches_2d`'s arguments into a plan."""
+    n_threads = check_n_jobs(n_jobs)
+    patches = check_float(place.infos["patches"], ndim=(3, 4))
+    shape = tuple(patches.shape)
+    try:
+        size = tuple(check_int(v, "image_size", minimum=1) for v in image_size)
+    except TypeError:
+        raise TypeError(f"`image_size` must be (H, W) or (H, W, C) integers, got "
+                        f"{image_size!r}") from None
+    if len(size) not in (2, 3):
+        raise ValueError(f"`image_size` must be (H, W) or (H, W, C), got {image_size!r}")
+    gray = len(shape) == 3
+    if gray != (len(size) == 2):
+        raise ValueError(f"`patches` of shape {shape} do not match `image_size` {size}")
+    if not gray and shape[3] != size[2]:
+        raise ValueError(f"`patches` have {shape[3]} channels; `image_size` has {size[2]}")
+    ph, pw = check_patch_size(shape[1:3], size)
+    step = check_step(step, (ph, pw))
+    positions = patch_positions(size, (ph, pw), step, None, None)
+    if shape[0] != positions.shape[0]:
+        raise ValueError(f"`patches` has {shape[0]} patches; an image of size "
+                         f"{size[:2]} with step {step} has {positions.shape[0]}")
+    weights = place.infos.get("weights")
+    if weights is not None:
+        check_shape(check_float(weights, ndim=1, dtype=patches.dtype), (shape[0],),
+                    "(n_patches,)")
+    channels = 1 if gray else size[2]
+    return PatchPlan(size[0], size[1], channels, gray, ph, pw, step, positions,
+                     weights is not None, n_threads)

@@ -1,0 +1,69 @@
+"""Per-signal outcomes of the pursuit, the warning classes, and the one place that turns a
+status vector into an error or a warning (for every backend: a device status is copied to
+the host first, it is one byte per signal)."""
+
+from __future__ import annotations
+
+import enum
+import warnings
+
+import numpy as np
+
+# scikit-learn's sentence, verbatim, so that filters written for scikit-learn's warning
+# (``message="Orthogonal matching pursuit ended prematurely"``) also match ours.
+SKLEARN_DEPENDENCE_MESSAGE = ("Orthogonal matching pursuit ended prematurely due to linear "
+                              "dependence in the dictionary. The requested precision might "
+                              "not have been met.")
+
+
+class LinearDependenceWarning(RuntimeWarning):
+    """Some signals stopped early because the next atom was linearly dependent on the chosen
+    ones (duplicate, zero-norm or nearly collinear atoms).
+
+    A subclass of RuntimeWarning (scikit-learn issues a plain RuntimeWarning with the same
+    first sentence), so ``warnings.filterwarnings("ignore", category=RuntimeWarning)`` still
+    silences it; filter on this class to silence only it.
+    """
+
+
+class OMPStatus(enum.IntEnum):
+    """Per-signal outcome reported in :attr:`SparseCodes.status`."""
+
+    #: Reached the requested sparsity, or the residual met `tol`.
+    OK = 0
+    #: Stopped early because the residual is orthogonal to every atom (up to round-off);
+    #: includes all-zero signals. The codes are exact; no warning is issued.
+    RESIDUAL_ORTHOGONAL = 1
+    #: Stopped early because the next atom is linearly dependent on the chosen ones (duplicate,
+    #: zero-norm or nearly collinear atoms: its squared distance to their span is below
+    #: 64 eps times its squared norm). A :class:`LinearDependenceWarning` reports how many.
+    LINEAR_DEPENDENCE = 2
+    #: The signal or its correlations contained NaN or infinity (an error is raised).
+    NON_FINITE = 3
+    #: `tol` mode only: the atom cap (`n_nonzero_coefs`, or ``min(n_features,
+    #: n_components)``) was reached before the residual met `tol`. No warning is issued.
+    MAX_ATOMS = 4
+
+
+def check_status(status: np.ndarray, source: str, stacklevel: int = 3) -> None:
+    """Raise for non-finite input, warn once for linear dependence.
+
+    Parameters
+    ----------
+    status : ndarray of int8
+        Host copy of the per-signal statuses of one call.
+    source : str
+        The argument to blame for non-finite values (``"X"``, ``"cov"``, ``"Xy"``).
+    stacklevel : int
+        Passed to :func:`warnings.warn` so the warning points at the user's call.
+    """
+    bad = np.flatnonzero(status == OMPStatus.NON_FINITE)
+    if bad.size:
+        raise ValueError(f"`{source}` contains NaN or infinity (in {bad.size} signal(s), the "
+                         f"first at row {bad[0]}); in the `tol` mode a squared norm that "
+                         "overflows the dtype counts too")
+    n_dep = int(np.count_nonzero(status == OMPStatus.LINEAR_DEPENDENCE))
+    if n_dep:
+        warnings.warn(f"{SKLEARN_DEPENDENCE_MESSAGE} ({n_dep} of {status.size} signal(s); "
+                      "duplicate, zero-norm or nearly collinear atoms)",
+                      LinearDependenceWarning, stacklevel=stacklevel)

@@ -1,0 +1,94 @@
+"""Replacement of dead and duplicate atoms after each K-SVD sweep, written once over the
+array namespace (numpy, CuPy, torch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._codes import SparseCodes
+from .._namespace import namespace
+
+REPLACEMENTS = ("residual", "signal")
+
+
+def replace_atoms(X: Any, D: Any, codes: SparseCodes, residual: Any, usage: Any,
+                  threshold: float, x_norms: Any,
+                  replacement: str = "residual") -> tuple[int, int, Any]:
+    """Replace unused atoms and near-duplicates by the worst-represented signals, in place.
+
+    Atoms no signal uses ("dead") and atoms whose |coherence| with an earlier atom exceeds
+    `threshold` (the earlier one is kept) become the normalised residuals of the signals with
+    the largest residual norm (or those signals themselves: `replacement`), each signal used
+    once. The codes that referenced a replaced duplicate are dropped and the residual is
+    corrected, so codes, residual and dictionary stay consistent; the compact layout (a row's
+    atoms first, the -1 padding last) is kept.
+
+    Parameters
+    ----------
+    X : array of shape (n_signals, n_features)
+    D : array of shape (n_atoms, n_features)
+        The dictionary after the sweep (C-contiguous); updated in place.
+    codes : SparseCodes
+        Compact codes of `X` (updated in place: indices, values, counts).
+    residual : array of shape (n_signals, n_features)
+        ``X - codes @ D``; updated in place.
+    usage : int array of shape (n_atoms,)
+        Users of each atom in the sweep.
+    threshold : float
+        Duplicate threshold on |<d_j, d_k>|.
+    x_norms : array of shape (n_signals,)
+        Squared norms of the signals.
+    replacement : {"residual", "signal"}
+
+    Returns
+    -------
+    n_dead, n_duplicate : int
+    signal_errors : array of shape (n_signals,)
+        Squared residual norm of every signal afterwards.
+    """
+    xp = namespace(X, D, residual)
+    indices, values, counts = codes.indices, codes.values, codes.counts
+    dead = xp.flatnonzero(usage == 0)
+    # Atom k duplicates an earlier atom j < k (the earlier one is kept); dead atoms are
+    # replaced as dead ones.
+    coherent = (xp.tril(xp.abs(xp.gram(D)), -1) > threshold).any(1)
+    coherent[dead] = False
+    duplicate = xp.flatnonzero(coherent)
+    replace = xp.concat([dead, duplicate])
+    # The replacements are chosen before the duplicates' codes are dropped: afterwards the
+    # largest residuals would be those dropped terms, i.e. the duplicates themselves.
+    sources = replacement_atoms(X, residual, x_norms, int(replace.shape[0]), replacement)
+    if duplicate.shape[0]:
+        hit = xp.isin(indices, duplicate)
+        rows, slots = xp.nonzero(hit)
+        # Slot by slot, so that a signal that used several duplicates gets each term added
+        # (within one slot the rows are distinct), in slot order as a scatter-add would.
+        for j in range(indices.shape[1]):
+            r = xp.flatnonzero(hit[:, j])
+            if r.shape[0]:
+                residual[r] += values[r, j][:, None] * D[xp.index(indices[r, j])]
+        values[rows, slots] = 0
+        indices[rows, slots] = -1
+        counts -= xp.astype(hit.sum(1), xp.numpy_dtype(counts))
+        # Keep the compact layout: a row's atoms first, the -1 padding last.
+        touched = xp.unique_values(rows)
+        order = xp.argsort(indices[touched] < 0, axis=1, stable=True)
+        indices[touched] = xp.take_along_axis(indices[touched], order, 1)
+        values[touched] = xp.take_along_axis(values[touched], order, 1)
+    D[replace[:sources.shape[0]]] = sources
+    return int(dead.shape[0]), int(duplicate.shape[0]), xp.row_norms_sq(residual)
+
+
+def replacement_atoms(X: Any, residual: Any, x_norms: Any, count: int, replacement: str) -> Any:
+    """Up to `count` unit-norm replacement atoms from the worst-represented signals (largest
+    residual norm first, each signal once, zero residuals and zero signals skipped)."""
+    if count == 0:
+        return X[:0]
+    xp = namespace(X, residual)
+    errors = xp.row_norms_sq(residual)
+    candidates = xp.where(x_norms > 0, errors, -1.0)  # a zero signal cannot be an atom
+    worst = xp.top_k(candidates, min(count, candidates.shape[0]))
+    worst = worst[candidates[worst] > 0]
+    if replacement == "residual":
+        return residual[worst] / xp.sqrt(errors[worst])[:, None]
+    return X[worst] / xp.sqrt(x_norms[worst])[:, None]
