@@ -133,7 +133,7 @@ def _wrap(result: Any) -> Any:
     return result
 
 
-# --- the fake cupy module -----------------------------------------------------------------------
+# --- the fake cupy module ------------------------------------------------------------------------
 
 class _Device:
     def __init__(self, index: int = 0):
@@ -223,7 +223,7 @@ def _make_cupy() -> types.ModuleType:
 
 cupy = _make_cupy()
 
-# --- rebuilding arrays from raw launch arguments --------------------------------------------------
+# --- rebuilding arrays from raw launch arguments -------------------------------------------------
 
 _CTYPES = {"float32": ctypes.c_float, "float64": ctypes.c_double, "int32": ctypes.c_int32,
            "int64": ctypes.c_int64, "int8": ctypes.c_int8, "bool": ctypes.c_uint8,
@@ -281,7 +281,7 @@ def _grid_count(length: int, patch: int, step: int) -> int:
     return n + (0 if (n - 1) * step == length - patch else 1)
 
 
-# --- the _cuda stand-in ----------------------------------------------------------------------------
+# --- the _cuda stand-in --------------------------------------------------------------------------
 
 _OMP_CUDA_ONLY = ("ws_scalars", "ws_ints", "ws_scalar_stride", "ws_int_stride", "n_warps")
 
@@ -450,7 +450,7 @@ class HostCuda:
         residual[...] = residual_c
 
 
-# --- guarding the host kernels against device memory ------------------------------------------------
+# --- guarding the host kernels against device memory ---------------------------------------------
 
 _HOST_KERNELS = {name: getattr(_core, name) for name in
                  ("omp_batch", "ksvd_sweep", "extract_patches", "aggregate_patches", "gram")

@@ -245,14 +245,9 @@ class DeviceContext:
 
             return torch.empty(shape, dtype=getattr(torch, dtype.name),
                                device=f"cuda:{self.device}")
-        if self.framework == "cupy":
-            import cupy
-
-            with cupy.cuda.Device(self.device):
-                return cupy.empty(shape, dtype=dtype)
-        raise TypeError("outputs can be allocated for torch tensors and CuPy arrays only; "
-                        f"`{next(iter(self.arrays))}` comes from another "
-                        "__cuda_array_interface__ exporter")
+        cupy = framework_module(self)
+        with cupy.cuda.Device(self.device):
+            return cupy.empty(shape, dtype=dtype)
 
     def to_device(self, host: np.ndarray):
         """An explicit copy of a small host array (indices, positions) to the device."""
@@ -376,7 +371,11 @@ def placement(named: dict[str, Any]) -> Placement:
 
 def framework_module(ctx: DeviceContext):
     """The framework's module (torch or cupy), already imported by the caller's arrays."""
-    return sys.modules["torch" if ctx.framework == "torch" else "cupy"]
+    if ctx.framework not in ("torch", "cupy"):
+        raise TypeError("outputs can be allocated for torch tensors and CuPy arrays only; "
+                        f"`{next(iter(ctx.arrays))}` comes from another "
+                        "__cuda_array_interface__ exporter")
+    return sys.modules[ctx.framework]
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ non-contiguous inputs of masked OMP (copied a bounded chunk at a time, never who
 from __future__ import annotations
 
 import gc
-import re
 import tracemalloc
 
 import numpy as np
@@ -128,20 +127,20 @@ def test_misaligned_ksvd():
     np.testing.assert_array_equal(got[2], want[2])
 
 
-# --- masked OMP on non-contiguous inputs: bounded copies ------------------------------------------
+# --- masked OMP on non-contiguous inputs: bounded copies -------------------------------------
 
 N_FEATURES = 64
 
 
-def _peak_extra(call) -> int:
-    """Peak bytes allocated (numpy's allocations are traced) during `call`, above what was
-    allocated before it; the result is kept alive until the measurement ends."""
+def _peak_extra(call, *args) -> int:
+    """Peak bytes allocated (numpy's allocations are traced) during ``call(*args)``, above
+    what was allocated before it; the result is kept alive until the measurement ends."""
     gc.collect()
     tracemalloc.start()
     try:
         before, _ = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
-        result = call()
+        result = call(*args)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -169,10 +168,9 @@ def test_masked_non_contiguous_copies_a_bounded_chunk(layout):
     small, large = 10_000, 40_000
     peaks = {}
     for n in (small, large):
-        X, mask = _masked_inputs(n, layout)
-        peaks[n] = _peak_extra(lambda: sf.sparse_encode(X, D, mask=mask, n_nonzero_coefs=1,
-                                                        output="compact", n_jobs=1))
-        del X, mask
+        peaks[n] = _peak_extra(lambda X, mask: sf.sparse_encode(
+            X, D, mask=mask, n_nonzero_coefs=1, output="compact", n_jobs=1),
+            *_masked_inputs(n, layout))
     growth = peaks[large] - peaks[small]
     copy_growth = (large - small) * N_FEATURES * (8 + 1)   # X (float64) and mask (bool)
     output_growth = (large - small) * (4 + 8 + 4 + 1)      # index, value, count, status
