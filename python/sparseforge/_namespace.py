@@ -74,7 +74,25 @@ def namespace(*arrays: Any) -> "NumpyNamespace | TorchNamespace":
     return NUMPY
 
 
-class NumpyNamespace:
+class _SameInEvery:
+    """The methods spelt alike in numpy, CuPy and torch, called on ``self.module``."""
+
+    module: Any
+
+    def sqrt(self, x: Any):
+        return self.module.sqrt(x)
+
+    def abs(self, x: Any):
+        return self.module.abs(x)
+
+    def tril(self, x: Any, k: int = 0):
+        return self.module.tril(x, k)
+
+    def where(self, condition: Any, x: Any, y: Any):
+        return self.module.where(condition, x, y)
+
+
+class NumpyNamespace(_SameInEvery):
     """numpy, or a module with numpy's API (CuPy).
 
     Parameters
@@ -145,18 +163,6 @@ class NumpyNamespace:
         return x
 
     # --- elementwise, searching, sorting ----------------------------------------------------
-    def sqrt(self, x: Any):
-        return self.module.sqrt(x)
-
-    def abs(self, x: Any):
-        return self.module.abs(x)
-
-    def tril(self, x: Any, k: int = 0):
-        return self.module.tril(x, k)
-
-    def where(self, condition: Any, x: Any, y: Any):
-        return self.module.where(condition, x, y)
-
     def concat(self, arrays: Sequence[Any]):
         return self.module.concatenate(list(arrays))
 
@@ -228,7 +234,7 @@ class NumpyNamespace:
 NUMPY = NumpyNamespace(np)
 
 
-class TorchNamespace:
+class TorchNamespace(_SameInEvery):
     """torch tensors on one device (CPU or CUDA)."""
 
     framework = "torch"
@@ -288,18 +294,6 @@ class TorchNamespace:
         return x.long()
 
     # --- elementwise, searching, sorting ----------------------------------------------------
-    def sqrt(self, x: Any):
-        return self.module.sqrt(x)
-
-    def abs(self, x: Any):
-        return self.module.abs(x)
-
-    def tril(self, x: Any, k: int = 0):
-        return self.module.tril(x, k)
-
-    def where(self, condition: Any, x: Any, y: Any):
-        return self.module.where(condition, x, y)
-
     def concat(self, arrays: Sequence[Any]):
         return self.module.cat(list(arrays))
 
