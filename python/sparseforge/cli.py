@@ -1,31 +1,606 @@
-"""Command line: ``sparseforge demo | denoise | inpaint | train | info``."""
+"""Command line: `sparseforge demo | denoise | inpaint | train | info`.
+
+Every path and option is checked before any work. A user mistake (a missing file, a bad
+option value, an output that would overwrite the input, ...) prints one line naming it on
+stderr and exits with status 2, never a traceback; images are read and written with their
+own sample type and channels (see `sparseforge denoise --help`) and an output file is
+never left half-written.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+#: Options only K-SVD uses, per command (their argparse destinations).
+_KSVD_ONLY = {"denoise": ("dictionary", "step"), "inpaint": ("dictionary", "step", "n_iter")}
+#: Options only the learned methods use.
+_LEARNED_ONLY = ("weights", "self_ensemble")
+#: The widest noise level a learned model serves (0-255 scale), restore._inputs.MAX_SIGMA;
+#: repeated here so that choosing a method never imports torch.
+_MAX_LEARNED_SIGMA = 55.0
+_PATCH = 8
 
-def _patches(image: np.ndarray, patch: int):
-    from sklearn.feature_extraction.image import extract_patches_2d
+_IMAGES_HELP = """\
+images:
+  IN keeps its sample type: 8-bit and 16-bit PNG or TIFF are restored on their own scale
+  (0-255, 0-65535); float and other integer images need --range LO,HI, their black and
+  white (e.g. --range 0,1; write --range=-1,1 for a negative LO). OUT has IN's sample
+  type and channels, in the format its extension names (.png .tif .tiff .jpg .jpeg .bmp);
+  a format that cannot hold them (16-bit JPEG, float PNG, alpha in JPEG) is refused
+  before any work. Outputs are clipped to the range.
+colour:
+  each colour channel (R, G, B) is restored on its own, as a grayscale image, with the
+  same sigma (and mask); identical channels are restored once. Alpha is passed through
+  unchanged.
+files:
+  OUT is written to a temporary file in its folder, checked, and renamed into place: it
+  is never left half-written, and an old OUT stays intact if anything fails. OUT may not
+  be IN (or MASK), even through a link, unless --overwrite is given.
+"""
 
-    patches = extract_patches_2d(image, (patch, patch)).reshape(-1, patch * patch)
-    means = patches.mean(axis=1, keepdims=True)
-    return np.ascontiguousarray(patches - means), means
+
+class UsageError(SystemExit):
+    """A mistake in the command (or a failure it names): :func:`main` prints the message on
+    one line of stderr and the process exits with `status` (2: usage, as argparse).
+
+    ``str(error)`` is the message, so ``pytest.raises(SystemExit, match=...)`` matches it.
+
+    Parameters
+    ----------
+    message : str
+    status : int
+        Exit status (2 for user mistakes, 1 for failures such as a full disk).
+    """
+
+    def __init__(self, message: str, status: int = 2):
+        super().__init__(status)
+        self.message = " ".join(str(message).split())
+
+    def __str__(self) -> str:
+        return self.message
 
 
-def _reconstruct(flat: np.ndarray, means: np.ndarray, shape, patch: int) -> np.ndarray:
-    from sklearn.feature_extraction.image import reconstruct_from_patches_2d
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (the usage is one ``--help`` away)."""
 
-    return reconstruct_from_patches_2d((flat + means).reshape(-1, patch, patch), shape)
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _progress() -> bool:
+    """Progress bars on a terminal only (not in logs and pipes)."""
+    return sys.stderr.isatty()
+
+
+def _warn(args: argparse.Namespace, message: str) -> None:
+    print(f"sparseforge {args.command}: warning: {message}", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------------------------
+# Option checks (before any work)
+
+def _check_int(option: str, value: int | None, low: int, high: int | None = None,
+               hint: str = "") -> None:
+    if value is None:
+        return
+    if value < low or (high is not None and value > high):
+        bounds = f"from {low} to {high}" if high is not None else f">= {low}"
+        raise UsageError(f"{option} must be {bounds}{hint}, got {value}")
+
+
+def _check_n_jobs(n_jobs: int | None) -> None:
+    if n_jobs == 0:
+        raise UsageError("--n-jobs must be a thread count >= 1, or negative (-1: all CPUs, "
+                         "-2: all but one), not 0")
+
+
+def _check_sigma(sigma: float, option: str = "--sigma") -> None:
+    if not math.isfinite(sigma) or sigma < 0:
+        raise UsageError(f"{option} must be a finite number >= 0 (the noise's standard "
+                         f"deviation), got {sigma!r}")
+
+
+def _parse_range(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.replace(":", ",").split(","))
+    except ValueError:
+        lo = hi = math.nan
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise UsageError(f"--range must be LO,HI, two finite numbers with LO < HI (e.g. "
+                         f"--range 0,1), got {text!r}")
+    return lo, hi
+
+
+def _check_input_file(path: str, what: str) -> None:
+    if not os.path.exists(path):
+        raise UsageError(f"{what} {path} does not exist")
+    if os.path.isdir(path):
+        raise UsageError(f"{what} {path} is a folder, not a file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{what} {path} cannot be read ({exc.strerror or exc})") from None
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet)
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _check_writable_folder(path: str, what: str, create: bool = False) -> None:
+    """The folder `path` goes in exists (or, with `create`, its nearest existing ancestor)
+    and a file can be created there."""
+    import tempfile
+
+    real = os.path.realpath(path)
+    if os.path.isdir(real):
+        raise UsageError(f"{what} {path} is a folder; give a file name")
+    folder = os.path.dirname(real)
+    if create:
+        while folder and not os.path.exists(folder):
+            folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise UsageError(f"{what} {path}: the folder {os.path.dirname(real)} does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".sparseforge-probe-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: cannot write in {folder} "
+                         f"({exc.strerror or exc})") from None
+    if os.path.exists(real) and not os.access(real, os.W_OK):
+        raise UsageError(f"{what} {path} exists and is read-only")
+
+
+def _check_output(path: str, sources: dict[str, str], overwrite: bool) -> None:
+    """OUT: a known extension, a writable folder, not one of the inputs (unless
+    `overwrite`)."""
+    from ._imageio import ImageError, output_format
+
+    if os.path.isdir(path):
+        raise UsageError(f"OUT {path} is a folder; give a file name")
+    try:
+        output_format(path)
+    except ImageError as exc:
+        raise UsageError(str(exc)) from None
+    _check_writable_folder(path, "OUT")
+    for what, source in sources.items():
+        if _same_file(path, source) and not overwrite:
+            raise UsageError(f"OUT {path} is {what} {source}; sparseforge does not overwrite "
+                             "its input (give another OUT, or --overwrite)")
+
+
+# ----------------------------------------------------------------------------------------------
+# Images
+
+def _read_input(args: argparse.Namespace):
+    """IN as an ImageFile, its value range, and a check that OUT's format holds it."""
+    from ._imageio import ImageError, check_output_format, read_image, value_range
+
+    try:
+        image = read_image(args.input, "IN")
+        vrange = value_range(image, _parse_range(args.range), "IN")
+        check_output_format(args.output, image)
+    except ImageError as exc:
+        raise UsageError(str(exc)) from None
+    h, w = image.shape
+    if h < _PATCH or w < _PATCH:
+        raise UsageError(f"IN {args.input} is {h}x{w}; images must be at least "
+                         f"{_PATCH}x{_PATCH} pixels")
+    lo, hi = vrange
+    channels = [image.channel(c) for c in image.restored_channels]
+    low, high = min(float(c.min()) for c in channels), max(float(c.max()) for c in channels)
+    if args.range is not None and 0 < high - low < 0.02 * (hi - lo):
+        _warn(args, f"IN {args.input}'s values (from {low:g} to {high:g}) use under 2% of "
+                    f"--range {lo:g},{hi:g}; is that the range it is stored in?")
+    return image, vrange
+
+
+def _restore_channels(image, vrange: tuple[float, float],
+                      restore: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """`restore` (0-255 scale, one channel) applied to every colour / data channel of
+    `image`; alpha passed through; the result in the file's sample type."""
+    from ._imageio import from_working_scale, to_working_scale
+
+    out = image.pixels.copy()
+    done: list[tuple[int, np.ndarray]] = []
+    for c in image.restored_channels:
+        channel = image.channel(c)
+        twin = next((r for d, r in done if np.array_equal(image.channel(d), channel)), None)
+        result = twin if twin is not None else from_working_scale(
+            restore(to_working_scale(channel, vrange)), vrange, image.pixels.dtype)
+        done.append((c, result))
+        if out.ndim == 2:
+            out[...] = result
+        else:
+            out[..., c] = result
+    return out
+
+
+def _write_output(path: str, pixels: np.ndarray, like) -> None:
+    from ._imageio import ImageError, write_image
+
+    try:
+        write_image(path, pixels, like)
+    except ImageError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write OUT {path} ({exc.strerror or exc}); it was left as it "
+                         "was", status=1) from None
+
+
+# ----------------------------------------------------------------------------------------------
+# Methods
+
+def _given(args: argparse.Namespace, names) -> list[str]:
+    """The options among `names` the user gave (their defaults are None / False)."""
+    given = [n for n in names if getattr(args, n, None) is not None
+             and getattr(args, n) is not False]
+    return [f"--{n.replace('_', '-')}" for n in given]
+
+
+def _resolve_method(args: argparse.Namespace, task: str) -> None:
+    """Options a method would ignore are refused; with the default method, K-SVD options
+    select K-SVD (:func:`_learned_model` says so)."""
+    ksvd = _given(args, _KSVD_ONLY[task])
+    learned = _given(args, _LEARNED_ONLY)
+    if args.method == "ksvd" and learned:
+        raise UsageError(f"{learned[0]} applies to the learned methods (hybrid, dncnn), "
+                         "not to K-SVD")
+    if args.method in ("hybrid", "dncnn") and ksvd:
+        raise UsageError(f"{ksvd[0]} applies to --method ksvd; the {args.method} restorer's "
+                         "patches, dictionary and rounds are fixed by its weights")
+    if args.method is None and ksvd and learned:
+        raise UsageError(f"{ksvd[0]} is a K-SVD option and {learned[0]} one of the learned "
+                         "methods; choose the method with --method")
+    args.ksvd_options = ksvd if args.method is None else []
+
+
+def _train_hint(method: str, task: str, sigma: float | None) -> str:
+    if task == "inpaint":
+        what = f"--model {method} --task inpaint"
+    else:
+        what = f"--model {method} --sigma {sigma:g}"
+    return (f"train them with `sparseforge train {what} --seconds 1800 --out weights.pt`, "
+            "then pass --weights weights.pt")
+
+
+def _load_weights(path: str) -> Any:
+    from .restore import load_model
+
+    _check_input_file(path, "--weights")
+    try:
+        return load_model(path)
+    except Exception as exc:  # the user's file: unreadable or not ours  # noqa: BLE001
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"--weights {path} is not a sparseforge weights file ({reason}); "
+                         "`sparseforge train` writes them") from None
+
+
+def _learned_model(args: argparse.Namespace, task: str, sigma: float | None):
+    """The learned restorer `args.method` asks for, or None for the classical one.
+
+    ``--method`` unset: the hybrid when torch is installed and weights for this task (and
+    sigma, 0-255 scale) are (shipped, or given with ``--weights``, whose model kind is then
+    used) and no K-SVD option was given, else K-SVD, saying why. An explicit learned
+    method, ``--weights`` or ``--self-ensemble`` that cannot be honoured is an error
+    (:class:`UsageError`), never a silent fallback.
+    """
+    from .restore._registry import pretrained_for
+    from .restore._torch import INSTALL_HINT, torch_available
+
+    method = getattr(args, "method", None)
+    weights = getattr(args, "weights", None)
+    if method == "ksvd":
+        return None
+    insist = [o for o, given in ((f"--method {method}", method), ("--weights", weights),
+                                 ("--self-ensemble", getattr(args, "self_ensemble", False)))
+              if given]
+    wanted = method or "hybrid"
+    if not torch_available():
+        if not insist:
+            print(f"using --method ksvd: the {wanted} restorer needs PyTorch ({INSTALL_HINT})")
+            return None
+        raise UsageError(f"{insist[0]} needs PyTorch, which is not installed; {INSTALL_HINT}")
+    if weights:
+        from .restore.pretrained import model_kind
+
+        model = _load_weights(weights)
+        kind = model_kind(model)
+        if method is None and model.task == task:
+            wanted = kind
+        if kind != wanted or model.task != task:
+            need = (f"--method {wanted} for {task} needs a {wanted} {task} model" if method
+                    else f"`sparseforge {task}` needs a {task} model")
+            raise UsageError(f"--weights {weights} holds a {kind} model for {model.task}; "
+                             f"{need}")
+        if task == "denoise" and sigma is not None:
+            _model_sigma(model, sigma, f"--weights {weights}")
+        return model
+    if task == "denoise" and sigma is not None and sigma > _MAX_LEARNED_SIGMA:
+        message = (f"the learned restorers serve sigma <= {_MAX_LEARNED_SIGMA:g} on the 0-255 "
+                   f"scale, and sigma is {sigma:g} there")
+        if not insist:
+            print(f"using --method ksvd: {message}")
+            return None
+        raise UsageError(f"{message}; use --method ksvd")
+    name = pretrained_for(wanted, task, sigma)
+    if name is None:
+        what = "inpainting" if task == "inpaint" else f"sigma = {sigma:g}"
+        message = (f"no {wanted} weights for {what} are shipped in this build "
+                   f"({_train_hint(wanted, task, sigma)})")
+        if not insist:
+            print(f"using --method ksvd: {message}")
+            return None
+        raise UsageError(message)
+    ksvd_options = getattr(args, "ksvd_options", [])
+    if ksvd_options and not insist:
+        print(f"using --method ksvd: {', '.join(ksvd_options)} "
+              f"{'is a K-SVD option' if len(ksvd_options) == 1 else 'are K-SVD options'} "
+              f"(the {wanted} restorer takes none)")
+        return None
+    from .restore import load_pretrained
+
+    return load_pretrained(name)
+
+
+def _model_sigma(model: Any, sigma: float, source: str) -> float:
+    """`sigma` (0-255 scale) as `model` takes it; refused when outside its range."""
+    lo, hi = model.sigma_range
+    if lo == hi and f"{sigma:g}" == f"{lo:g}":
+        return float(lo)  # round-off of a rescaled sigma
+    if lo - 1e-9 <= sigma <= hi + 1e-9:
+        return sigma
+    served = f"sigma = {lo:g}" if lo == hi else f"sigma from {lo:g} to {hi:g}"
+    raise UsageError(f"sigma = {sigma:g} (0-255 scale) is outside what {source} serves "
+                     f"({served}); use a blind model (`sparseforge train --blind`) or "
+                     "--method ksvd")
+
+
+def _check_self_ensemble(args: argparse.Namespace, model: Any) -> None:
+    if model is None and args.self_ensemble:
+        raise UsageError("--self-ensemble applies to the learned methods (hybrid, dncnn), "
+                         "not to K-SVD")
+
+
+def _threads(n_jobs: int | None) -> int | None:
+    """--n-jobs as a positive thread count for the learned methods (None: torch's)."""
+    from ._validation import check_n_jobs
+
+    return check_n_jobs(n_jobs) or None
+
+
+def _prepare_learned(model: Any, args: argparse.Namespace) -> None:
+    if model is not None and args.n_jobs is not None and hasattr(model, "n_jobs"):
+        model.n_jobs = args.n_jobs  # the native OMP's threads
+
+
+def _check_restore_options(args: argparse.Namespace, task: str) -> None:
+    """The options of denoise / inpaint that need no file."""
+    if task == "denoise":
+        _check_sigma(args.sigma)
+    _check_int("--step", args.step, 1, _PATCH, " (1: every patch; at most the patch size)")
+    _check_n_jobs(args.n_jobs)
+    if task == "inpaint":
+        _check_int("--n-iter", args.n_iter, 0)
+    _parse_range(args.range)
+    _resolve_method(args, task)
+
+
+def _scale_note(sigma255: float, vrange: tuple[float, float]) -> str:
+    return "" if vrange == (0.0, 255.0) else f" = {sigma255:.4g} on the 0-255 scale"
+
+
+# ----------------------------------------------------------------------------------------------
+# Commands
+
+def denoise(args: argparse.Namespace) -> int:
+    """Denoise an image file: the hybrid restorer, DnCNN, or K-SVD sparse coding."""
+    _check_restore_options(args, "denoise")
+    _check_input_file(args.input, "IN")
+    if args.weights is not None:
+        _check_input_file(args.weights, "--weights")
+    _check_output(args.output, {"IN": args.input}, args.overwrite)
+    image, vrange = _read_input(args)
+    lo, hi = vrange
+    if args.sigma > hi - lo:
+        raise UsageError(f"--sigma {args.sigma:g} is more than IN's whole range ({lo:g} to "
+                         f"{hi:g}); sigma is in the image's own units (0-255 for 8-bit, "
+                         "0-65535 for 16-bit, the --range of a float image)")
+    sigma255 = args.sigma * 255.0 / (hi - lo)
+    if args.sigma == 0:  # nothing to remove, whatever the method: only --weights is checked
+        model = _learned_model(args, "denoise", None) if args.weights else None
+    else:
+        model = _learned_model(args, "denoise", sigma255)
+        _check_self_ensemble(args, model)
+        if model is not None:
+            sigma255 = _model_sigma(model, sigma255, "this model")
+    _prepare_learned(model, args)
+    start = time.perf_counter()
+    if args.sigma == 0:
+        out, how = image.pixels.copy(), "no noise: the pixels are copied"
+    elif model is None:
+        from .restore import denoise_ksvd
+
+        dictionary, step = args.dictionary or "universal", args.step or 1
+        out = _restore_channels(image, vrange, lambda x: denoise_ksvd(
+            x, sigma255, dictionary=dictionary, step=step, n_jobs=args.n_jobs,
+            verbose=_progress()))
+        how = f"K-SVD, {dictionary} dictionary"
+    else:
+        from .restore import restore_image
+
+        threads = _threads(args.n_jobs)
+        out = _restore_channels(image, vrange, lambda x: restore_image(
+            model, x, sigma=sigma255, threads=threads, self_ensemble=args.self_ensemble))
+        how = type(model).__name__ + (" x8" if args.self_ensemble else "")
+    _write_output(args.output, out, image)
+    print(f"denoised {args.input} ({image.describe()}, sigma={args.sigma:g}"
+          f"{_scale_note(sigma255, vrange)}, {how}) in "
+          f"{time.perf_counter() - start:.2f} s -> {args.output}")
+    return 0
+
+
+def inpaint(args: argparse.Namespace) -> int:
+    """Fill in the pixels where MASK is black."""
+    from ._imageio import ImageError, read_mask
+
+    _check_restore_options(args, "inpaint")
+    _check_input_file(args.input, "IN")
+    _check_input_file(args.mask, "MASK")
+    if args.weights is not None:
+        _check_input_file(args.weights, "--weights")
+    _check_output(args.output, {"IN": args.input, "MASK": args.mask}, args.overwrite)
+    image, vrange = _read_input(args)
+    try:
+        mask, warning = read_mask(args.mask, image.shape, "MASK")
+    except ImageError as exc:
+        raise UsageError(str(exc)) from None
+    if warning:
+        _warn(args, warning)
+    model = _learned_model(args, "inpaint", None)
+    _check_self_ensemble(args, model)
+    _prepare_learned(model, args)
+    start = time.perf_counter()
+    if mask.all():
+        out, how = image.pixels.copy(), "no pixel is missing: the pixels are copied"
+    elif model is None:
+        from .restore import inpaint_ksvd
+
+        dictionary, step = args.dictionary or "universal", args.step or 1
+        n_iter = 10 if args.n_iter is None else args.n_iter
+        out = _restore_channels(image, vrange, lambda x: inpaint_ksvd(
+            x, mask, dictionary=dictionary, step=step, n_iter=n_iter, n_jobs=args.n_jobs,
+            verbose=_progress()))
+        how = f"K-SVD, {dictionary} dictionary, {n_iter} rounds"
+    else:
+        from .restore import restore_image
+
+        threads = _threads(args.n_jobs)
+        out = _restore_channels(image, vrange, lambda x: restore_image(
+            model, x, mask=mask, threads=threads, self_ensemble=args.self_ensemble))
+        how = type(model).__name__ + (" x8" if args.self_ensemble else "")
+    for c in image.restored_channels:  # observed pixels exactly as given
+        source, target = image.channel(c), (out if out.ndim == 2 else out[..., c])
+        target[mask] = source[mask]
+    _write_output(args.output, out, image)
+    print(f"inpainted {int((~mask).sum()):,} missing pixels of {args.input} "
+          f"({image.describe()}, {how}) in {time.perf_counter() - start:.2f} s -> "
+          f"{args.output}")
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    """Train a learned restorer (sparseforge.restore.train) and write its weights."""
+    from .restore._torch import INSTALL_HINT, torch_available
+
+    if not torch_available():
+        raise UsageError(f"`sparseforge train` needs PyTorch, which is not installed; "
+                         f"{INSTALL_HINT}")
+    _check_train_options(args)
+    from .restore import train as run
+
+    config = {k: v for k, v in (("depth", args.depth), ("width", args.width),
+                                ("channels", args.channels), ("max_atoms", args.max_atoms))
+              if v is not None}
+    sigma = 25.0 if args.sigma is None else args.sigma
+    sigma_range = (0.0, _MAX_LEARNED_SIGMA) if args.blind else (sigma, sigma)
+    if args.resume and not os.path.isfile(args.checkpoint):
+        print(f"no checkpoint at {args.checkpoint} yet: starting from step 0")
+    result = run(args.model, task=args.task, sigma_range=sigma_range, model_config=config,
+                 train_dir=args.train_dir, val_dir=args.val_dir, crop_size=args.crop,
+                 batch_size=args.batch, max_steps=args.steps, max_seconds=args.seconds,
+                 seed=args.seed, val_every=args.val_every, checkpoint=args.checkpoint,
+                 resume=args.resume, output=args.out, threads=args.threads, lr=args.lr)
+    last = result.history[-1] if result.history else {}
+    print(f"trained {args.model} ({args.task}) for {result.steps} steps, "
+          f"{result.train_seconds:.0f} s; validation PSNR {last.get('val_psnr', float('nan')):.2f}"
+          f" dB -> {args.out}")
+    return 0
+
+
+def _check_train_options(args: argparse.Namespace) -> None:
+    if args.steps is None and args.seconds is None:
+        raise UsageError("give a training budget: --steps N, --seconds S or both")
+    _check_int("--steps", args.steps, 1)
+    if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise UsageError(f"--seconds must be a finite number > 0, got {args.seconds!r}")
+    _check_int("--crop", args.crop, _PATCH)
+    _check_int("--batch", args.batch, 1)
+    _check_int("--val-every", args.val_every, 1)
+    _check_int("--threads", args.threads, 1)
+    for option in ("depth", "width", "channels", "max_atoms"):
+        _check_int(f"--{option.replace('_', '-')}", getattr(args, option), 1)
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise UsageError(f"--lr must be a finite number > 0, got {args.lr!r}")
+    if args.model != "hybrid" and args.task != "denoise":
+        raise UsageError(f"--model {args.model} denoises only; use --model hybrid for "
+                         f"--task {args.task}")
+    if args.model == "dncnn":
+        given = _given(args, ("channels", "max_atoms"))
+        if given:
+            raise UsageError(f"{given[0]} is a hybrid option; --model dncnn takes --depth and "
+                             "--width")
+    if args.task == "inpaint":
+        given = _given(args, ("sigma", "blind", "max_atoms"))
+        if given:
+            raise UsageError(f"{given[0]} applies to denoising, not to --task inpaint")
+    if args.sigma is not None:
+        if args.blind:
+            raise UsageError("--sigma and --blind exclude each other (--blind trains for "
+                             f"sigma from 0 to {_MAX_LEARNED_SIGMA:g})")
+        _check_sigma(args.sigma)
+        if args.sigma > _MAX_LEARNED_SIGMA:
+            raise UsageError(f"--sigma must be at most {_MAX_LEARNED_SIGMA:g} (0-255 scale) "
+                             f"for the learned restorers, got {args.sigma:g}")
+    if args.resume and args.checkpoint is None:
+        raise UsageError("--resume needs --checkpoint FILE (the run to continue)")
+    for option, folder in (("--train-dir", args.train_dir), ("--val-dir", args.val_dir)):
+        if folder and not os.path.isdir(folder):
+            raise UsageError(f"{option} {folder} is not a folder")
+    if args.train_dir is None or args.val_dir is None:
+        from .restore.training import default_data_dir
+
+        try:
+            default_data_dir()
+        except FileNotFoundError as exc:
+            raise UsageError(f"{exc} (or pass --train-dir and --val-dir)") from None
+    if args.checkpoint is not None:
+        if args.resume and os.path.exists(args.checkpoint):
+            _check_input_file(args.checkpoint, "--checkpoint")
+        _check_writable_folder(args.checkpoint, "--checkpoint", create=True)
+    _check_writable_folder(args.out, "--out", create=True)
 
 
 def demo(args: argparse.Namespace) -> int:
     """Sparse-code every 8x8 patch of the shipped image over the universal dictionary."""
+    for k in args.sparsities:
+        _check_int("--sparsities", k, 1, _PATCH * _PATCH, " (atoms per 8x8 patch)")
+    _check_n_jobs(args.n_jobs)
+    _check_int("--sklearn-subset", args.sklearn_subset, 1)
+    _check_sigma(args.sigma)
+    if args.sigma > 255:
+        raise UsageError(f"--sigma must be at most 255 (the image is 8-bit), got {args.sigma:g}")
+    if args.out:
+        from ._imageio import ImageError, output_format
+
+        try:
+            output_format(args.out, "--out")
+        except ImageError as exc:
+            raise UsageError(str(exc)) from None
+        _check_writable_folder(args.out, "--out")
+
     from skimage.metrics import peak_signal_noise_ratio
 
     import sparseforge as sf
@@ -85,144 +660,18 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_gray(path: str) -> np.ndarray:
-    from skimage.color import rgb2gray
-    from skimage.io import imread
+def _patches(image: np.ndarray, patch: int):
+    from sklearn.feature_extraction.image import extract_patches_2d
 
-    image = np.asarray(imread(path))
-    if image.ndim == 3:  # colour: BT.601 luma on the 0-255 scale
-        image = rgb2gray(image[..., :3]) * (255.0 if image.dtype != np.float64 else 1.0)
-    return image.astype(np.float64)
+    patches = extract_patches_2d(image, (patch, patch)).reshape(-1, patch * patch)
+    means = patches.mean(axis=1, keepdims=True)
+    return np.ascontiguousarray(patches - means), means
 
 
-def _write_gray(path: str, image: np.ndarray) -> None:
-    from skimage.io import imsave
+def _reconstruct(flat: np.ndarray, means: np.ndarray, shape, patch: int) -> np.ndarray:
+    from sklearn.feature_extraction.image import reconstruct_from_patches_2d
 
-    imsave(path, np.clip(np.rint(image), 0, 255).astype(np.uint8), check_contrast=False)
-
-
-def _learned_model(args: argparse.Namespace, task: str, sigma: float | None):
-    """The learned restorer `args.method` asks for, or None for the classical one.
-
-    ``--method`` unset: the hybrid when torch is installed and weights for this task (and
-    sigma) are (shipped, or given with ``--weights``), else K-SVD, saying why. An explicit
-    learned method that cannot run is an error (exit message), never a silent fallback.
-    """
-    from .restore._registry import pretrained_for
-    from .restore._torch import INSTALL_HINT, torch_available
-
-    method = args.method
-    if method == "ksvd":
-        return None
-    wanted = method or "hybrid"
-    if not torch_available():
-        if method is None:
-            print(f"using --method ksvd: the {wanted} restorer needs PyTorch ({INSTALL_HINT})")
-            return None
-        raise SystemExit(f"--method {method} needs PyTorch, which is not installed; "
-                         f"{INSTALL_HINT}")
-    from .restore import load_model, load_pretrained
-
-    if args.weights:
-        from .restore.pretrained import model_kind
-
-        model = load_model(args.weights)
-        if model_kind(model) != wanted or model.task != task:
-            raise SystemExit(f"--weights {args.weights} holds a {model_kind(model)} model for "
-                             f"{model.task}; --method {wanted} for {task} needs a "
-                             f"{wanted} {task} model")
-        return model
-    name = pretrained_for(wanted, task, sigma)
-    if name is None:
-        what = "inpainting" if task == "inpaint" else f"sigma = {sigma:g}"
-        message = (f"no {wanted} weights for {what} are shipped in this build (train them with "
-                   "`python scripts/train_hybrid.py`, then pass --weights FILE)")
-        if method is None:
-            print(f"using --method ksvd: {message}")
-            return None
-        raise SystemExit(message)
-    return load_pretrained(name)
-
-
-def _check_self_ensemble(args: argparse.Namespace, model: Any) -> None:
-    if model is None and args.self_ensemble:
-        raise SystemExit("--self-ensemble applies to the learned methods (hybrid, dncnn), "
-                         "not to K-SVD")
-
-
-def denoise(args: argparse.Namespace) -> int:
-    """Denoise an image file: the hybrid restorer, DnCNN, or K-SVD sparse coding."""
-    from .restore import denoise_ksvd
-
-    image = _read_gray(args.input)
-    model = _learned_model(args, "denoise", args.sigma)
-    _check_self_ensemble(args, model)
-    start = time.perf_counter()
-    if model is None:
-        out = denoise_ksvd(image, args.sigma, dictionary=args.dictionary, step=args.step,
-                           n_jobs=args.n_jobs, verbose=True)
-        how = f"K-SVD, {args.dictionary} dictionary"
-    else:
-        from .restore import restore_image
-
-        out = restore_image(model, image, sigma=args.sigma, threads=args.n_jobs,
-                            self_ensemble=args.self_ensemble)
-        how = type(model).__name__ + (" x8" if args.self_ensemble else "")
-    _write_gray(args.output, out)
-    print(f"denoised {args.input} ({image.shape[0]}x{image.shape[1]}, sigma={args.sigma}, "
-          f"{how}) in {time.perf_counter() - start:.2f} s -> {args.output}")
-    return 0
-
-
-def inpaint(args: argparse.Namespace) -> int:
-    """Fill in the pixels where MASK is 0 (black)."""
-    from .restore import inpaint_ksvd
-
-    image = _read_gray(args.input)
-    mask = _read_gray(args.mask) > 0
-    if mask.shape != image.shape:
-        raise SystemExit(f"MASK is {mask.shape[0]}x{mask.shape[1]} but IN is "
-                         f"{image.shape[0]}x{image.shape[1]}")
-    model = _learned_model(args, "inpaint", None)
-    _check_self_ensemble(args, model)
-    start = time.perf_counter()
-    if model is None:
-        out = inpaint_ksvd(image, mask, dictionary=args.dictionary, step=args.step,
-                           n_iter=args.n_iter, n_jobs=args.n_jobs, verbose=True)
-    else:
-        from .restore import restore_image
-
-        out = restore_image(model, image, mask=mask, threads=args.n_jobs,
-                            self_ensemble=args.self_ensemble)
-    _write_gray(args.output, out)
-    print(f"inpainted {int((~mask).sum()):,} missing pixels of {args.input} in "
-          f"{time.perf_counter() - start:.2f} s -> {args.output}")
-    return 0
-
-
-def train(args: argparse.Namespace) -> int:
-    """Train a learned restorer (sparseforge.restore.train) and write its weights."""
-    from .restore._torch import require_torch
-
-    require_torch("`sparseforge train`")
-    from .restore import train as run
-
-    config = {k: v for k, v in (("depth", args.depth), ("width", args.width),
-                                ("channels", args.channels), ("max_atoms", args.max_atoms))
-              if v is not None}
-    if args.model == "dncnn":
-        config = {k: v for k, v in config.items() if k in ("depth", "width")}
-    sigma_range = (0.0, 55.0) if args.blind else (args.sigma, args.sigma)
-    result = run(args.model, task=args.task, sigma_range=sigma_range, model_config=config,
-                 train_dir=args.train_dir, val_dir=args.val_dir, crop_size=args.crop,
-                 batch_size=args.batch, max_steps=args.steps, max_seconds=args.seconds,
-                 seed=args.seed, val_every=args.val_every, checkpoint=args.checkpoint,
-                 resume=args.resume, output=args.out, threads=args.threads, lr=args.lr)
-    last = result.history[-1] if result.history else {}
-    print(f"trained {args.model} ({args.task}) for {result.steps} steps, "
-          f"{result.train_seconds:.0f} s; validation PSNR {last.get('val_psnr', float('nan')):.2f}"
-          f" dB -> {args.out}")
-    return 0
+    return reconstruct_from_patches_2d((flat + means).reshape(-1, patch, patch), shape)
 
 
 def _denoise_demo(args: argparse.Namespace) -> None:
@@ -231,6 +680,7 @@ def _denoise_demo(args: argparse.Namespace) -> None:
     from skimage.metrics import peak_signal_noise_ratio
 
     import sparseforge as sf
+    from ._imageio import ImageFile
     from .restore import denoise_ksvd
 
     def psnr(image: np.ndarray) -> float:
@@ -251,7 +701,7 @@ def _denoise_demo(args: argparse.Namespace) -> None:
         from .restore import restore_image
 
         start = time.perf_counter()
-        restored = restore_image(hybrid, noisy, sigma=args.sigma, threads=args.n_jobs)
+        restored = restore_image(hybrid, noisy, sigma=args.sigma, threads=_threads(args.n_jobs))
         panels.append(("hybrid", restored))
         print(f"  hybrid OMP codes + CNN        {psnr(restored):.2f} dB  "
               f"{time.perf_counter() - start:.2f} s")
@@ -259,24 +709,69 @@ def _denoise_demo(args: argparse.Namespace) -> None:
     if args.out:
         gap = np.full((clean.shape[0], 8), 255.0)
         tiles = [t for _, image in panels for t in (image, gap)][:-1]
-        _write_gray(args.out, np.hstack(tiles))
+        strip = np.clip(np.rint(np.hstack(tiles)), 0, 255).astype(np.uint8)
+        _write_output(args.out, strip, ImageFile(strip, "PNG", name=args.out))
         print(f"wrote {args.out} ({' | '.join(name for name, _ in panels)})")
 
 
 def info(args: argparse.Namespace) -> int:
+    """Print the version, the build, PyTorch, the shipped weights and the threads."""
     del args
-    import sparseforge as sf
+    from importlib.metadata import PackageNotFoundError, version
 
+    import sparseforge as sf
+    from .restore._registry import PRETRAINED, pretrained_path
+    from .restore._torch import INSTALL_HINT, torch_available
+
+    build = sf.build_info()
+    print(f"sparseforge {sf.__version__}")
     sf.show_config()
+    if torch_available():
+        try:
+            torch = f"{version('torch')} (learned restorers available)"
+        except PackageNotFoundError:
+            torch = "installed (version unknown)"
+    else:
+        torch = f"not installed (no learned restorers; {INSTALL_HINT})"
+    print(f"torch              : {torch}")
+    print(f"threads            : {build['openmp_max_threads']} (the OpenMP default; "
+          f"OMP_NUM_THREADS or --n-jobs change it), {build['openmp_num_procs']} CPU(s)")
+    print("shipped weights    :")
+    for name, what in PRETRAINED.items():
+        path = pretrained_path(name)
+        state = (f"{path.stat().st_size / 1e6:.1f} MB" if path.is_file()
+                 else "not shipped in this build")
+        print(f"  {name:<22}: {what} [{state}]")
+    libs = []
+    for package in ("scikit-image", "imageio", "tifffile", "pillow"):
+        try:
+            libs.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            libs.append(f"{package} not installed")
+    print(f"image I/O          : {', '.join(libs)}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sparseforge", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+# ----------------------------------------------------------------------------------------------
+# Parser
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``sparseforge`` argument parser (its errors are one line, status 2).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
+    from . import __version__
+
+    parser = _Parser(prog="sparseforge", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"sparseforge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p_demo = sub.add_parser("demo", help="sparse-code the patches of the shipped image")
     p_demo.add_argument("--sparsities", type=int, nargs="+", default=[1, 2, 4, 8, 16])
-    p_demo.add_argument("--n-jobs", type=int, default=None, help="threads (default: all)")
+    p_demo.add_argument("--n-jobs", type=int, default=None, metavar="N",
+                        help="threads (default: the OpenMP default)")
     p_demo.add_argument("--float32", action="store_true", help="code in float32")
     p_demo.add_argument("--dictionary", choices=["universal", "dct"], default="universal")
     p_demo.add_argument("--no-sklearn", action="store_true", help="skip scikit-learn")
@@ -284,50 +779,69 @@ def main(argv: list[str] | None = None) -> int:
                         help="patches scikit-learn codes (it is slow)")
     p_demo.add_argument("--sigma", type=float, default=25.0, help="noise for the denoising demo")
     p_demo.add_argument("--out", default="sparseforge_demo.png",
-                        help="side-by-side PNG (empty: none)")
+                        help="side-by-side image (empty: none)")
     p_demo.set_defaults(func=demo)
     for name, func, helptext in (("denoise", denoise,
                                   "denoise an image (hybrid OMP + CNN, DnCNN, or K-SVD)"),
                                  ("inpaint", inpaint,
                                   "fill in missing pixels (hybrid, or masked OMP + rounds)")):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("input", metavar="IN")
+        p = sub.add_parser(name, help=helptext, description=helptext, epilog=_IMAGES_HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("input", metavar="IN", help="image to restore")
         if name == "inpaint":
-            p.add_argument("mask", metavar="MASK", help="image: nonzero = observed pixel")
-        p.add_argument("output", metavar="OUT")
+            p.add_argument("mask", metavar="MASK",
+                           help="image of IN's size: white (above half its range) = observed, "
+                                "black = missing; 0/1 masks work too; a mask that is not "
+                                "black and white (a JPEG) is thresholded, with a warning")
+        p.add_argument("output", metavar="OUT", help="restored image to write")
         methods = ["hybrid", "ksvd", "dncnn"] if name == "denoise" else ["hybrid", "ksvd"]
         p.add_argument("--method", choices=methods, default=None,
-                       help="default: hybrid when PyTorch and its weights are installed, "
-                            "else ksvd")
-        p.add_argument("--weights", default=None,
-                       help="weights file of a learned method (default: the shipped ones)")
+                       help="default: hybrid when PyTorch and its weights are installed "
+                            "(K-SVD when a K-SVD option is given), else ksvd")
+        p.add_argument("--weights", default=None, metavar="FILE",
+                       help="learned methods: weights file (default: the shipped ones)")
         p.add_argument("--self-ensemble", action="store_true",
                        help="learned methods: average over the 8 flips/rotations (8x time)")
         if name == "denoise":
             p.add_argument("--sigma", type=float, required=True,
-                           help="noise standard deviation, 0-255 scale")
+                           help="noise standard deviation in IN's own units: 0-255 for "
+                                "8-bit, 0-65535 for 16-bit, the --range of float images "
+                                "(0: no noise, OUT has IN's pixels)")
             p.add_argument("--dictionary", choices=["universal", "dct", "adaptive"],
-                           default="universal", help="K-SVD dictionary")
+                           default=None, help="K-SVD: dictionary (default universal)")
         else:
-            p.add_argument("--dictionary", choices=["universal", "dct"], default="universal")
-            p.add_argument("--n-iter", type=int, default=10,
-                           help="K-SVD: refinement rounds after the masked pass (0: none)")
-        p.add_argument("--step", type=int, default=1, help="K-SVD patch step (1: all patches)")
-        p.add_argument("--n-jobs", type=int, default=None)
+            p.add_argument("--dictionary", choices=["universal", "dct"], default=None,
+                           help="K-SVD: dictionary (default universal)")
+            p.add_argument("--n-iter", type=int, default=None, metavar="N",
+                           help="K-SVD: refinement rounds after the masked pass (default 10; "
+                                "0: none)")
+        p.add_argument("--step", type=int, default=None, metavar="N",
+                       help="K-SVD: patch step, 1-8 (default 1: every patch)")
+        p.add_argument("--n-jobs", type=int, default=None, metavar="N",
+                       help="threads (default: the OpenMP default; -1: all CPUs)")
+        p.add_argument("--range", default=None, metavar="LO,HI",
+                       help="black and white of IN's samples; required for float images "
+                            "(e.g. 0,1), optional for 8/16-bit (e.g. 0,4095 for 12-bit data "
+                            "in 16-bit files)")
+        p.add_argument("--overwrite", action="store_true",
+                       help="allow OUT to be IN (or MASK): replace it")
         p.set_defaults(func=func)
     p_train = sub.add_parser("train", help="train a learned restorer (needs PyTorch)")
     p_train.add_argument("--model", choices=["hybrid", "dncnn", "dncnn-matched"],
                          default="hybrid")
     p_train.add_argument("--task", choices=["denoise", "inpaint"], default="denoise")
-    p_train.add_argument("--sigma", type=float, default=25.0, help="fixed noise level")
+    p_train.add_argument("--sigma", type=float, default=None,
+                         help="fixed noise level, 0-255 scale (default 25)")
     p_train.add_argument("--blind", action="store_true", help="sigma uniform in [0, 55]")
     p_train.add_argument("--steps", type=int, default=None, help="step budget")
     p_train.add_argument("--seconds", type=float, default=None,
                          help="wall-clock budget of the training steps")
     p_train.add_argument("--crop", type=int, default=40)
     p_train.add_argument("--batch", type=int, default=16)
-    p_train.add_argument("--train-dir", default=None, help="default ../shared/data/Train400")
-    p_train.add_argument("--val-dir", default=None, help="default ../shared/data/Set12")
+    p_train.add_argument("--train-dir", default=None,
+                         help="training images (default $SPARSEFORGE_DATA/Train400)")
+    p_train.add_argument("--val-dir", default=None,
+                         help="validation images (default $SPARSEFORGE_DATA/Set12; '': none)")
     p_train.add_argument("--val-every", type=int, default=500)
     p_train.add_argument("--checkpoint", default=None)
     p_train.add_argument("--resume", action="store_true")
@@ -340,10 +854,45 @@ def main(argv: list[str] | None = None) -> int:
         p_train.add_argument(f"--{option}", type=int, default=None,
                              help="model option (default: the model's)")
     p_train.set_defaults(func=train)
-    p_info = sub.add_parser("info", help="print the build configuration")
+    p_info = sub.add_parser("info", help="print the version, build, PyTorch, shipped weights "
+                                         "and threads")
     p_info.set_defaults(func=info)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``sparseforge`` command line.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    status : int
+        0 on success (130 when interrupted).
+
+    Raises
+    ------
+    SystemExit
+        Status 2 for a user mistake (the message is printed on one line of stderr first),
+        1 when writing the output failed.
+
+    Examples
+    --------
+    >>> main(["--version"])  # doctest: +SKIP
+    sparseforge 0.1.0
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"sparseforge {args.command}: error: {exc}", file=sys.stderr)
+        raise
+    except KeyboardInterrupt:
+        print(f"sparseforge {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ def test_load_pretrained_errors():
         load_pretrained("nope")
     for name in PRETRAINED:
         if not pretrained_path(name).is_file():
-            with pytest.raises(FileNotFoundError, match="scripts/train_hybrid.py"):
+            with pytest.raises(FileNotFoundError, match="`sparseforge train --out"):
                 load_pretrained(name)
 
 

@@ -7,7 +7,8 @@ from importlib import resources
 from pathlib import Path
 
 #: Names :func:`~sparseforge.restore.load_pretrained` knows, with what each is; the files are
-#: ``sparseforge/data/<name>.pt``, written by ``scripts/train_hybrid.py``.
+#: ``sparseforge/data/<name>.pt``, trained with ``sparseforge train`` (the repository's
+#: ``scripts/train_hybrid.py`` records the exact runs).
 PRETRAINED = {
     "hybrid-sigma25": "hybrid restorer, Gaussian noise sigma = 25",
     "hybrid-blind": "hybrid restorer, blind Gaussian noise, sigma in [0, 55]",

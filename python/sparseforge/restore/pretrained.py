@@ -95,7 +95,7 @@ def load_pretrained(name: str) -> Any:
     if not path.is_file():
         raise FileNotFoundError(
             f"the pretrained weights {name!r} ({PRETRAINED[name]}) are not shipped in this "
-            f"build of sparseforge (expected {path}). Train them with `python "
-            f"scripts/train_hybrid.py {name}` (needs ../shared/data/Train400 and Set12), or "
-            f"load your own file with sparseforge.restore.load_model(path)")
+            f"build of sparseforge (expected {path}). Train a model with `sparseforge "
+            f"train --out FILE.pt ...` (see `sparseforge train --help`; needs the Train400 "
+            f"images) and load it with sparseforge.restore.load_model(path)")
     return load_model(path)

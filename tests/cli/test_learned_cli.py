@@ -1,0 +1,118 @@
+"""The learned methods on the command line: 16-bit and colour images reach them on the 0-255
+scale, their weights and sigma are checked before any work, and `sparseforge train` refuses
+options it would ignore."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pytest
+
+import sparseforge as sf
+from sparseforge import _png
+from sparseforge._imageio import ImageFile, read_image, write_image
+from sparseforge.cli import main
+
+torch = pytest.importorskip("torch", reason="the learned restorers need PyTorch")
+
+
+def fails(argv, capsys, match, status=2):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == status
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert re.search(match, lines[0]), lines[0]
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    clean = sf.datasets.load_image("camera")[120:152, 200:232].astype(np.float64)
+    return clean + 25 * np.random.default_rng(0).standard_normal(clean.shape)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from sparseforge.restore import HybridRestorer, save_model
+
+    root = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    denoiser = HybridRestorer(depth=3, width=8, channels=2, n_jobs=1)
+    with torch.no_grad():
+        denoiser.cnn[-1].weight.normal_(0, 0.05)
+    return {"denoise": save_model(denoiser, root / "d.pt"),
+            "inpaint": save_model(HybridRestorer(task="inpaint", depth=3, width=8, channels=2,
+                                                 n_jobs=1), root / "i.pt"),
+            "model": denoiser}
+
+
+def test_16bit_colour_reaches_the_model_on_the_0_255_scale(tmp_path, noisy, models, capsys):
+    from sparseforge.restore import restore_image
+
+    channels = np.clip(np.dstack([noisy, noisy.T, noisy[::-1]]), 0, 255)
+    rgb = np.rint(channels * 257).astype(np.uint16)
+    (tmp_path / "in.png").write_bytes(_png.encode(rgb))
+    assert main(["denoise", str(tmp_path / "in.png"), str(tmp_path / "out.png"),
+                 "--sigma", str(25 * 257), "--weights", str(models["denoise"]),
+                 "--n-jobs", "-1"]) == 0
+    assert "= 25 on the 0-255 scale" in capsys.readouterr().out
+    out = read_image(tmp_path / "out.png")
+    assert out.describe().endswith("RGB, uint16")
+    for c in range(3):
+        expected = restore_image(models["model"], rgb[..., c] / 257.0, sigma=25.0)
+        got = out.pixels[..., c] / 257.0
+        assert np.abs(got - np.clip(expected, 0, 255)).max() < 0.01   # float32 model
+
+
+def test_weights_are_checked_before_any_work(tmp_path, noisy, models, capsys):
+    src = str(tmp_path / "in.png")
+    u8 = np.clip(noisy, 0, 255).astype(np.uint8)
+    write_image(src, u8, ImageFile(u8, "PNG"))
+    out = str(tmp_path / "o.png")
+    (tmp_path / "junk.pt").write_bytes(b"not weights")
+    fails(["denoise", src, out, "--sigma", "25", "--weights", str(tmp_path / "junk.pt")],
+          capsys, "--weights .*junk.pt is not a sparseforge weights file")
+    fails(["denoise", src, out, "--sigma", "25", "--weights", str(models["inpaint"])],
+          capsys, "holds a hybrid model for inpaint; `sparseforge denoise` needs a denoise")
+    fails(["denoise", src, out, "--sigma", "30", "--weights", str(models["denoise"])],
+          capsys, r"sigma = 30 \(0-255 scale\) is outside what --weights .* serves "
+                  r"\(sigma = 25\)")
+    fails(["denoise", src, out, "--sigma", "60", "--method", "hybrid"], capsys,
+          "the learned restorers serve sigma <= 55 .*use --method ksvd")
+    assert sorted(os.listdir(tmp_path)) == ["in.png", "junk.pt"]
+    # the default method falls back to K-SVD above 55, saying so
+    assert main(["denoise", src, out, "--sigma", "60"]) == 0
+    assert "using --method ksvd: the learned restorers serve sigma <= 55" in (
+        capsys.readouterr().out)
+    # --weights alone picks its model's kind
+    assert main(["inpaint", src, src, str(tmp_path / "i.png"), "--weights",
+                 str(models["inpaint"])]) == 0
+
+
+def test_train_refuses_what_it_would_ignore(tmp_path, capsys):
+    out = ["--out", str(tmp_path / "w.pt")]
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    dirs = ["--train-dir", str(folder), "--val-dir", str(folder)]
+    for argv, match in [
+        ([*out, *dirs], "give a training budget"),
+        ([*out, *dirs, "--steps", "0"], "--steps must be >= 1"),
+        ([*out, *dirs, "--steps", "1", "--model", "dncnn", "--task", "inpaint"],
+         "--model dncnn denoises only"),
+        ([*out, *dirs, "--steps", "1", "--model", "dncnn", "--channels", "3"],
+         "--channels is a hybrid option"),
+        ([*out, *dirs, "--steps", "1", "--sigma", "15", "--blind"],
+         "--sigma and --blind exclude each other"),
+        ([*out, *dirs, "--steps", "1", "--task", "inpaint", "--sigma", "15"],
+         "--sigma applies to denoising"),
+        ([*out, *dirs, "--steps", "1", "--sigma", "80"], "--sigma must be at most 55"),
+        ([*out, *dirs, "--steps", "1", "--resume"], "--resume needs --checkpoint"),
+        ([*out, *dirs, "--steps", "1", "--lr", "nan"], "--lr must be a finite number > 0"),
+        ([*out, "--steps", "1", "--train-dir", str(tmp_path / "none")],
+         "--train-dir .* is not a folder"),
+        (["--out", str(tmp_path), *dirs, "--steps", "1"], "is a folder; give a file name"),
+    ]:
+        fails(["train", *argv], capsys, match)
