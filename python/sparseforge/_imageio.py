@@ -195,7 +195,7 @@ def decode_image(data: bytes, name: str = "<image>", what: str = "IN") -> ImageF
         except _png.PNGError as exc:
             raise ImageError(f"{what} {name}: {exc}") from None
         image = _from_layout(pixels, "PNG", name)
-        image.icc_profile = _png_icc_profile(data)
+        image.icc_profile = _png.icc_profile(data)
     else:
         image = _read_pillow(data, name, what)
     if image.pixels.size == 0:
@@ -210,16 +210,6 @@ def _needs_own_png(data: bytes) -> bool:
     except _png.PNGError:
         return False
     return info["bit_depth"] == 16 and info["colour_type"] in (2, 4, 6)
-
-
-def _png_icc_profile(data: bytes) -> bytes | None:
-    import zlib
-
-    with contextlib.suppress(_png.PNGError, zlib.error, ValueError):
-        for kind, payload in _png._chunks(data):
-            if kind == b"iCCP":
-                return zlib.decompress(payload[payload.index(b"\x00") + 2:])
-    return None
 
 
 def _from_layout(pixels: np.ndarray, fmt: str, name: str) -> ImageFile:
