@@ -4,6 +4,10 @@ The classical restorers (:func:`denoise_ksvd`, :func:`inpaint_ksvd`) need only n
 learned ones (:class:`HybridRestorer`, :class:`DnCNN`, :func:`train`, :func:`load_pretrained`,
 ...) need PyTorch and are imported on first use, so ``import sparseforge.restore`` works
 without it; using them without torch raises an ImportError that says how to install it.
+
+Deblurring and super-resolution (:func:`deblur`, :func:`upscale`: plug-and-play HQS with
+FFT data steps, Zeyde et al.'s sparse-coding SR, MATLAB-compatible :func:`imresize`) need
+only numpy/scipy unless a learned prior is chosen.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ from importlib import import_module
 from typing import Any
 
 from .classical import denoise_ksvd, inpaint_ksvd
+from .operators import check_kernel, check_scale, imresize, rgb_to_y
+from .pnp import bicubic_kernel, deblur, upscale
+from .zeyde import load_zeyde, train_zeyde, zeyde_upscale
 
 # Public name -> submodule that defines it (imported lazily: they import torch).
 _LAZY = {
@@ -23,7 +30,9 @@ _LAZY = {
     "available_pretrained": "_registry", "PRETRAINED": "_registry",
 }
 
-__all__ = ["denoise_ksvd", "inpaint_ksvd", *sorted(_LAZY)]
+__all__ = ["bicubic_kernel", "check_kernel", "check_scale", "deblur", "denoise_ksvd",
+           "imresize", "inpaint_ksvd", "load_zeyde", "rgb_to_y", "train_zeyde", "upscale",
+           "zeyde_upscale", *sorted(_LAZY)]
 
 
 def __getattr__(name: str) -> Any:

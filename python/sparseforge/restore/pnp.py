@@ -1,0 +1,278 @@
+"""Plug-and-play deblurring and super-resolution by half-quadratic splitting (IRCNN/DPIR).
+
+For ``y = A x + n`` (A: circular blur, or blur then decimation), HQS alternates
+
+    x_k = argmin_x ||y - A x||^2 + mu_k ||x - z_{k-1}||^2     (closed form, FFT)
+    z_k = denoise(x_k, sigma_k)                                 (the prior)
+
+with ``sigma_k`` falling geometrically from `sigma_max` (49) to the noise level (at least
+`sigma_min`) and ``mu_k = lam * sigma^2 / sigma_k^2`` (lam = 0.23, DPIR's values). Any
+denoiser is a prior: ``"ksvd"`` (:func:`~sparseforge.restore.denoise_ksvd`), ``"hybrid"``
+(the shipped blind hybrid restorer, ``load_pretrained("hybrid-blind")``), ``"cnn"`` (a
+pure-torch blind DnCNN, when its weights are available) or a callable
+``f(image, sigma) -> image``. Images are 2-D float arrays on the 0-255 scale.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable
+
+import numpy as np
+
+from .operators import (check_kernel, check_scale, crop_padding, data_step_deblur,
+                        data_step_sr, imresize, pad_for_fft, psf2otf)
+
+__all__ = ["bicubic_kernel", "deblur", "get_prior", "noise_schedule", "upscale"]
+
+PRIORS = ("hybrid", "ksvd", "cnn")
+UPSCALE_METHODS = ("bicubic", "zeyde", "pnp-hybrid", "pnp-ksvd", "pnp-cnn", "pnp")
+BOUNDARIES = ("taper", "wrap")
+#: Names of pure-torch blind CNN weights the "cnn" prior looks for (package data).
+CNN_WEIGHTS = ("dncnn-matched-blind", "dncnn-blind")
+
+
+def _check_image(image: Any) -> np.ndarray:
+    from .._validation import host_float_array
+
+    return np.ascontiguousarray(host_float_array(image, "image", ndim=2), dtype=np.float64)
+
+
+def _check_sigma(sigma: Any, name: str = "sigma") -> float:
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not np.isfinite(sigma):
+        raise TypeError(f"`{name}` must be a finite real number, got {sigma!r}")
+    if sigma < 0:
+        raise ValueError(f"`{name}` must be non-negative, got {sigma}")
+    return float(sigma)
+
+
+def _check_n_iter(n_iter: Any) -> int:
+    if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral) or n_iter < 1:
+        raise ValueError(f"`n_iter` must be a positive integer, got {n_iter!r}")
+    return int(n_iter)
+
+
+def noise_schedule(sigma: float, n_iter: int, *, sigma_max: float = 49.0,
+                   sigma_min: float = 0.0, lam: float = 0.23) -> tuple[np.ndarray, np.ndarray]:
+    """(denoiser sigmas, data weights mu) of the HQS iterations: sigmas geometric from
+    `sigma_max` down to ``max(sigma, sigma_min)``; ``mu_k = lam * max(sigma, 0.255)^2 /
+    sigma_k^2`` (0.255: DPIR's floor for noise-free data)."""
+    last = max(sigma, sigma_min, 1e-3)
+    first = max(sigma_max, last)
+    sigmas = np.geomspace(first, last, n_iter) if n_iter > 1 else np.array([last])
+    mus = lam * max(sigma, 0.255) ** 2 / sigmas ** 2
+    return sigmas, mus
+
+
+def get_prior(prior: Any, *, threads: int | None = None, **options: Any) -> Callable:
+    """The denoiser ``f(image, sigma) -> image`` for a prior name or callable.
+
+    ``"ksvd"``: :func:`denoise_ksvd` with `options` (default: the universal dictionary,
+    ``step=1``); ``"hybrid"``: the shipped blind hybrid (sigma clipped to its [0, 55]);
+    ``"cnn"``: a pure-torch blind DnCNN from ``options["weights"]`` (a path) or the package
+    data (:data:`CNN_WEIGHTS`), else FileNotFoundError naming the missing weights.
+    """
+    if callable(prior):
+        return prior
+    if prior not in PRIORS:
+        raise ValueError(f"`prior` must be one of {PRIORS} or a callable(image, sigma), got "
+                         f"{prior!r}")
+    if prior == "ksvd":
+        from .classical import denoise_ksvd
+
+        opts = {"dictionary": "universal", "step": 1, **options}
+
+        def ksvd_prior(x, s):
+            return denoise_ksvd(x, float(s), n_jobs=threads, **opts)
+        return ksvd_prior
+    if prior == "hybrid":
+        from .pretrained import load_pretrained
+
+        model = load_pretrained(options.pop("weights", "hybrid-blind"))
+        return _model_prior(model, threads)
+    # "cnn"
+    weights = options.pop("weights", None)
+    from ._registry import PRETRAINED, available_pretrained
+
+    if weights is None:
+        known = [n for n in CNN_WEIGHTS if n in PRETRAINED and n in available_pretrained()]
+        if not known:
+            raise FileNotFoundError(
+                "prior='cnn' needs the pure-torch blind CNN (a DnCNN trained for sigma in "
+                f"[0, 55]): none of the weights {list(CNN_WEIGHTS)} is shipped in this build "
+                "of sparseforge (sparseforge/data/<name>.pt; only "
+                f"{sorted(available_pretrained())} are). Train one with `python "
+                "scripts/train_hybrid.py dncnn-matched-blind` and pass "
+                "prior_options={'weights': path}, or give prior=callable(image, sigma)")
+        from .pretrained import load_pretrained
+
+        model = load_pretrained(known[0])
+    else:
+        from .pretrained import load_model
+
+        model = load_model(weights)
+    return _model_prior(model, threads)
+
+
+def _model_prior(model: Any, threads: int | None) -> Callable:
+    from .hybrid import restore_image
+
+    lo, hi = model.sigma_range
+    if lo == hi:
+        raise ValueError(f"the model serves only sigma = {lo:g}; a PnP prior must be blind "
+                         "(the noise level changes at every iteration)")
+
+    def learned_prior(x, s):
+        return restore_image(model, np.asarray(x, dtype=np.float32),
+                             sigma=float(np.clip(s, lo, hi)), threads=threads
+                             ).astype(np.float64)
+    return learned_prior
+
+
+def _hqs(z0, y_fft_term, otf, prior, sigmas, mus, step, verbose):
+    x = z0
+    it = zip(sigmas, mus)
+    if verbose:
+        from tqdm.auto import tqdm
+        it = tqdm(list(it), desc="HQS", unit="iter")
+    for s, mu in it:
+        x = step(x, y_fft_term, mu)
+        x = prior(x, s)
+    return x
+
+
+def deblur(image: Any, kernel: Any, sigma: float, *, prior: Any = "hybrid", n_iter: int = 8,
+           boundary: str = "taper", sigma_max: float = 49.0, lam: float = 0.23,
+           prior_options: dict | None = None, threads: int | None = None,
+           verbose: bool = False) -> np.ndarray:
+    """Non-blind deblurring by plug-and-play HQS.
+
+    Parameters
+    ----------
+    image : ndarray (H, W)
+        Blurred, noisy image, 0-255 scale.
+    kernel : ndarray (kh, kw)
+        Blur kernel (normalised to sum 1 here); non-negative, not all zero, at most the
+        image's size. The model is ``y = kernel (*) x + noise``, centred at ``(kh//2, kw//2)``.
+    sigma : float
+        Noise standard deviation, 0-255 scale.
+    prior : {"hybrid", "ksvd", "cnn"} or callable(image, sigma) -> image
+    n_iter : int
+        HQS iterations (the denoiser is called `n_iter` times).
+    boundary : {"taper", "wrap"}
+        "taper" (real photographs): the image is extended by reflection by the kernel's size
+        and tapered (:func:`~sparseforge.restore.operators.pad_for_fft`), restored, and
+        cropped. "wrap": the blur is circular (synthetic benchmarks' protocol).
+    sigma_max, lam
+        The schedule (:func:`noise_schedule`).
+    prior_options : dict, optional
+        Keyword arguments of the prior (e.g. ``{"step": 2}`` for "ksvd", ``{"weights":
+        path}`` for "cnn").
+    threads : int, optional
+        Threads for the prior.
+
+    Returns
+    -------
+    restored : ndarray (H, W) float64, not clipped
+    """
+    y = _check_image(image)
+    k = check_kernel(kernel, y.shape)
+    sigma = _check_sigma(sigma)
+    n_iter = _check_n_iter(n_iter)
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"`boundary` must be one of {BOUNDARIES}, got {boundary!r}")
+    denoise = get_prior(prior, threads=threads, **(prior_options or {}))
+    pad = (k.shape[0], k.shape[1]) if boundary == "taper" else (0, 0)
+    yp = pad_for_fft(y, pad) if boundary == "taper" else y
+    otf = psf2otf(k, yp.shape)
+    kty = np.conj(otf) * np.fft.fft2(yp)
+    sigmas, mus = noise_schedule(sigma, n_iter, sigma_max=sigma_max, lam=lam)
+    x = _hqs(yp, kty, otf, denoise, sigmas, mus,
+             lambda z, t, mu: data_step_deblur(z, otf, t, mu), verbose)
+    return crop_padding(x, pad, y.shape) if boundary == "taper" else x
+
+
+def bicubic_kernel(scale: int) -> np.ndarray:
+    """The blur kernel k for which ``blur_decimate(x, k, scale)`` is MATLAB's anti-aliased
+    ``imresize(x, 1/scale, "bicubic")`` away from the borders (separable, sum 1,
+    (4s + 3) x (4s + 3), centred at index 2s + 1)."""
+    s = check_scale(scale)
+    size = 4 * s + 3
+    c = size // 2
+    # LR pixel j is centred on HR coordinate j*s + (s-1)/2; its weight on HR pixel m is
+    # cubic((m - centre)/s)/s, and k[t] multiplies x[j*s + c - t].
+    d = (c - np.arange(size)) - (s - 1) / 2.0
+    ax = np.abs(d / s)
+    w = ((1.5 * ax ** 3 - 2.5 * ax ** 2 + 1) * (ax <= 1)
+         + (-0.5 * ax ** 3 + 2.5 * ax ** 2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2)))
+    w /= w.sum()
+    return np.outer(w, w)
+
+
+def upscale(image: Any, scale: int, *, method: str = "zeyde", prior: Any = None,
+            sigma: float = 0.0, n_iter: int = 8, kernel: Any = None, init: str = "zeyde",
+            boundary: str = "taper", sigma_max: float = 49.0, lam: float = 0.23,
+            prior_options: dict | None = None, threads: int | None = None,
+            verbose: bool = False) -> np.ndarray:
+    """Single-image super-resolution of a 2-D image (0-255 scale) by `scale` (2, 3 or 4).
+
+    Methods: ``"bicubic"`` (MATLAB-compatible); ``"zeyde"`` (sparse coding, Zeyde et al.
+    2010, shipped dictionaries); ``"pnp-hybrid"`` / ``"pnp-ksvd"`` / ``"pnp-cnn"``:
+    plug-and-play HQS with that prior on the model ``y = (k (*) x)[::s, ::s] + noise``, where
+    `kernel` defaults to :func:`bicubic_kernel` (the bicubic down-scaling of the
+    benchmarks), the data step is the closed form of Zhao et al. (2016), and the iterations
+    start from `init` ("zeyde" or "bicubic"); ``"pnp"`` with ``prior=callable``.
+
+    `sigma` is the LR image's noise level (0 for clean bicubic down-scaling; the schedule
+    then ends at `scale`, as DPIR's). Returns float64 (H*scale, W*scale), not clipped.
+    """
+    lr = _check_image(image)
+    s = check_scale(scale)
+    if method not in UPSCALE_METHODS:
+        raise ValueError(f"`method` must be one of {UPSCALE_METHODS}, got {method!r}")
+    if method == "bicubic":
+        return imresize(lr, s)
+    if method == "zeyde":
+        from .zeyde import zeyde_upscale
+
+        return zeyde_upscale(lr, s, n_jobs=threads)
+    sigma = _check_sigma(sigma)
+    n_iter = _check_n_iter(n_iter)
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"`boundary` must be one of {BOUNDARIES}, got {boundary!r}")
+    if init not in ("zeyde", "bicubic"):
+        raise ValueError(f"`init` must be 'zeyde' or 'bicubic', got {init!r}")
+    if method == "pnp":
+        if prior is None:
+            raise ValueError("method='pnp' needs `prior` (a name or a callable)")
+    else:
+        if prior is not None:
+            raise ValueError(f"`prior` is set by method={method!r}; use method='pnp' to "
+                             "give one")
+        prior = method[len("pnp-"):]
+    k = bicubic_kernel(s) if kernel is None else check_kernel(kernel)
+    denoise = get_prior(prior, threads=threads, **(prior_options or {}))
+    pad_lr = (max(4, -(-k.shape[0] // s)), max(4, -(-k.shape[1] // s))) \
+        if boundary == "taper" else (0, 0)
+    yp = pad_for_fft(lr, pad_lr) if boundary == "taper" else lr
+    hr_shape = (yp.shape[0] * s, yp.shape[1] * s)
+    if k.shape[0] > hr_shape[0] or k.shape[1] > hr_shape[1]:
+        raise ValueError(f"`kernel` is {k.shape[0]}x{k.shape[1]}, larger than the "
+                         f"{hr_shape[0]}x{hr_shape[1]} high-resolution image")
+    otf = psf2otf(k, hr_shape)
+    up = np.zeros(hr_shape)
+    up[::s, ::s] = yp
+    sty = np.conj(otf) * np.fft.fft2(up)
+    if init == "zeyde":
+        from .zeyde import zeyde_upscale
+
+        x0 = zeyde_upscale(yp, s, n_jobs=threads)
+    else:
+        x0 = imresize(yp, s)
+    sigmas, mus = noise_schedule(sigma, n_iter, sigma_max=sigma_max, sigma_min=float(s),
+                                 lam=lam)
+    x = _hqs(x0, sty, otf, denoise, sigmas, mus,
+             lambda z, t, mu: data_step_sr(z, otf, t, mu, s), verbose)
+    if boundary == "taper":
+        x = crop_padding(x, (pad_lr[0] * s, pad_lr[1] * s), (lr.shape[0] * s, lr.shape[1] * s))
+    return x
