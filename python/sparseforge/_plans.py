@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils import check_random_state
 
-from ._arrays import ArrayInfo, Placement
-from ._validation import (check_chunk_size, check_choice, check_float, check_int, check_mask,
-                          check_n_jobs, check_n_nonzero_coefs, check_shape, check_signals,
-                          check_tol, default_n_nonzero_coefs, resolve_sparsity)
+from ._arrays import ArrayInfo, Placement, describe, placement
+from ._validation import (check_algorithm, check_bool, check_chunk_size, check_choice,
+                          check_float, check_int, check_mask, check_n_jobs,
+                          check_n_nonzero_coefs, check_omp_ignored, check_positive,
+                          check_precompute, check_shape, check_signals, check_tol,
+                          default_n_nonzero_coefs, resolve_alpha, resolve_sparsity)
 
 OUTPUTS = ("dense", "compact", "scipy")
 # Signals per kernel call in the error-constrained mode, whose padded per-signal buffers are
@@ -28,6 +31,46 @@ TOL_CHUNK = 1 << 16
 # Signals that must be copied to reach a kernel (rows not contiguous, buffer misaligned) are
 # copied this many bytes at a time, so the extra memory never depends on n_samples.
 COPY_CHUNK_BYTES = 1 << 22
+
+
+# ------------------------------------------------------------------- sparse signals
+
+SPARSE_FRAMEWORK = "scipy.sparse"
+
+
+def describe_signals(x: Any, name: str) -> ArrayInfo:
+    """Describe signals that may be a scipy.sparse matrix or array.
+
+    A sparse `x` is held in CSR form (converted from another format in O(nnz), never
+    densified) and described with ``framework="scipy.sparse"`` and no strides: the CPU
+    backend densifies its rows one chunk at a time. Anything else goes to
+    :func:`sparseforge._arrays.describe`.
+    """
+    if x is None or not sp.issparse(x):
+        return describe(x, name)
+    csr = x.tocsr()
+    if csr.ndim != 2:
+        raise ValueError(f"`{name}` must have 2 dimensions, got shape {csr.shape}")
+    return ArrayInfo(obj=csr, name=name, framework=SPARSE_FRAMEWORK, device="cpu", ptr=0,
+                     shape=tuple(int(s) for s in csr.shape), strides=(0, 0),
+                     dtype=csr.dtype, readonly=True, aligned=True)
+
+
+def place_signals(named: dict[str, Any], signals: str = "X") -> Placement:
+    """:func:`sparseforge._arrays.placement`, with the argument `signals` allowed to be a
+    scipy.sparse matrix (host memory only: mixing it with CUDA arrays is refused)."""
+    x = named.get(signals)
+    if x is None or not sp.issparse(x):
+        return placement(named)
+    place = placement({k: v for k, v in named.items() if k != signals})
+    if place.kind != "cpu":
+        other = next(iter(place.infos))
+        raise ValueError(f"`{signals}` is a scipy.sparse matrix (host memory) but `{other}` "
+                         f"runs on the {place.kind!r} backend: pass host (numpy) arrays with "
+                         "a sparse `X` (sparseforge never copies between host and device "
+                         "implicitly)")
+    infos = {signals: describe_signals(x, signals), **place.infos}
+    return Placement(place.kind, infos, place.ctx)
 
 
 @dataclass(frozen=True)
@@ -49,7 +92,8 @@ class OmpPlan:
     gram_given : bool
         A Gram matrix was passed (else the backend forms it).
     copy_rows : bool
-        `X` (and the mask) reach the kernel through chunk-wise contiguous copies.
+        `X` (and the mask) reach the kernel through chunk-wise contiguous copies (always
+        for a scipy.sparse `X`, whose chunks are densified).
     chunk : int
         Signals per kernel call.
     n_threads : int
@@ -101,16 +145,25 @@ def _chunk(n_samples: int, row_bytes: int, tol: float | None, copy_rows: bool,
 
 
 def _needs_copy(info: ArrayInfo) -> bool:
-    return not info.rows_contiguous()
+    return info.framework == SPARSE_FRAMEWORK or not info.rows_contiguous()
 
 
 def plan_sparse_encode(place: Placement, *, algorithm: Any, n_nonzero_coefs: Any, tol: Any,
-                       n_jobs: Any, output: Any, check_input: bool, chunk_size: Any) -> OmpPlan:
-    """Validate :func:`sparseforge.sparse_encode`'s arguments into a plan."""
+                       n_jobs: Any, output: Any, check_input: bool, chunk_size: Any,
+                       alpha: Any = None, copy_cov: Any = True, max_iter: Any = 1000,
+                       verbose: Any = 0, positive: Any = False) -> OmpPlan:
+    """Validate :func:`sparseforge.sparse_encode`'s arguments into a plan.
+
+    scikit-learn's `alpha` is the `tol` of OMP; its `copy_cov`, `max_iter` and `verbose` are
+    validated with scikit-learn's constraints and unused (as scikit-learn does for OMP), and
+    ``positive=True`` raises scikit-learn's ValueError.
+    """
     infos = place.infos
-    if algorithm != "omp":
-        raise ValueError(f"`algorithm` must be 'omp' (sparseforge implements OMP), got "
-                         f"{algorithm!r}")
+    check_algorithm(algorithm)
+    check_positive(positive)
+    check_omp_ignored(copy_cov=copy_cov, max_iter=max_iter, verbose=verbose)
+    check_bool(check_input, "check_input")
+    tol = resolve_alpha(alpha, tol)
     output = check_choice(output, "output", OUTPUTS)
     if output == "scipy" and place.kind != "cpu":
         raise ValueError(f"`output`={output!r} is not available for CUDA arrays (scipy "
@@ -150,12 +203,57 @@ def plan_sparse_encode(place: Placement, *, algorithm: Any, n_nonzero_coefs: Any
                    n_threads, source, bool(check_input))
 
 
+def omp_design_arrays(X: Any, y: Any) -> dict[str, Any]:
+    """The arrays :func:`sparseforge.orthogonal_mp`'s pursuit reads, as views: the targets
+    as signal rows (``y.T``, or ``y[None]`` for one target) and the columns of the design
+    matrix as atoms (``X.T``). Works on numpy, torch and CuPy arrays alike."""
+    return {"X": y[None] if y.ndim == 1 else y.T, "dictionary": X.T}
+
+
+def plan_orthogonal_mp(place: Placement, *, n_nonzero_coefs: Any, tol: Any, precompute: Any,
+                       copy_X: Any, return_path: Any, n_jobs: Any) -> OmpPlan:
+    """Validate :func:`sparseforge.orthogonal_mp`'s arguments into a plan: the columns of
+    `X` (n_samples, n_features) are the atoms, the columns of `y` the signals."""
+    infos = place.infos
+    if check_bool(return_path, "return_path"):
+        raise ValueError("`return_path=True` is not supported by sparseforge; use "
+                         "sklearn.linear_model.orthogonal_mp for coefficient paths")
+    check_precompute(precompute)
+    check_bool(copy_X, "copy_X")
+    n_threads = check_n_jobs(n_jobs)
+    x = check_float(infos["X"], ndim=2)
+    y = check_float(infos["y"], ndim=(1, 2), dtype=x.dtype)
+    n_samples, n_components = x.shape
+    if y.shape[0] != n_samples:
+        raise ValueError(f"`y` has {y.shape[0]} samples but `X` has {n_samples}")
+    if n_components == 0 or n_samples == 0:
+        raise ValueError(f"`X` must have at least one sample and one feature, got shape "
+                         f"{tuple(x.shape)}")
+    views = omp_design_arrays(x.obj, y.obj)
+    signals = describe(views["X"], "y")
+    n_targets = signals.shape[0]
+    if tol is not None:
+        # scikit-learn: `tol` overrides `n_nonzero_coefs`; at most min(n_samples,
+        # n_features) atoms.
+        max_atoms, tol = resolve_sparsity(None, tol, n_samples, n_components)
+    else:
+        if n_nonzero_coefs is None:
+            # scikit-learn's default: 10% of its features (our atoms), at least one.
+            n_nonzero_coefs = default_n_nonzero_coefs(n_components, n_components)
+        max_atoms = check_n_nonzero_coefs(n_nonzero_coefs, n_components)
+    copy_rows = _needs_copy(signals)
+    row_bytes = n_samples * x.dtype.itemsize
+    return OmpPlan(n_targets, n_samples, n_components, max_atoms, tol, x.dtype, "dense",
+                   "signals", False, copy_rows,
+                   _chunk(n_targets, row_bytes, tol, copy_rows, None), n_threads, "y", True)
+
+
 def plan_orthogonal_mp_gram(place: Placement, *, n_nonzero_coefs: Any, tol: Any,
                             norms_squared: Any, return_path: bool, n_jobs: Any) -> OmpPlan:
     """Validate :func:`sparseforge.orthogonal_mp_gram`'s arguments into a plan (the targets
     are the "signals", `Xy` their correlations)."""
     infos = place.infos
-    if return_path:
+    if check_bool(return_path, "return_path"):
         raise ValueError("`return_path=True` is not supported by sparseforge; use "
                          "sklearn.linear_model.orthogonal_mp_gram for coefficient paths")
     n_threads = check_n_jobs(n_jobs)
@@ -197,12 +295,17 @@ class PatchPlan:
     height, width, channels : int
         The image, (H, W, C); a 2-D image has ``gray`` set and C = 1.
     gray : bool
+        The image (extraction) or the patches (aggregation) have no channel axis; the
+        backend adds one of size 1.
     ph, pw, step : int
     positions : ndarray of int64, shape (n_patches, 2)
         Top-left corners (extraction; also the grid of an aggregation). Host memory.
     weighted : bool
         Aggregation with per-patch weights.
     n_threads : int
+    drop_channel : bool
+        The result has no channel axis: patches (n, ph, pw) of an (H, W) or (H, W, 1) image,
+        as scikit-learn returns them; an (H, W) image from 2-D `image_size`.
     """
 
     height: int
@@ -215,6 +318,7 @@ class PatchPlan:
     positions: np.ndarray
     weighted: bool
     n_threads: int
+    drop_channel: bool
 
     @property
     def n_patches(self) -> int:
@@ -291,8 +395,9 @@ def plan_extract(place: Placement, patch_size: Any, *, step: Any, max_patches: A
     ph, pw = check_patch_size(patch_size, shape)
     step = check_step(step, (ph, pw))
     positions = patch_positions(shape, (ph, pw), step, max_patches, random_state)
+    # scikit-learn returns (n, ph, pw) for an (H, W, 1) image too.
     return PatchPlan(shape[0], shape[1], shape[2], gray, ph, pw, step, positions, False,
-                     n_threads)
+                     n_threads, drop_channel=shape[2] == 1)
 
 
 def plan_aggregate(place: Placement, image_size: Any, *, step: Any, n_jobs: Any) -> PatchPlan:
@@ -308,7 +413,12 @@ def plan_aggregate(place: Placement, image_size: Any, *, step: Any, n_jobs: Any)
     if len(size) not in (2, 3):
         raise ValueError(f"`image_size` must be (H, W) or (H, W, C), got {image_size!r}")
     gray = len(shape) == 3
-    if gray != (len(size) == 2):
+    # (n, ph, pw) patches rebuild an (H, W) image, or an (H, W, 1) one: what
+    # extract_patches_2d returns for either.
+    if gray and len(size) == 3 and size[2] != 1:
+        raise ValueError(f"`patches` of shape {shape} have no channel axis but `image_size` "
+                         f"{size} has {size[2]} channels")
+    if not gray and len(size) == 2:
         raise ValueError(f"`patches` of shape {shape} do not match `image_size` {size}")
     if not gray and shape[3] != size[2]:
         raise ValueError(f"`patches` have {shape[3]} channels; `image_size` has {size[2]}")
@@ -324,4 +434,4 @@ def plan_aggregate(place: Placement, image_size: Any, *, step: Any, n_jobs: Any)
                     "(n_patches,)")
     channels = 1 if gray else size[2]
     return PatchPlan(size[0], size[1], channels, gray, ph, pw, step, positions,
-                     weights is not None, n_threads)
+                     weights is not None, n_threads, drop_channel=len(size) == 2)

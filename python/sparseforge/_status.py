@@ -23,11 +23,37 @@ class LinearDependenceWarning(RuntimeWarning):
     A subclass of RuntimeWarning (scikit-learn issues a plain RuntimeWarning with the same
     first sentence), so ``warnings.filterwarnings("ignore", category=RuntimeWarning)`` still
     silences it; filter on this class to silence only it.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> import sparseforge as sf
+    >>> D = np.array([[1.0, 0.0], [1.0, 1e-8]])          # two nearly collinear atoms
+    >>> D /= np.linalg.norm(D, axis=1, keepdims=True)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = sf.sparse_encode(np.array([[1.0, 100.0]]), D, n_nonzero_coefs=2)
+    >>> [w.category.__name__ for w in caught]
+    ['LinearDependenceWarning']
+    >>> str(caught[0].message).startswith("Orthogonal matching pursuit ended prematurely")
+    True
     """
 
 
 class OMPStatus(enum.IntEnum):
-    """Per-signal outcome reported in :attr:`SparseCodes.status`."""
+    """Per-signal outcome reported in :attr:`SparseCodes.status`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import sparseforge as sf
+    >>> D = sf.overcomplete_dct(4, 6)
+    >>> X = np.stack([D[3], np.zeros(16), 2.0 * D[5] + D[9]])
+    >>> codes = sf.sparse_encode(X, D, tol=1e-10, n_nonzero_coefs=1, output="compact")
+    >>> [sf.OMPStatus(s).name for s in codes.status]
+    ['OK', 'OK', 'MAX_ATOMS']
+    """
 
     #: Reached the requested sparsity, or the residual met `tol`.
     OK = 0

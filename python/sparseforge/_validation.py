@@ -73,6 +73,70 @@ def check_n_nonzero_coefs(value: Any, n_components: int, name: str = "n_nonzero_
     return value
 
 
+def check_bool(value: Any, name: str) -> bool:
+    """A bool (numpy bools too), as scikit-learn's "boolean" constraint."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be a bool, got {value!r}")
+    return bool(value)
+
+
+def check_verbose(value: Any) -> int:
+    """scikit-learn's "verbose" constraint: a bool or a non-negative integer."""
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    return check_int(value, "verbose", minimum=0)
+
+
+# scikit-learn's message, verbatim (sklearn.decomposition._dict_learning).
+POSITIVE_OMP_MESSAGE = "Positive constraint not supported for 'omp' coding method."
+
+
+def check_positive(value: Any, name: str = "positive") -> None:
+    """OMP has no positivity constraint: True raises scikit-learn's ValueError."""
+    if check_bool(value, name):
+        raise ValueError(POSITIVE_OMP_MESSAGE)
+
+
+def check_algorithm(value: Any, name: str = "algorithm") -> str:
+    """The coding algorithm: only "omp" (scikit-learn's other names are refused)."""
+    if value != "omp":
+        raise ValueError(f"`{name}` must be 'omp' (sparseforge implements OMP only; "
+                         f"scikit-learn's 'lasso_lars', 'lasso_cd', 'lars' and 'threshold' "
+                         f"are not available), got {value!r}")
+    return value
+
+
+def check_omp_ignored(*, copy_cov: Any = True, max_iter: Any = 1000, verbose: Any = 0,
+                      max_iter_name: str = "max_iter") -> None:
+    """Arguments scikit-learn's sparse_encode accepts and ignores for OMP: validated with
+    its constraints, then unused (sparseforge never modifies its inputs, OMP has no
+    iterations to cap and no progress to print)."""
+    check_bool(copy_cov, "copy_cov")
+    check_int(max_iter, max_iter_name, minimum=0)
+    check_verbose(verbose)
+
+
+def resolve_alpha(alpha: Any, tol: Any) -> Any:
+    """scikit-learn's `alpha` is OMP's `tol` (the maximum squared residual norm): one value,
+    two names. Both given and different is an error."""
+    if alpha is None:
+        return tol
+    if tol is not None and check_tol(tol) != check_tol(alpha, "alpha"):
+        raise ValueError(f"`alpha` ({alpha!r}) and `tol` ({tol!r}) are the same parameter "
+                         "(scikit-learn's name and sparseforge's); pass one of them")
+    return check_tol(alpha, "alpha")
+
+
+def check_precompute(value: Any) -> Any:
+    """orthogonal_mp's `precompute`: a bool or "auto" (the pursuit always works from the
+    Gram matrix; the value changes nothing)."""
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(f"`precompute` must be a bool or 'auto', got {value!r}")
+        return value
+    return check_bool(value, "precompute")
+
+
 def default_n_nonzero_coefs(n_features: int, n_components: int) -> int:
     """THE default sparsity (scikit-learn's rule, 10% of the features, at least one),
     capped at the number of atoms. Used by sparse_encode, orthogonal_mp_gram (whose
@@ -188,7 +252,9 @@ def check_signals(x: ArrayInfo, dictionary: ArrayInfo) -> tuple[int, int, int]:
     n_samples, n_features = x.shape
     n_components = dictionary.shape[0]
     if dictionary.shape[1] != n_features:
-        raise ValueError(f"`{dictionary.name}` has {dictionary.shape[1]} features but "
+        # scikit-learn's sentence first, so code matching its message keeps working.
+        raise ValueError(f"Dictionary and X have different numbers of features: "
+                         f"`{dictionary.name}` has {dictionary.shape[1]} features but "
                          f"`{x.name}` has {n_features}")
     if n_components == 0 or n_features == 0:
         raise ValueError(f"`{dictionary.name}` must have at least one atom and one feature, "
@@ -256,10 +322,65 @@ def host_float_array(x: Any, name: str, *, ndim: tuple[int, ...] | int,
     return info.obj
 
 
-def check_signals_for(X: Any, components: np.ndarray, name: str = "X") -> np.ndarray:
-    """`X` as signals to code over a fitted dictionary: 2-D, its dtype, its n_features."""
-    X = host_float_array(X, name, ndim=2, dtype=components.dtype, finite=False)
-    if X.shape[1] != components.shape[1]:
-        raise ValueError(f"`{name}` has {X.shape[1]} features; the dictionary has "
-                         f"{components.shape[1]}")
-    return X
+def refuse_cuda(x: Any, name: str) -> None:
+    """The scikit-learn estimators keep host state: a CUDA array is refused, naming `name`."""
+    from ._arrays import is_cuda_array
+
+    if is_cuda_array(x):
+        raise TypeError(f"`{name}` is a CUDA array; the scikit-learn estimators work on host "
+                        "arrays (sparse_encode, orthogonal_mp, orthogonal_mp_gram, ksvd, "
+                        "extract_patches_2d and reconstruct_from_patches_2d take CUDA arrays)")
+
+
+# What the estimators accept: what scikit-learn's check_array accepts, float32 kept, every
+# other dtype (integers, bools, objects, float16) converted to float64.
+ESTIMATOR_DTYPES = [np.float64, np.float32]
+
+
+def estimator_input(estimator: Any, X: Any, *, reset: bool, sparse: bool = False,
+                    finite: bool = False, n_features: int | None = None) -> Any:
+    """`X` for a scikit-learn estimator, through scikit-learn's ``validate_data``.
+
+    Whatever ``check_array`` accepts (lists, DataFrames, integer arrays, memmaps; with
+    `sparse`, scipy.sparse matrices as CSR) becomes a float64 array (float32 kept); feature
+    names and ``n_features_in_`` are recorded (`reset`) or checked against `n_features`
+    (default ``n_features_in_``) with scikit-learn's message. Non-finite values are checked
+    here only with `finite` (otherwise the kernel reports them at no extra cost).
+    """
+    from sklearn.utils import check_array
+    from sklearn.utils.validation import validate_data
+
+    refuse_cuda(X, "X")
+    if not reset:
+        expected = n_features if n_features is not None else getattr(
+            estimator, "n_features_in_", None)
+        shape = getattr(X, "shape", None)
+        # DataFrames go to scikit-learn's checks, which compare the feature names first.
+        if expected is not None and shape is not None and len(shape) == 2 \
+                and shape[1] != expected and not hasattr(X, "columns"):
+            raise ValueError(f"X has {shape[1]} features, but {type(estimator).__name__} is "
+                             f"expecting {expected} features as input (`X` must have the "
+                             "dictionary's n_features)")
+    kwargs = dict(accept_sparse="csr" if sparse else False, dtype=ESTIMATOR_DTYPES,
+                  ensure_all_finite=finite)
+    if not reset and not hasattr(estimator, "n_features_in_"):
+        # A stateless estimator used without fit: nothing recorded to check against (and no
+        # "fitted without feature names" warning).
+        return check_array(X, input_name="X", **kwargs)
+    return validate_data(estimator, X, reset=reset, **kwargs)
+
+
+def estimator_dictionary(D: Any, name: str, dtype: Any = None) -> np.ndarray:
+    """A (n_components, n_features) dictionary for the estimators: what ``check_array``
+    accepts (integers become float64), 2-D and finite (our messages, naming `name`), cast to
+    `dtype` when given (a dictionary is small: the cast is a copy, the only one)."""
+    from sklearn.utils import check_array
+
+    refuse_cuda(D, name)
+    D = check_array(D, dtype=ESTIMATOR_DTYPES, ensure_2d=False, allow_nd=True,
+                    ensure_all_finite=False, ensure_min_samples=0, ensure_min_features=0,
+                    input_name=name)
+    D = host_float_array(D, name, ndim=2)
+    if dtype is not None and D.dtype != np.dtype(dtype):
+        D = D.astype(dtype)
+    return D

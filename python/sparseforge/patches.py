@@ -29,7 +29,8 @@ def extract_patches_2d(image: Any, patch_size: tuple[int, int], *, step: int = 1
     Parameters
     ----------
     image : ndarray of shape (H, W) or (H, W, C)
-        float32 or float64, finite.
+        float32 or float64, finite (integer images are refused: the patches would change
+        dtype; convert explicitly).
     patch_size : (int, int)
         Patch height and width.
     step : int
@@ -47,7 +48,8 @@ def extract_patches_2d(image: Any, patch_size: tuple[int, int], *, step: int = 1
     -------
     patches : ndarray of shape (n_patches, ph, pw) or (n_patches, ph, pw, C)
         In row-major order of their positions (unless drawn at random), in the input's
-        framework and device.
+        framework and device. (n_patches, ph, pw) for an (H, W) image and for an (H, W, 1)
+        one, as scikit-learn returns them.
 
     Examples
     --------
@@ -59,6 +61,8 @@ def extract_patches_2d(image: Any, patch_size: tuple[int, int], *, step: int = 1
     (4, 2, 3)
     >>> patches[1].tolist()
     [[2.0, 3.0, 4.0], [7.0, 8.0, 9.0]]
+    >>> sf.extract_patches_2d(image[:, :, None], (2, 3)).shape   # one channel: dropped
+    (9, 2, 3)
     """
 
     place = placement({"image": image})
@@ -67,7 +71,7 @@ def extract_patches_2d(image: Any, patch_size: tuple[int, int], *, step: int = 1
     image = place.infos["image"].obj
     check_finite(image, "image", place.ctx)
     out = backend_for(place).extract_patches(plan, image, place.ctx)
-    return out[..., 0] if plan.gray else out
+    return out[..., 0] if plan.drop_channel else out
 
 
 def reconstruct_from_patches_2d(patches: Any, image_size: tuple[int, ...], *, step: int = 1,
@@ -82,6 +86,9 @@ def reconstruct_from_patches_2d(patches: Any, image_size: tuple[int, ...], *, st
     patches : ndarray of shape (n_patches, ph, pw) or (n_patches, ph, pw, C)
         Every grid patch of the image (`step`), in the order of :func:`extract_patches_2d`.
     image_size : (H, W) or (H, W, C)
+        (n_patches, ph, pw) patches rebuild an (H, W) image or, with ``image_size=(H, W,
+        1)``, an (H, W, 1) one (so the patches :func:`extract_patches_2d` returns for an
+        (H, W, 1) image round-trip; scikit-learn raises there).
     step : int
         The step the patches were extracted with.
     weights : ndarray of shape (n_patches,), optional
@@ -101,6 +108,8 @@ def reconstruct_from_patches_2d(patches: Any, image_size: tuple[int, ...], *, st
     >>> patches = sf.extract_patches_2d(image, (3, 3), step=2)
     >>> np.allclose(sf.reconstruct_from_patches_2d(patches, image.shape, step=2), image)
     True
+    >>> sf.reconstruct_from_patches_2d(patches, (6, 7, 1), step=2).shape
+    (6, 7, 1)
     """
 
     place = placement({"patches": patches, "weights": weights})
@@ -112,4 +121,4 @@ def reconstruct_from_patches_2d(patches: Any, image_size: tuple[int, ...], *, st
         check_finite(weights, "weights", place.ctx)
         check_non_negative(weights, "weights", place.ctx)
     out = backend_for(place).aggregate_patches(plan, patches, weights, place.ctx)
-    return out[..., 0] if plan.gray else out
+    return out[..., 0] if plan.drop_channel else out

@@ -10,7 +10,6 @@ import pytest
 import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.decomposition import SparseCoder as SkSparseCoder
-from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -101,14 +100,18 @@ def test_clone_and_params(data):
     X, D = data
     coder = sf.SparseCoder(D, transform_n_nonzero_coefs=3, n_jobs=1, output="compact")
     params = coder.get_params()
-    assert set(params) == {"dictionary", "transform_algorithm", "transform_n_nonzero_coefs",
-                           "transform_alpha", "n_jobs", "output"}
+    # scikit-learn's parameters, in its order, then sparseforge's `output` (issue 14).
+    assert list(params) == sorted(["dictionary", "transform_algorithm",
+                                   "transform_n_nonzero_coefs", "transform_alpha",
+                                   "split_sign", "n_jobs", "positive_code",
+                                   "transform_max_iter", "output"])
     assert params["transform_n_nonzero_coefs"] == 3 and params["output"] == "compact"
     coder.fit()
     twin = clone(coder)
     assert not hasattr(twin, "components_")
-    with pytest.raises(NotFittedError):
-        twin.transform(X)
+    # Stateless, as scikit-learn's SparseCoder (issue 14): transform works without fit.
+    np.testing.assert_array_equal(twin.transform(X).indices, coder.transform(X).indices)
+    assert not hasattr(twin, "components_")
     for key, value in params.items():
         if key == "dictionary":
             np.testing.assert_array_equal(twin.get_params()[key], value)
@@ -156,13 +159,12 @@ def test_coder_errors(data):
     coder = sf.SparseCoder(D).fit()
     with pytest.raises(ValueError, match="`X`"):
         coder.transform(X[:, :5])
+    # An estimator accepts what check_array accepts (issue 14): the codes take X's dtype.
     other = np.float64 if X.dtype == np.float32 else np.float32
-    with pytest.raises(TypeError, match="`X`"):
-        coder.transform(X.astype(other))
-    with pytest.raises(NotFittedError):
-        sf.SparseCoder(D).transform(X)
-    with pytest.raises(NotFittedError):
-        sf.SparseCoder(D).inverse_transform(np.zeros((1, 80)))
+    assert coder.transform(X.astype(other)).dtype == other
+    # Stateless (issue 14): no NotFittedError.
+    np.testing.assert_array_equal(sf.SparseCoder(D).transform(X), coder.transform(X))
+    assert sf.SparseCoder(D).inverse_transform(np.zeros((1, 80))).shape == (1, 20)
     with pytest.raises(ValueError, match="`X`"):
         Xn = X.copy()
         Xn[0, 0] = np.nan

@@ -28,7 +28,7 @@ from .._validation import (check_choice, check_finite, check_float, check_fracti
                            default_n_nonzero_coefs)
 from ..backends import backend_for
 from ..omp import sparse_encode
-from .init import DICT_INITS, check_dct_size, initial_dictionary
+from .init import DICT_INITS, initial_dictionary, resolve_dict_init
 from .replacement import REPLACEMENTS, replace_atoms
 
 METHODS = ("approximate", "exact")
@@ -52,10 +52,18 @@ class _Plan:
 
     place: Placement
     X: Any                      # the signals (host lists already converted)
-    dict_init: Any              # "dct", "data" or the validated array
+    dict_init: Any              # "dct", "data" ("auto" resolved) or the validated array
     n_nonzero_coefs: int | None  # None only with `tol`
     tol: float | None
     n_threads: int              # for the sweep (0: the OpenMP default)
+
+
+def _generator(random_state: Any) -> np.random.Generator:
+    """A numpy Generator from an int, None, Generator, SeedSequence or a legacy RandomState
+    (scikit-learn's convention: a RandomState is drawn from, so it advances)."""
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
+    return np.random.default_rng(random_state)
 
 
 def _validate(X: Any, n_components: Any, n_nonzero_coefs: Any, tol: Any, n_iter: Any,
@@ -85,11 +93,9 @@ def _validate(X: Any, n_components: Any, n_nonzero_coefs: Any, tol: Any, n_iter:
     n_threads = check_n_jobs(n_jobs)
     if init_is_name:
         if dict_init not in DICT_INITS:
-            raise ValueError(f"`dict_init` must be 'dct', 'data' or an array, got "
+            raise ValueError(f"`dict_init` must be 'auto', 'dct', 'data' or an array, got "
                              f"{dict_init!r}")
-        if dict_init == "dct":
-            check_dct_size(n_features)
-        init: Any = dict_init
+        init: Any = resolve_dict_init(dict_init, n_features)
     else:
         d_info: ArrayInfo = place.infos.get("dict_init") or describe(dict_init, "dict_init")
         check_float(d_info, ndim=2, dtype=x_info.dtype)
@@ -111,7 +117,7 @@ def ksvd(
     tol: float | None = None,
     n_iter: int = 10,
     method: str = "approximate",
-    dict_init: Any = "dct",
+    dict_init: Any = "auto",
     random_state: Any = None,
     n_jobs: int | None = None,
     callback: Callable[[KSVDIteration], Any] | None = None,
@@ -148,10 +154,13 @@ def ksvd(
         "exact": each atom and its coefficients become the best rank-1 approximation of the
         atom's restricted error (power iterations to convergence; the error matrix is never
         formed). "approximate": one alternating step (Rubinstein et al. 2008), much cheaper.
-    dict_init : {"dct", "data"} or ndarray of shape (n_components, n_features)
-        Initial dictionary: the overcomplete DCT (square patches), random signals, or given
-        atoms (normalised; an array on the device of `X` for CUDA inputs).
-    random_state : int, Generator or None
+    dict_init : {"auto", "dct", "data"} or ndarray of shape (n_components, n_features)
+        Initial dictionary: "auto" (default) is "dct" when `n_features` is a perfect square
+        of at least 4 (square patches) and "data" otherwise, so the default works on any
+        data; "dct" the overcomplete DCT of square patches; "data" distinct random non-zero
+        signals of `X`; or given atoms (normalised; an array on the device of `X` for CUDA
+        inputs).
+    random_state : int, numpy.random.Generator, numpy.random.RandomState or None
         Seed for ``dict_init="data"``.
     n_jobs : int, optional
         Threads for the sparse coding and the sweep (None: the OpenMP default, which
@@ -224,8 +233,7 @@ def ksvd(
 
     with xp.device_scope():
         X = xp.ascontiguous(plan.X)
-        D = initial_dictionary(X, n_components, plan.dict_init,
-                               np.random.default_rng(random_state))
+        D = initial_dictionary(X, n_components, plan.dict_init, _generator(random_state))
         x_norms = xp.row_norms_sq(X)
         residual = xp.empty_like(X)
         errors = np.empty(n_iter)

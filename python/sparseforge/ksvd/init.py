@@ -1,5 +1,5 @@
-"""The initial K-SVD dictionary ("dct", "data" or given atoms), written once over the array
-namespace; the arguments were validated by the driver."""
+"""The initial K-SVD dictionary ("auto", "dct", "data" or given atoms), written once over
+the array namespace; the arguments were validated by the driver."""
 
 from __future__ import annotations
 
@@ -11,16 +11,33 @@ import numpy as np
 from .._namespace import namespace
 from ..dictionaries import overcomplete_dct
 
-DICT_INITS = ("dct", "data")
+DICT_INITS = ("auto", "dct", "data")
+
+
+def dct_side(n_features: int) -> int | None:
+    """The side p of the square p x p patches (p >= 2) whose n_features = p * p, else None."""
+    side = math.isqrt(n_features)
+    return side if side >= 2 and side * side == n_features else None
 
 
 def check_dct_size(n_features: int) -> int:
     """The side of the square patches the "dct" start needs, or raise naming `dict_init`."""
-    side = math.isqrt(n_features)
-    if side * side != n_features:
-        raise ValueError(f"`dict_init`='dct' needs square patches (n_features a perfect "
-                         f"square), got n_features={n_features}; use 'data' or an array")
+    side = dct_side(n_features)
+    if side is None:
+        raise ValueError(f"`dict_init`='dct' needs square patches of at least 2 x 2 "
+                         f"(n_features a perfect square >= 4), got n_features={n_features}; "
+                         "use 'auto', 'data' or an array")
     return side
+
+
+def resolve_dict_init(dict_init: str, n_features: int) -> str:
+    """A named start, "auto" resolved: the overcomplete DCT for square patches of at least
+    2 x 2 (n_features = 4, 9, 16, ...), random signals ("data") for any other n_features."""
+    if dict_init == "auto":
+        return "dct" if dct_side(n_features) is not None else "data"
+    if dict_init == "dct":
+        check_dct_size(n_features)
+    return dict_init
 
 
 def initial_dictionary(X: Any, n_components: int, dict_init: Any,
@@ -33,9 +50,10 @@ def initial_dictionary(X: Any, n_components: int, dict_init: Any,
         The training signals (C-contiguous).
     n_components : int
     dict_init : {"dct", "data"} or array of shape (n_components, n_features)
-        "dct": the overcomplete DCT (built on the host, where it is cheap, and copied to
-        the device explicitly: it is small), returned as is since its atoms are unit norm
-        already (so ``n_iter=0`` gives exactly the DCT). "data": distinct random non-zero
+        ("auto" was resolved by :func:`resolve_dict_init`.) "dct": the overcomplete DCT
+        (built on the host, where it is cheap, and copied to the device explicitly: it is
+        small), returned as is since its atoms are unit norm already (so ``n_iter=0``
+        gives exactly the DCT). "data": distinct random non-zero
         signals (drawn with `rng` on the host; slightly perturbed when there are fewer such
         signals than atoms). An array (already validated: shape, dtype, finite; in `X`'s
         framework): copied.

@@ -3,8 +3,8 @@
 Each native thread takes a block of 64 signals, computes their correlations with the atoms
 (a register-blocked product, csrc/cpu/block_gemm.hpp) and codes them while they are still in
 cache (csrc/include/sparseforge/omp_signal.hpp), with the GIL released. Signals whose rows
-cannot reach the kernel as they are (strided features, a misaligned buffer) are copied a
-chunk at a time, never whole.
+cannot reach the kernel as they are (strided features, a misaligned buffer, a scipy.sparse
+matrix) are copied -- densified -- a chunk at a time, never whole.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from ... import _backend
 from ..._plans import OmpPlan
@@ -24,9 +25,19 @@ def aligned(arr: np.ndarray) -> np.ndarray:
     return np.require(arr, requirements=["C_CONTIGUOUS", "ALIGNED"])
 
 
-def rows(arr: np.ndarray, copy: bool) -> np.ndarray:
-    """A chunk of signal rows as the kernel reads them (unit feature stride, aligned)."""
+def rows(arr: Any, copy: bool) -> np.ndarray:
+    """A chunk of signal rows as the kernel reads them (unit feature stride, aligned); the
+    rows of a scipy.sparse chunk are densified (C order, its dtype)."""
+    if sp.issparse(arr):
+        return arr.toarray(order="C")
     return aligned(arr) if copy else arr
+
+
+def _squared_norms(chunk: Any) -> np.ndarray:
+    """Squared norm of every row of a dense or scipy.sparse chunk, in its dtype."""
+    if sp.issparse(chunk):
+        return np.asarray(chunk.multiply(chunk).sum(axis=1), dtype=chunk.dtype).ravel()
+    return np.einsum("ij,ij->i", chunk, chunk)
 
 
 def gram(dictionary: np.ndarray, ctx: Any = None) -> np.ndarray:
@@ -73,8 +84,7 @@ def omp_batch(plan: OmpPlan, arrays: dict[str, Any], ctx: Any = None) -> OmpOutp
         def inputs(a: int, b: int) -> dict[str, Any]:
             norms = None
             if plan.tol is not None:  # X is read only for its squared norms
-                chunk = X[a:b]
-                norms = np.einsum("ij,ij->i", chunk, chunk)
+                norms = _squared_norms(X[a:b])
                 if not np.isfinite(norms).all():
                     raise ValueError("`X` contains NaN or infinity (or its squared norms "
                                      "overflow the dtype)")
