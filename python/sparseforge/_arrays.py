@@ -7,11 +7,17 @@ backend where the arrays live). torch and CuPy are imported only when an argumen
 them, so the CPU paths work without either installed. Torch tensors are read through
 ``data_ptr()`` and torch's current stream rather than their ``__cuda_array_interface__``,
 which torch refuses for tensors that require grad.
+
+Dask arrays are described lazily (framework "dask": shape, dtype, chunks and the type of
+their blocks, read from ``x._meta``; nothing is computed) and placed on the "dask"
+meta-backend, which runs each block on the CPU backend (numpy blocks) or the CUDA backend
+(CuPy blocks) on the workers; see docs/dask.md.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +54,12 @@ def any_cuda(*arrays: Any) -> bool:
     return any(is_cuda_array(a) for a in arrays)
 
 
+def is_dask_array(x: Any) -> bool:
+    """True for a ``dask.array.Array``, without importing dask."""
+    return (_module_of(x) == "dask" and hasattr(x, "chunks") and hasattr(x, "_meta")
+            and hasattr(x, "__dask_graph__"))
+
+
 @dataclass(frozen=True)
 class ArrayInfo:
     """One array argument, described without copying it: what every check and every backend
@@ -60,11 +72,12 @@ class ArrayInfo:
         stays alive while a kernel reads it).
     name : str
         The argument's name, for error messages.
-    framework : {"numpy", "torch", "cupy", "cai"}
+    framework : {"numpy", "torch", "cupy", "cai", "dask"}
         Where it came from; "cai" is any other ``__cuda_array_interface__`` exporter.
     device : {"cpu", "cuda"}
+        For a dask array: where its blocks live ("cuda" for CuPy blocks).
     ptr : int
-        Address of element 0 (host or device).
+        Address of element 0 (host or device); 0 for a dask array (nothing is computed).
     shape : tuple of int
     strides : tuple of int
         In elements (not bytes); rounded down when the array is not `aligned`.
@@ -79,6 +92,11 @@ class ArrayInfo:
     aligned : bool
         Address and strides are multiples of the item size (what the kernels require; a
         misaligned host array, e.g. ``np.frombuffer(buf, offset=1)``, is copied chunk-wise).
+    chunks : tuple of tuple of int, or None
+        Dask arrays only: the block sizes along each axis (``x.chunks``). Their `strides`
+        are those of a C-contiguous array; each block is described again where it runs.
+    block_framework : {"numpy", "cupy"} or None
+        Dask arrays only: the type of the blocks (from ``x._meta``).
     """
 
     obj: Any
@@ -93,6 +111,8 @@ class ArrayInfo:
     stream: int | None = None
     readonly: bool = False
     aligned: bool = True
+    chunks: tuple[tuple[int, ...], ...] | None = None
+    block_framework: str | None = None
 
     @property
     def ndim(self) -> int:
@@ -186,6 +206,39 @@ def _from_numpy(x: np.ndarray, name: str) -> ArrayInfo:
                      readonly=not x.flags.writeable, aligned=bool(x.flags.aligned))
 
 
+def _block_framework(meta: Any) -> str | None:
+    """"numpy" or "cupy" for the blocks a dask array's ``_meta`` stands for, else None."""
+    module = _module_of(meta)
+    if module == "cupy" and hasattr(meta, "__cuda_array_interface__"):
+        return "cupy"
+    if isinstance(meta, np.ndarray) and not hasattr(meta, "__cuda_array_interface__"):
+        return "numpy"
+    return None
+
+
+def _from_dask(x: Any, name: str) -> ArrayInfo:
+    shape = tuple(x.shape)
+    if any(isinstance(s, float) and math.isnan(s) for s in shape):
+        raise ValueError(f"`{name}` is a dask array of unknown shape {shape} (chunk sizes not "
+                         f"known, e.g. after boolean indexing); call "
+                         f"`{name} = {name}.compute_chunk_sizes()` first")
+    block = _block_framework(x._meta)
+    if block is None:
+        raise TypeError(f"`{name}` is a dask array of {_type_name(x._meta)} blocks; sparseforge "
+                        "runs dask arrays of numpy blocks (CPU backend) or CuPy blocks (CUDA "
+                        "backend)")
+    shape = tuple(int(s) for s in shape)
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return ArrayInfo(obj=x, name=name, framework="dask",
+                     device="cuda" if block == "cupy" else "cpu", ptr=0, shape=shape,
+                     strides=tuple(reversed(strides)), dtype=np.dtype(x.dtype),
+                     chunks=tuple(tuple(int(c) for c in axis) for axis in x.chunks),
+                     block_framework=block)
+
+
 def _type_name(x: Any) -> str:
     return type(x).__module__ + "." + type(x).__qualname__
 
@@ -196,11 +249,14 @@ def describe(x: Any, name: str) -> ArrayInfo:
     numpy arrays are described as they are; other host inputs (lists, scalars, objects with
     ``__array__``) are converted with :func:`numpy.asarray` (the converted array is
     ``info.obj``); torch CUDA tensors and ``__cuda_array_interface__`` exporters (CuPy) are
-    described on their device. torch CPU tensors and scipy.sparse matrices are refused with
+    described on their device; dask arrays are described lazily (shape, dtype, chunks, block
+    type; nothing is computed). torch CPU tensors and scipy.sparse matrices are refused with
     a message saying what to pass instead.
     """
     if x is None:
         raise ValueError(f"`{name}` is required")
+    if is_dask_array(x):
+        return _from_dask(x, name)
     if isinstance(x, np.ndarray) and not hasattr(x, "__cuda_array_interface__"):
         return _from_numpy(x, name)
     if is_torch_tensor(x):
@@ -217,6 +273,8 @@ def describe(x: Any, name: str) -> ArrayInfo:
 
 
 def _where(x: Any) -> str:
+    if is_dask_array(x):
+        return f"a dask array of {_block_framework(x._meta) or _type_name(x._meta)} blocks"
     if isinstance(x, np.ndarray):
         return "a numpy array (host memory)"
     if is_torch_tensor(x):
@@ -299,17 +357,63 @@ class Placement:
 
     Attributes
     ----------
-    kind : {"cpu", "cuda"}
-        The backend that executes the call.
+    kind : {"cpu", "cuda", "dask"}
+        The backend that executes the call ("dask": the meta-backend that maps blocks to
+        `inner` on the workers).
     infos : dict
         Argument name -> :class:`ArrayInfo` of every array argument given.
-    ctx : DeviceContext or None
-        For "cuda": the framework, device and stream the outputs are allocated on.
+    ctx : DeviceContext, DaskContext or None
+        For "cuda": the framework, device and stream the outputs are allocated on; for
+        "dask": a :class:`DaskContext`.
+    inner : {"cpu", "cuda"} or None
+        For "dask": the backend each block runs on (numpy blocks: "cpu", CuPy: "cuda").
     """
 
     kind: str
     infos: dict[str, ArrayInfo] = field(default_factory=dict)
-    ctx: DeviceContext | None = None
+    ctx: Any = None
+    inner: str | None = None
+
+
+# Arguments sent whole to every worker: never dask arrays (they would be computed and
+# shipped by every block task); the error says to pass them in memory.
+DASK_SHARED = ("dictionary", "gram", "Gram", "dict_init")
+# Dask arguments whose values the dask backend checks block by block on the workers (the
+# kernels flag non-finite signals; `norms_squared`, images, patches and weights are checked
+# by their block tasks): a front door's finiteness check of one of them is deferred to
+# compute time. A value check of any other dask argument means the function would read it
+# whole in memory: refused.
+DASK_DEFERRED_CHECKS = ("X", "mask", "cov", "Xy", "norms_squared", "image", "patches",
+                        "weights")
+
+
+@dataclass(frozen=True)
+class DaskContext:
+    """Where a call on dask arrays runs: the backend of each block (`inner`), the type of
+    the blocks, and the descriptions of the arguments. The front doors' value checks go
+    through it like through a :class:`DeviceContext`: in-memory arguments (the dictionary,
+    a Gram matrix) are checked on the host at once; the dask arguments' checks happen per
+    block on the workers (see :data:`DASK_DEFERRED_CHECKS`)."""
+
+    inner: str
+    block_framework: str
+    arrays: dict[str, ArrayInfo]
+    framework: str = "dask"
+
+    def all_finite(self, arr: Any) -> bool:
+        """True when the in-memory `arr` has no NaN or infinity; for a dask argument, True
+        now (its blocks are checked where they are coded) or a TypeError when the function
+        would need its values in memory."""
+        if is_dask_array(arr):
+            name = next((k for k, a in self.arrays.items() if a.obj is arr), "array")
+            if name in DASK_DEFERRED_CHECKS:
+                return True
+            raise TypeError(f"`{name}` is a dask array, but this function reads it whole in "
+                            "memory: dask arrays are taken by sparse_encode, "
+                            "orthogonal_mp_gram and the patch functions (docs/dask.md); "
+                            f"pass `{name}.compute()` to run it in memory")
+        arr = np.asarray(arr)
+        return arr.size == 0 or bool(np.isfinite(arr).all())
 
 
 def _is_array_argument(value: Any) -> bool:
@@ -326,16 +430,22 @@ def placement(named: dict[str, Any]) -> Placement:
         Argument name -> value. None and strings are skipped (``dict_init="dct"``); host
         scalars and lists are described as numpy arrays.
 
+    Any dask array places the call on the "dask" meta-backend (:func:`_dask_placement`).
+
     Raises
     ------
     RuntimeError
         A CUDA array reached a build without a CUDA module, or no device is visible.
     ValueError
-        Host and device arrays are mixed, or the arrays are on different devices.
+        Host and device arrays are mixed, or the arrays are on different devices, or a dask
+        array is mixed with device arrays.
     TypeError
-        torch and CuPy arrays are mixed, or an argument is of an unsupported kind.
+        torch and CuPy arrays are mixed, or an argument is of an unsupported kind, or a
+        dictionary / Gram matrix is a dask array.
     """
     given = {k: v for k, v in named.items() if _is_array_argument(v)}
+    if any(is_dask_array(v) for v in given.values()):
+        return _dask_placement(given)
     cuda = {k: v for k, v in given.items() if is_cuda_array(v)}
     if not cuda:
         return Placement("cpu", {k: describe(v, k) for k, v in given.items()})
@@ -369,8 +479,40 @@ def placement(named: dict[str, Any]) -> Placement:
     return Placement("cuda", arrays, ctx)
 
 
+def _dask_placement(given: dict[str, Any]) -> Placement:
+    """A call with dask arguments: every other argument must be in host memory (it is put
+    in the task graph once and reaches each worker once); the dictionary and Gram matrices
+    must not be dask arrays; the dask arguments' blocks must all be numpy or all CuPy.
+    Nothing is computed, and no CUDA module is needed here (the workers run the blocks)."""
+    lazy = [k for k, v in given.items() if is_dask_array(v)]
+    first = lazy[0]
+    for name in lazy:
+        if name in DASK_SHARED:
+            raise TypeError(f"`{name}` is a dask array; pass it in memory as a numpy array "
+                            f"(`{name}.compute()`): it is sent once to every worker, whole, "
+                            "while the signals stay distributed")
+    for name, value in given.items():
+        if name not in lazy and (is_cuda_array(value) or is_torch_tensor(value)):
+            raise ValueError(f"`{first}` is a dask array but `{name}` is {_where(value)}: "
+                             "next to dask arrays pass numpy arrays (they travel to the "
+                             "workers in host memory); for GPU work use dask arrays of CuPy "
+                             "blocks, whose blocks run on the CUDA backend on the workers")
+    infos = {k: describe(v, k) for k, v in given.items()}
+    blocks = {k: infos[k].block_framework for k in lazy}
+    if len(set(blocks.values())) > 1:
+        listing = ", ".join(f"`{k}` ({b} blocks)" for k, b in blocks.items())
+        raise TypeError(f"mixed dask block types ({listing}): pass dask arrays of numpy "
+                        "blocks only or of CuPy blocks only")
+    block = blocks[first]
+    inner = "cuda" if block == "cupy" else "cpu"
+    return Placement("dask", infos, DaskContext(inner, block, infos), inner)
+
+
 def framework_module(ctx: DeviceContext):
-    """The framework's module (torch or cupy), already imported by the caller's arrays."""
+    """The framework's module (torch or cupy), already imported by the caller's arrays;
+    numpy for a :class:`DaskContext` (whose value-checked arguments are in host memory)."""
+    if isinstance(ctx, DaskContext):
+        return np
     if ctx.framework not in ("torch", "cupy"):
         raise TypeError("outputs can be allocated for torch tensors and CuPy arrays only; "
                         f"`{next(iter(ctx.arrays))}` comes from another "

@@ -9,6 +9,7 @@ hold no large arrays and are the same for host and device inputs.
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from dataclasses import dataclass
 from typing import Any
@@ -70,7 +71,7 @@ def place_signals(named: dict[str, Any], signals: str = "X") -> Placement:
                          "a sparse `X` (sparseforge never copies between host and device "
                          "implicitly)")
     infos = {signals: describe_signals(x, signals), **place.infos}
-    return Placement(place.kind, infos, place.ctx)
+    return dataclasses.replace(place, infos=infos)
 
 
 @dataclass(frozen=True)
@@ -166,8 +167,10 @@ def plan_sparse_encode(place: Placement, *, algorithm: Any, n_nonzero_coefs: Any
     tol = resolve_alpha(alpha, tol)
     output = check_choice(output, "output", OUTPUTS)
     if output == "scipy" and place.kind != "cpu":
-        raise ValueError(f"`output`={output!r} is not available for CUDA arrays (scipy "
-                         "matrices live in host memory); use 'dense' or 'compact'")
+        where = "dask arrays (lazy" if place.kind == "dask" else "CUDA arrays (scipy"
+        raise ValueError(f"`output`={output!r} is not available for {where} results; scipy "
+                         "matrices live in host memory); use 'dense' or 'compact' (then "
+                         "SparseCodes.to_scipy() on computed host codes)")
     chunk_size = check_chunk_size(chunk_size)
     n_threads = check_n_jobs(n_jobs)
     x = check_float(infos["X"], ndim=2)

@@ -71,7 +71,8 @@ class OMPStatus(enum.IntEnum):
     MAX_ATOMS = 4
 
 
-def check_status(status: np.ndarray, source: str, stacklevel: int = 3) -> None:
+def check_status(status: np.ndarray, source: str, stacklevel: int = 3,
+                 row_offset: int = 0) -> None:
     """Raise for non-finite input, warn once for linear dependence.
 
     Parameters
@@ -82,11 +83,14 @@ def check_status(status: np.ndarray, source: str, stacklevel: int = 3) -> None:
         The argument to blame for non-finite values (``"X"``, ``"cov"``, ``"Xy"``).
     stacklevel : int
         Passed to :func:`warnings.warn` so the warning points at the user's call.
+    row_offset : int
+        Row of the first status in the whole input (a block of a larger array), so the error
+        names the global row.
     """
     bad = np.flatnonzero(status == OMPStatus.NON_FINITE)
     if bad.size:
         raise ValueError(f"`{source}` contains NaN or infinity (in {bad.size} signal(s), the "
-                         f"first at row {bad[0]}); in the `tol` mode a squared norm that "
+                         f"first at row {row_offset + int(bad[0])}); in the `tol` mode a squared norm that "
                          "overflows the dtype counts too")
     n_dep = int(np.count_nonzero(status == OMPStatus.LINEAR_DEPENDENCE))
     if n_dep:

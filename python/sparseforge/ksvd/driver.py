@@ -72,6 +72,10 @@ def _validate(X: Any, n_components: Any, n_nonzero_coefs: Any, tol: Any, n_iter:
     """Every check of :func:`ksvd`, before any work; raises naming the argument."""
     init_is_name = isinstance(dict_init, str)
     place = placement({"X": X} if init_is_name else {"X": X, "dict_init": dict_init})
+    if place.kind == "dask":
+        raise TypeError("`X` is a dask array: ksvd / KSVD.fit does not run on dask arrays yet "
+                        "(the distributed K-SVD is planned); compute `X` first, or learn the "
+                        "dictionary on a sample and encode the whole array with sparse_encode")
     ctx = place.ctx
     x_info = check_float(place.infos["X"], ndim=2)
     n_components = check_int(n_components, "n_components", minimum=1)
