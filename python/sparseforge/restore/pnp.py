@@ -101,9 +101,10 @@ def get_prior(prior: Any, *, threads: int | None = None, **options: Any) -> Call
                 "prior='cnn' needs the pure-torch blind CNN (a DnCNN trained for sigma in "
                 f"[0, 55]): none of the weights {list(CNN_WEIGHTS)} is shipped in this build "
                 "of sparseforge (sparseforge/data/<name>.pt; only "
-                f"{sorted(available_pretrained())} are). Train one with `python "
-                "scripts/train_hybrid.py dncnn-matched-blind` and pass "
-                "prior_options={'weights': path}, or give prior=callable(image, sigma)")
+                f"{sorted(available_pretrained())} are). Train one with `sparseforge train "
+                "--model dncnn-matched --blind --seconds 1800 --out cnn.pt` (or "
+                "sparseforge.restore.train) and pass prior_options={'weights': 'cnn.pt'}, or "
+                "give prior=callable(image, sigma)")
         from .pretrained import load_pretrained
 
         model = load_pretrained(known[0])

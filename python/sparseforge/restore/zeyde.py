@@ -135,8 +135,10 @@ def load_zeyde(scale: int) -> ZeydeModel:
         path = _data_path(scale)
         if not path.is_file():
             raise FileNotFoundError(f"the Zeyde dictionaries for x{scale} are not shipped in "
-                                    f"this build (expected {path}); train them with "
-                                    f"`python scripts/train_zeyde.py`")
+                                    f"this build (expected {path}); train a model with "
+                                    f"sparseforge.restore.train_zeyde(images, {scale}), save "
+                                    f"it with model.save(path) and pass "
+                                    f"model=ZeydeModel.load(path) to zeyde_upscale")
         _CACHE[scale] = ZeydeModel.load(path)
     return _CACHE[scale]
 
