@@ -4,7 +4,7 @@ installed), in the same run. Targets (patches issue): aggregation at least 20x f
 scikit-learn's reconstruct_from_patches_2d, extraction at least as fast as its
 extract_patches_2d.
 
-    python benchmarks/bench_patches.py
+    python benchmarks/bench_patches.py [--out NAME]     # results/NAME.json (bench_patches)
 """
 
 from __future__ import annotations
@@ -21,7 +21,12 @@ from sklearn.feature_extraction import image as sk_image  # noqa: E402
 import sparseforge as sf  # noqa: E402
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="bench_patches", help="result name (default bench_patches)")
+    args = p.parse_args(argv)
     rng = np.random.default_rng(0)
     image = rng.standard_normal((512, 512))
     ours = sf.extract_patches_2d(image, (8, 8))
@@ -55,7 +60,7 @@ def main() -> int:
         "extract_speedup_vs_sklearn": med["extract scikit-learn"] / med["extract sparseforge"],
         "metadata": _harness.machine_info(threads=2),
     }
-    _harness.write_json("bench_patches", result)
+    _harness.write_json(args.out, result)
     print("| operation | seconds (median) |\n|---|---|")
     for k, v in med.items():
         print(f"| {k} | {v:.4f} |")

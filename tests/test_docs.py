@@ -188,24 +188,7 @@ def _public_objects():
 
 # Public objects whose docstrings (in modules owned by other work) still lack an Examples
 # section; remove a name when its example lands. Kept visible as expected failures.
-PENDING_EXAMPLES = {
-    "sparseforge.KSVDIteration", "sparseforge.build_info", "sparseforge.cuda_available",
-    "sparseforge.overcomplete_dct", "sparseforge.show_config", "sparseforge.universal_dictionary",
-    "sparseforge.datasets.load_image",
-    "sparseforge.restore.denoise_ksvd", "sparseforge.restore.inpaint_ksvd",
-    "sparseforge.restore.DnCNN", "sparseforge.restore.HybridRestorer",
-    "sparseforge.restore.LeastSquaresOnSupport", "sparseforge.restore.TrainResult",
-    "sparseforge.restore.available_pretrained", "sparseforge.restore.count_parameters",
-    "sparseforge.restore.load_model", "sparseforge.restore.load_pretrained",
-    "sparseforge.restore.matched_dncnn", "sparseforge.restore.restore_image",
-    "sparseforge.restore.save_model", "sparseforge.restore.sparse_codes",
-    "sparseforge.restore.train",
-    "sparseforge.restore.bicubic_kernel", "sparseforge.restore.check_kernel",
-    "sparseforge.restore.check_scale", "sparseforge.restore.deblur",
-    "sparseforge.restore.imresize", "sparseforge.restore.load_zeyde",
-    "sparseforge.restore.rgb_to_y", "sparseforge.restore.train_zeyde",
-    "sparseforge.restore.upscale", "sparseforge.restore.zeyde_upscale",
-}
+PENDING_EXAMPLES: set[str] = set()
 PUBLIC = _public_objects()
 
 

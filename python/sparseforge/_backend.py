@@ -19,7 +19,27 @@ HAS_CUDA: bool = _cuda is not None
 
 
 def cuda_available() -> bool:
-    """True when this build has CUDA kernels and the runtime sees at least one GPU."""
+    """True when this build has CUDA kernels and the runtime sees at least one GPU.
+
+    Returns
+    -------
+    available : bool
+        False on a CPU-only build (``sparseforge.HAS_CUDA`` is False), when the CUDA module
+        could not be loaded, or when the runtime sees no device; the same value as
+        ``build_info()["cuda_available"]``. When True, torch or CuPy arrays on the GPU are
+        coded by the CUDA kernels.
+
+    Examples
+    --------
+    >>> import sparseforge as sf
+    >>> device = "cuda" if sf.cuda_available() else "cpu"   # where to keep the arrays
+    >>> device in {"cuda", "cpu"}
+    True
+    >>> sf.cuda_available() == sf.build_info()["cuda_available"]
+    True
+    >>> sf.cuda_available() <= sf.HAS_CUDA   # a GPU is used only by a build with CUDA kernels
+    True
+    """
     return bool(HAS_CUDA and _cuda.device_count() > 0)
 
 
@@ -30,9 +50,22 @@ def build_info() -> dict[str, Any]:
     -------
     info : dict
         ``version``, ``compiler``, ``openmp`` (bool), ``openmp_version``,
-        ``openmp_max_threads``, ``simd`` (the instruction set the kernels use on this CPU;
-        ``SPARSEFORGE_SIMD=generic|avx2|avx512`` forces a lower one), ``simd_compiled``,
-        ``cuda_built``, ``cuda`` (the CUDA module's report, or None) and ``cuda_available``.
+        ``openmp_max_threads``, ``openmp_num_procs``, ``simd`` (the instruction set the
+        kernels use on this CPU; ``SPARSEFORGE_SIMD=generic|avx2|avx512`` forces a lower
+        one), ``simd_compiled``, ``python``, ``machine``, ``cuda_built``, ``cuda`` (the CUDA
+        module's report, or None), ``cuda_unavailable_reason`` (only when the CUDA module
+        is absent) and ``cuda_available``.
+
+    Examples
+    --------
+    >>> import sparseforge as sf
+    >>> info = sf.build_info()
+    >>> info["simd"] in info["simd_compiled"]   # the kernels this CPU runs were compiled in
+    True
+    >>> isinstance(info["openmp"], bool), info["openmp_max_threads"] >= 1
+    (True, True)
+    >>> info["cuda_built"] == sf.HAS_CUDA, info["cuda_available"] == sf.cuda_available()
+    (True, True)
     """
     info = dict(_core.build_info())
     info["python"] = platform.python_version()
@@ -46,7 +79,26 @@ def build_info() -> dict[str, Any]:
 
 
 def show_config() -> None:
-    """Print :func:`build_info` in a readable form."""
+    """Print :func:`build_info` in a readable form, one ``key : value`` line per entry.
+
+    Include its output in a bug report: it says which compiler, SIMD level, OpenMP and
+    CUDA build is running.
+
+    Returns
+    -------
+    None
+        The report goes to standard output.
+
+    Examples
+    --------
+    >>> import sparseforge as sf
+    >>> sf.show_config()  # doctest: +ELLIPSIS
+    version...: ...
+    compiler...: ...
+    openmp...: ...
+    ...
+    cuda_available...: ...
+    """
     info = build_info()
     width = max(len(k) for k in info)
     for key, value in info.items():

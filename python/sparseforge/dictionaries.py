@@ -25,6 +25,22 @@ def overcomplete_dct(patch_size: int = 8, n_atoms_per_dim: int = 16, *,
         Unit-norm atoms as rows (scikit-learn's layout). Atom 0 is the constant (DC) atom;
         atom ``i * m + j`` is the product of vertical frequency i and horizontal frequency j
         (rows of the patch vary with i), matching patches flattened in C order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import sparseforge as sf
+    >>> D = sf.overcomplete_dct(8, 16)              # 16 x 16 = 256 atoms for 8x8 patches
+    >>> D.shape, D.dtype
+    ((256, 64), dtype('float64'))
+    >>> bool(np.allclose(np.linalg.norm(D, axis=1), 1))
+    True
+    >>> bool(np.allclose(D[0], 1 / 8))                # atom 0: the constant (DC) atom
+    True
+    >>> bool(np.allclose(D[1:].sum(axis=1), 0))       # every other atom has zero mean
+    True
+    >>> sf.overcomplete_dct(4, 6, dtype=np.float32).shape   # 36 float32 atoms of 4x4
+    (36, 16)
     """
     if patch_size < 1 or n_atoms_per_dim < patch_size:
         raise ValueError(f"need patch_size >= 1 and n_atoms_per_dim >= patch_size, got "
@@ -48,10 +64,38 @@ def universal_dictionary(*, dtype: DTypeLike = np.float64) -> np.ndarray:
     400 Train400 images, by ``scripts/train_universal_dictionary.py``; the record of that run
     is ``sparseforge/data/universal_8x8_256.json``.
 
+    Parameters
+    ----------
+    dtype : dtype
+        float32 or float64 (the file holds float64 atoms).
+
     Returns
     -------
     dictionary : ndarray of shape (256, 64)
         Atoms as rows; patches flattened in C order.
+
+    Examples
+    --------
+    On mean-removed 8x8 patches of a photograph, four learned atoms per patch represent
+    more of the patch than four atoms of the overcomplete DCT (the relative residual is
+    smaller):
+
+    >>> import numpy as np
+    >>> import sparseforge as sf
+    >>> D = sf.universal_dictionary()
+    >>> D.shape, D.dtype, bool(np.allclose(np.linalg.norm(D, axis=1), 1))
+    ((256, 64), dtype('float64'), True)
+    >>> image = sf.datasets.load_image()[96:160, 192:256].astype(np.float64)
+    >>> patches = sf.extract_patches_2d(image, (8, 8)).reshape(-1, 64)
+    >>> patches -= patches.mean(axis=1, keepdims=True)
+    >>> def relative_residual(atoms):
+    ...     codes = sf.sparse_encode(patches, atoms, n_nonzero_coefs=4)
+    ...     return round(float(np.linalg.norm(patches - codes @ atoms)
+    ...                        / np.linalg.norm(patches)), 2)
+    >>> relative_residual(D), relative_residual(sf.overcomplete_dct(8, 16))
+    (0.28, 0.34)
+    >>> sf.universal_dictionary(dtype=np.float32).dtype
+    dtype('float32')
     """
     from importlib import resources
 

@@ -13,8 +13,8 @@ import sparseforge as sf  # noqa: E402
 from sparseforge.restore import denoise_ksvd, inpaint_ksvd  # noqa: E402
 from sparseforge.restore.classical import _coverage  # noqa: E402
 from sparseforge.restore.hybrid import HybridRestorer, restore_image  # noqa: E402
-from sparseforge.restore.sparse_codes import (LeastSquaresOnSupport, omp_support,  # noqa: E402
-                                              sparse_codes)
+from sparseforge.restore.codes import (LeastSquaresOnSupport, omp_support,  # noqa: E402
+                                       sparse_codes)
 from sparseforge.restore.synthesis import (SparseSynthesis, coverage,  # noqa: E402
                                            dense_code_map)
 

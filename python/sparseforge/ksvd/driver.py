@@ -36,7 +36,46 @@ METHODS = ("approximate", "exact")
 
 @dataclass(frozen=True)
 class KSVDIteration:
-    """What one K-SVD iteration did (passed to `callback`)."""
+    """What one K-SVD iteration did (passed to `callback`).
+
+    Attributes
+    ----------
+    iteration : int
+        0-based index of the iteration.
+    rmse : float
+        ``sqrt(mean((X - codes @ D)**2))`` after the atom update and the replacements (the
+        iteration's entry of the ``errors`` that :func:`ksvd` returns).
+    rmse_coded : float
+        The same right after the sparse coding, before the atom update.
+    n_dead : int
+        Atoms that no signal used, replaced.
+    n_duplicate : int
+        Atoms with ``|<d_j, d_k>|`` above `duplicate_threshold`, replaced.
+    dictionary : array of shape (n_components, n_features)
+        A copy of the dictionary after this iteration, in the input's framework (numpy,
+        torch or CuPy).
+
+    Examples
+    --------
+    Log the progress of a run with ``callback``:
+
+    >>> import numpy as np
+    >>> import sparseforge as sf
+    >>> X = np.random.default_rng(0).standard_normal((200, 16))
+    >>> log = []
+    >>> D, codes, errors = sf.ksvd(X, 32, n_nonzero_coefs=3, n_iter=4, random_state=0,
+    ...                            callback=log.append)
+    >>> [step.iteration for step in log]
+    [0, 1, 2, 3]
+    >>> bool(np.allclose([step.rmse for step in log], errors))
+    True
+    >>> all(step.rmse <= step.rmse_coded for step in log)   # each atom sweep helps
+    True
+    >>> log[-1].n_dead, log[-1].n_duplicate
+    (0, 0)
+    >>> bool(np.array_equal(log[-1].dictionary, D))
+    True
+    """
 
     iteration: int
     rmse: float        # sqrt(mean((X - codes @ D)^2)) after the update and replacements

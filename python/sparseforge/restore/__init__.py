@@ -24,7 +24,7 @@ from .zeyde import load_zeyde, train_zeyde, zeyde_upscale
 _LAZY = {
     "HybridRestorer": "hybrid", "restore_image": "hybrid",
     "DnCNN": "baselines", "matched_dncnn": "baselines", "count_parameters": "baselines",
-    "LeastSquaresOnSupport": "sparse_codes", "sparse_codes": "sparse_codes",
+    "LeastSquaresOnSupport": "codes", "sparse_codes": "codes",
     "train": "training", "TrainResult": "training",
     "load_pretrained": "pretrained", "load_model": "pretrained", "save_model": "pretrained",
     "available_pretrained": "_registry", "PRETRAINED": "_registry",

@@ -26,7 +26,28 @@ def pretrained_path(name: str) -> Path:
 
 
 def available_pretrained() -> list[str]:
-    """The names in :data:`PRETRAINED` whose weights are installed."""
+    """The names in :data:`PRETRAINED` whose weights are installed.
+
+    No torch is needed (nothing is loaded), so it is cheap to ask before importing the
+    learned restorers.
+
+    Returns
+    -------
+    names : list of str
+        In the order of ``PRETRAINED``; each one loads with
+        :func:`~sparseforge.restore.load_pretrained`.
+
+    Examples
+    --------
+    >>> from sparseforge.restore import PRETRAINED, available_pretrained
+    >>> names = available_pretrained()
+    >>> set(names) <= set(PRETRAINED)
+    True
+    >>> sorted(name for name in names if name.startswith("hybrid-"))
+    ['hybrid-blind', 'hybrid-inpaint', 'hybrid-sigma25']
+    >>> PRETRAINED["hybrid-blind"]
+    'hybrid restorer, blind Gaussian noise, sigma in [0, 55]'
+    """
     return [n for n in PRETRAINED if pretrained_path(n).is_file()]
 
 

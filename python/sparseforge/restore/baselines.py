@@ -44,7 +44,27 @@ def dncnn_body(in_channels: int, out_channels: int, depth: int, width: int,
 
 
 def count_parameters(model: Any) -> int:
-    """Number of trainable parameters."""
+    """Number of trainable parameters.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+
+    Returns
+    -------
+    n_parameters : int
+        Elements of the parameters with ``requires_grad`` (frozen ones are not counted).
+
+    Examples
+    --------
+    >>> from sparseforge.restore import DnCNN, HybridRestorer, count_parameters
+    >>> count_parameters(DnCNN())                                  # 17 x 64, as published
+    556097
+    >>> count_parameters(HybridRestorer())                         # the default hybrid
+    293569
+    >>> count_parameters(HybridRestorer(train_dictionary=False))   # 256 x 64 atoms frozen
+    277185
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
@@ -63,10 +83,29 @@ class DnCNN(nn.Module):
     sigma_range : (float, float)
         Noise levels served; (25, 25) for a fixed-sigma model, (0, 55) blind.
     batch_norm : bool
+        Batch normalisation in the middle layers (as published).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparseforge.restore import DnCNN, count_parameters
+    >>> model = DnCNN(depth=5, width=16)      # small; DnCNN() is the published 17 x 64
+    >>> count_parameters(model), model.noise_map
+    (7313, False)
+    >>> noisy = 255 * torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    >>> model.eval()(noisy).shape             # (B, 1, H, W) in, the same out
+    torch.Size([2, 1, 32, 32])
+    >>> blind = DnCNN(5, 16, sigma_range=(0, 55)).eval()   # + a noise-level map input
+    >>> blind.noise_map, blind(noisy, sigma=[10.0, 40.0]).shape
+    (True, torch.Size([2, 1, 32, 32]))
+
+    Train one with :func:`~sparseforge.restore.train` (``model="dncnn"``) and apply it to
+    a numpy image with :func:`~sparseforge.restore.restore_image`.
     """
 
     def __init__(self, depth: int = 17, width: int = 64, *,
-                 sigma_range: tuple[float, float] = (25.0, 25.0), batch_norm: bool = True):
+                 sigma_range: tuple[float, float] = (25.0, 25.0),
+                 batch_norm: bool = True) -> None:
         super().__init__()
         self.sigma_range = check_sigma_range(sigma_range)
         self.noise_map = self.sigma_range[0] != self.sigma_range[1]
@@ -112,10 +151,45 @@ def matched_dncnn(n_parameters: int, *, sigma_range: tuple[float, float] = (25.0
     published 17 (so the baseline stays a DnCNN in shape, only narrower), then the smallest
     relative difference.
 
+    Parameters
+    ----------
+    n_parameters : int
+        The budget, e.g. ``count_parameters(HybridRestorer())``.
+    sigma_range : (float, float)
+        As in :class:`DnCNN`; a blind model has a second input channel (more parameters in
+        its first layer).
+    depths, widths : range
+        The depths and widths tried.
+    tolerance : float
+        Largest relative difference accepted.
+    batch_norm : bool
+        As in :class:`DnCNN`.
+
+    Returns
+    -------
+    model : DnCNN
+        Untrained; its ``config`` records the depth and width chosen.
+
     Raises
     ------
     ValueError
         When no pair comes within `tolerance` (relative).
+
+    Examples
+    --------
+    The baseline that has as many trainable parameters as the default hybrid restorer:
+
+    >>> from sparseforge.restore import HybridRestorer, count_parameters, matched_dncnn
+    >>> budget = count_parameters(HybridRestorer())
+    >>> model = matched_dncnn(budget)
+    >>> model.config["depth"], model.config["width"]
+    (17, 46)
+    >>> abs(count_parameters(model) - budget) / budget <= 0.02
+    True
+    >>> matched_dncnn(1000)
+    Traceback (most recent call last):
+        ...
+    ValueError: no DnCNN with depth in range(5, 31) and width in range(8, 129) has 1000 ...
     """
     if n_parameters < 1:
         raise ValueError(f"`n_parameters` must be positive, got {n_parameters}")

@@ -171,10 +171,36 @@ def deblur(image: Any, kernel: Any, sigma: float, *, prior: Any = "hybrid", n_it
         path}`` for "cnn").
     threads : int, optional
         Threads for the prior.
+    verbose : bool
+        A progress bar over the iterations.
 
     Returns
     -------
     restored : ndarray (H, W) float64, not clipped
+
+    Examples
+    --------
+    A crop of the camera image blurred by a 7x7 Gaussian (not circularly: a photograph's
+    blur), with noise of sigma 2.55 (1%):
+
+    >>> import numpy as np
+    >>> import sparseforge as sf
+    >>> from scipy.ndimage import convolve
+    >>> from sparseforge.restore import deblur
+    >>> clean = sf.datasets.load_image()[96:160, 192:256].astype(np.float64)
+    >>> t = np.exp(-0.5 * (np.arange(-3, 4) / 1.5) ** 2)
+    >>> kernel = np.outer(t, t)                       # normalised by deblur
+    >>> rng = np.random.default_rng(0)
+    >>> blurred = (convolve(clean, kernel / kernel.sum(), mode="reflect")
+    ...            + 2.55 * rng.standard_normal(clean.shape))
+    >>> def psnr(x):
+    ...     return round(float(10 * np.log10(255 ** 2 / np.mean((x - clean) ** 2))), 1)
+    >>> with_ksvd = deblur(blurred, kernel, sigma=2.55, prior="ksvd", n_iter=4)
+    >>> with_hybrid = deblur(blurred, kernel, sigma=2.55, n_iter=4)   # the default prior
+    >>> with_hybrid.shape, with_hybrid.dtype
+    ((64, 64), dtype('float64'))
+    >>> psnr(blurred), psnr(with_ksvd), psnr(with_hybrid)            # dB
+    (28.1, 30.3, 30.9)
     """
     y = _check_image(image)
     k = check_kernel(kernel, y.shape)
@@ -196,7 +222,34 @@ def deblur(image: Any, kernel: Any, sigma: float, *, prior: Any = "hybrid", n_it
 def bicubic_kernel(scale: int) -> np.ndarray:
     """The blur kernel k for which ``blur_decimate(x, k, scale)`` is MATLAB's anti-aliased
     ``imresize(x, 1/scale, "bicubic")`` away from the borders (separable, sum 1,
-    (4s + 3) x (4s + 3), centred at index 2s + 1)."""
+    (4s + 3) x (4s + 3), centred at index 2s + 1).
+
+    It is the default `kernel` of the plug-and-play methods of :func:`upscale`: their data
+    step then models the bicubic down-scaling that made the low-resolution image.
+
+    Parameters
+    ----------
+    scale : int
+        2, 3 or 4.
+
+    Returns
+    -------
+    kernel : ndarray of float64, shape (4 * scale + 3, 4 * scale + 3)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import sparseforge as sf
+    >>> from sparseforge.restore import bicubic_kernel, imresize
+    >>> from sparseforge.restore.operators import blur_decimate
+    >>> k = bicubic_kernel(2)
+    >>> k.shape, round(float(k.sum()), 12), bool(np.allclose(k, k.T))
+    ((11, 11), 1.0, True)
+    >>> x = sf.datasets.load_image()[96:160, 192:256].astype(np.float64)
+    >>> a, b = blur_decimate(x, k, 2), imresize(x, 1 / 2)
+    >>> a.shape, bool(np.allclose(a[3:-3, 3:-3], b[3:-3, 3:-3]))   # equal inside
+    ((32, 32), True)
+    """
     s = check_scale(scale)
     size = 4 * s + 3
     c = size // 2
@@ -226,6 +279,60 @@ def upscale(image: Any, scale: int, *, method: str = "zeyde", prior: Any = None,
 
     `sigma` is the LR image's noise level (0 for clean bicubic down-scaling; the schedule
     then ends at `scale`, as DPIR's). Returns float64 (H*scale, W*scale), not clipped.
+
+    Parameters
+    ----------
+    image : ndarray (H, W)
+        Low-resolution image, 0-255 scale (at least 3x3 for "zeyde").
+    scale : int
+        2, 3 or 4.
+    method : {"zeyde", "bicubic", "pnp-hybrid", "pnp-ksvd", "pnp-cnn", "pnp"}
+        See above; "zeyde" by default.
+    prior : callable(image, sigma) -> image, optional
+        The denoiser of ``method="pnp"`` (only there).
+    sigma : float
+        Noise level of `image`, 0-255 scale (plug-and-play methods).
+    n_iter : int
+        HQS iterations (plug-and-play methods).
+    kernel : ndarray (kh, kw), optional
+        The blur before decimation; default :func:`bicubic_kernel` (`scale`).
+    init : {"zeyde", "bicubic"}
+        Starting point of the plug-and-play iterations.
+    boundary : {"taper", "wrap"}
+        As in :func:`deblur`.
+    sigma_max, lam
+        The schedule (:func:`noise_schedule`).
+    prior_options : dict, optional
+        Keyword arguments of the prior (as in :func:`deblur`).
+    threads : int, optional
+        Threads for the sparse coding and the prior.
+    verbose : bool
+        A progress bar over the iterations.
+
+    Returns
+    -------
+    upscaled : ndarray (H * scale, W * scale) float64, not clipped
+
+    Examples
+    --------
+    Down-scale a crop of the camera image by 2 as the benchmarks do (MATLAB bicubic,
+    rounded to 8 bits), then bring it back:
+
+    >>> import numpy as np
+    >>> import sparseforge as sf
+    >>> from sparseforge.restore import imresize, upscale
+    >>> hr = sf.datasets.load_image()[96:160, 192:256].astype(np.float64)
+    >>> lr = np.clip(np.round(imresize(hr, 1 / 2)), 0, 255)
+    >>> def psnr(x):
+    ...     return round(float(10 * np.log10(255 ** 2 / np.mean((x - hr) ** 2))), 1)
+    >>> bicubic = upscale(lr, 2, method="bicubic")
+    >>> zeyde = upscale(lr, 2)                          # method="zeyde"
+    >>> zeyde.shape, zeyde.dtype
+    ((64, 64), dtype('float64'))
+    >>> psnr(bicubic), psnr(zeyde)                      # dB
+    (31.1, 32.0)
+    >>> psnr(upscale(lr, 2, method="pnp-ksvd", n_iter=4)) > psnr(zeyde)
+    True
     """
     lr = _check_image(image)
     s = check_scale(scale)

@@ -49,7 +49,41 @@ def model_kind(model: Any) -> str:
 
 def save_model(model: Any, path: str | os.PathLike, **meta: Any) -> Path:
     """Write `model`'s config and float32 weights to `path` (atomically); returns the path.
-    `meta` (JSON-like values: training time, steps, command) is stored alongside."""
+    `meta` (JSON-like values: training time, steps, command) is stored alongside.
+
+    Parameters
+    ----------
+    model : HybridRestorer or DnCNN
+    path : str or os.PathLike
+        The file to write (its folder is created); a temporary file next to it is renamed
+        onto it, so a failed write never leaves a partial file.
+    **meta
+        Stored as the model's ``meta`` dict.
+
+    Returns
+    -------
+    path : pathlib.Path
+
+    Raises
+    ------
+    TypeError
+        `model` is neither a HybridRestorer nor a DnCNN.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import torch
+    >>> from sparseforge.restore import DnCNN, load_model, save_model
+    >>> model = DnCNN(depth=5, width=16)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = save_model(model, os.path.join(tmp, "dncnn.pt"), steps=0, note="untrained")
+    ...     loaded = load_model(path)
+    >>> path.name, type(loaded).__name__, loaded.meta
+    ('dncnn.pt', 'DnCNN', {'steps': 0, 'note': 'untrained'})
+    >>> all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+    ...                                       loaded.state_dict().values()))
+    True
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: (v.float() if v.is_floating_point() else v)
@@ -63,7 +97,38 @@ def save_model(model: Any, path: str | os.PathLike, **meta: Any) -> Path:
 
 def load_model(path: str | os.PathLike) -> Any:
     """Rebuild a model saved by :func:`save_model` (or a training checkpoint) in eval mode;
-    its ``meta`` dict is attached as ``model.meta``."""
+    its ``meta`` dict is attached as ``model.meta``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A weights file of :func:`save_model`, ``train(output=...)``, ``sparseforge train
+        --out`` or a training checkpoint (read with ``weights_only=True``).
+
+    Returns
+    -------
+    model : HybridRestorer or DnCNN
+        In eval mode, on the CPU.
+
+    Raises
+    ------
+    ValueError
+        The file is not a sparseforge weights file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import torch
+    >>> from sparseforge.restore import HybridRestorer, load_model, save_model
+    >>> model = HybridRestorer(task="inpaint", depth=4, width=16)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = save_model(model, os.path.join(tmp, "inpaint.pt"))
+    ...     loaded = load_model(path)
+    >>> type(loaded).__name__, loaded.task, loaded.training
+    ('HybridRestorer', 'inpaint', False)
+    >>> bool(torch.equal(loaded.dictionary, model.dictionary))   # the atoms come back
+    True
+    """
     blob = torch.load(Path(path), map_location="cpu", weights_only=True)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"{path} is not a sparseforge weights file (format {FORMAT})")
@@ -83,6 +148,17 @@ def load_model(path: str | os.PathLike) -> Any:
 def load_pretrained(name: str) -> Any:
     """Load shipped weights by name (see :data:`PRETRAINED`), in eval mode.
 
+    Parameters
+    ----------
+    name : str
+        A key of ``sparseforge.restore.PRETRAINED``; those installed are
+        :func:`available_pretrained`.
+
+    Returns
+    -------
+    model : HybridRestorer or DnCNN
+        In eval mode, on the CPU; ``model.meta`` holds the record of its training.
+
     Raises
     ------
     ValueError
@@ -90,6 +166,21 @@ def load_pretrained(name: str) -> Any:
     FileNotFoundError
         The name is known but its weights were not trained and shipped in this build; the
         message gives the command that trains them.
+
+    Examples
+    --------
+    >>> from sparseforge.restore import load_pretrained
+    >>> model = load_pretrained("hybrid-blind")
+    >>> type(model).__name__, model.task, model.sigma_range, model.training
+    ('HybridRestorer', 'denoise', (0.0, 55.0), False)
+    >>> sorted(model.meta)
+    ['history', 'steps', 'train_config', 'train_seconds']
+    >>> load_pretrained("hybrid-sigma50")
+    Traceback (most recent call last):
+        ...
+    ValueError: unknown pretrained model 'hybrid-sigma50'; known: [...]
+
+    Apply it with :func:`~sparseforge.restore.restore_image`.
     """
     path = pretrained_path(name)
     if not path.is_file():

@@ -152,8 +152,31 @@ class TrainResult:
         quantity the budget limits; validation and checkpoint writing are not counted.
     history : list of dict
         One entry per validation: step, train_seconds, loss (running mean since the last
-        entry), val_psnr.
+        entry), val_psnr (NaN without validation images), lr.
     checkpoint : Path or None
+        The checkpoint file (`checkpoint` of :func:`train`), None when none was written.
+
+    Examples
+    --------
+    A two-step run on crops of the camera image, written to a temporary folder:
+
+    >>> import os, tempfile
+    >>> import sparseforge as sf
+    >>> from skimage.io import imsave
+    >>> from sparseforge.restore import train
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> imsave(os.path.join(tmp.name, "camera.png"), sf.datasets.load_image()[:128, :128],
+    ...        check_contrast=False)
+    >>> result = train("dncnn", model_config={"depth": 3, "width": 8}, train_dir=tmp.name,
+    ...                val_dir="", crop_size=16, batch_size=2, max_steps=2, progress=False,
+    ...                checkpoint=os.path.join(tmp.name, "run.pt"))
+    >>> type(result.model).__name__, result.model.training, result.steps
+    ('DnCNN', False, 2)
+    >>> result.train_seconds > 0, sorted(result.history[-1])
+    (True, ['loss', 'lr', 'step', 'train_seconds', 'val_psnr'])
+    >>> result.checkpoint.name, result.checkpoint.is_file()
+    ('run.pt', True)
+    >>> tmp.cleanup()
     """
 
     model: Any
@@ -236,6 +259,43 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
     Returns
     -------
     TrainResult
+        The model in eval mode, the steps and seconds done, the validation history and the
+        checkpoint path.
+
+    Examples
+    --------
+    A tiny hybrid trained for four steps on crops of the camera image, validated every
+    two steps on another crop, then resumed from its checkpoint for two more (real runs:
+    ``max_seconds`` of an hour or more on Train400; see ``sparseforge train --help``).
+
+    >>> import os, tempfile
+    >>> import sparseforge as sf
+    >>> from skimage.io import imsave
+    >>> from sparseforge.restore import load_model, train
+    >>> image = sf.datasets.load_image()
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> train_dir, val_dir = os.path.join(tmp.name, "train"), os.path.join(tmp.name, "val")
+    >>> for folder in (train_dir, val_dir):
+    ...     os.mkdir(folder)
+    >>> for i, (r, c) in enumerate([(0, 0), (0, 256), (256, 0), (256, 256)]):
+    ...     imsave(os.path.join(train_dir, f"{i}.png"), image[r:r + 128, c:c + 128],
+    ...            check_contrast=False)
+    >>> imsave(os.path.join(val_dir, "head.png"), image[96:160, 192:256],
+    ...        check_contrast=False)
+    >>> options = dict(model_config={"depth": 3, "width": 8, "channels": 1, "step": 4},
+    ...                train_dir=train_dir, val_dir=val_dir, val_crop=32, crop_size=16,
+    ...                batch_size=2, val_every=2, progress=False,
+    ...                checkpoint=os.path.join(tmp.name, "checkpoint.pt"))
+    >>> result = train("hybrid", sigma_range=(25, 25), max_steps=4,
+    ...                output=os.path.join(tmp.name, "tiny.pt"), **options)
+    >>> result.steps, [entry["step"] for entry in result.history]
+    (4, [2, 4])
+    >>> type(load_model(os.path.join(tmp.name, "tiny.pt"))).__name__
+    'HybridRestorer'
+    >>> resumed = train("hybrid", sigma_range=(25, 25), max_steps=6, resume=True, **options)
+    >>> resumed.steps, [entry["step"] for entry in resumed.history]
+    (6, [2, 4, 6])
+    >>> tmp.cleanup()
     """
     from ._inputs import check_sigma_range, check_task
     from .baselines import count_parameters, matched_dncnn
