@@ -196,8 +196,16 @@ def test_permutation_equivariance_of_signals(backend, problem, seed):
     base = encode(backend, X, D, n_nonzero_coefs=k)
     permuted = encode(backend, np.ascontiguousarray(X[perm]), D, n_nonzero_coefs=k)
     np.testing.assert_array_equal(permuted != 0, base[perm] != 0)
-    np.testing.assert_allclose(permuted, base[perm], rtol=1e-5 if X.dtype == np.float32
-                               else 1e-12, atol=0)
+    rtol = 1e-5 if X.dtype == np.float32 else 1e-12
+    if backend.is_device:
+        # The device path forms the correlations with one GEMM (cuBLAS, or numpy's BLAS in
+        # the emulation), whose summation order may depend on where a row sits in the
+        # batch: round-off of the largest code, not of each element (the host kernel forms
+        # each row's correlations alone, so there the match is elementwise).
+        np.testing.assert_allclose(permuted, base[perm], rtol=0,
+                                   atol=rtol * max(np.abs(base).max(), 1e-30))
+    else:
+        np.testing.assert_allclose(permuted, base[perm], rtol=rtol, atol=0)
 
 
 @given(problems(), st.sampled_from([0.25, 3.0, 1e3]))

@@ -119,13 +119,11 @@ def test_a_value_check_of_an_unsupported_dask_argument_is_refused():
     assert ctx.all_finite(np.ones(3)) and not ctx.all_finite(np.array([np.nan]))
 
 
-def test_ksvd_refuses_dask_arrays(X_D):
-    """Not implemented yet (issue 15): a TypeError that says so."""
+def test_ksvd_refuses_a_dask_dictionary(X_D):
+    """ksvd runs on a dask X (tests/dask/test_dask_ksvd.py), not on a dask dict_init."""
     Xd, X, _, _ = X_D
     with pytest.raises(TypeError, match=r"`dict_init` is a dask array"):
         sf.ksvd(Xd, 8, n_iter=1, dict_init=da.from_array(X[:8]))
-    with pytest.raises(TypeError, match=r"ksvd / KSVD.fit does not run on dask arrays yet"):
-        sf.ksvd(Xd, 8, n_iter=1, dict_init="data", random_state=0)
 
 
 def test_description_is_lazy_and_placement_names_the_inner_backend(X_D):

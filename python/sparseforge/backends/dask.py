@@ -301,13 +301,12 @@ def gram(dictionary: np.ndarray, ctx: Any = None) -> np.ndarray:
     return cpu.gram(dictionary)
 
 
-def _not_yet(function: str) -> TypeError:
-    return TypeError(f"{function} does not run on dask arrays yet (docs/dask.md): compute "
-                     "the array first (`.compute()`)")
+def ksvd_sweep(X: Any, D: np.ndarray, codes: Any, residual: Any, **kwargs: Any) -> Any:
+    """The K-SVD sweep over row blocks on their workers (backends/dask_ksvd.py; `residual`
+    is the call's ``DaskKsvd``)."""
+    from .dask_ksvd import ksvd_sweep as sweep
 
-
-def ksvd_sweep(*args: Any, **kwargs: Any) -> Any:
-    raise _not_yet("ksvd / KSVD.fit")
+    return sweep(X, D, codes, residual, **kwargs)
 
 
 # ---------------------------------------------------------------------------- patches

@@ -29,7 +29,7 @@ from .._validation import (check_choice, check_finite, check_float, check_fracti
 from ..backends import backend_for
 from ..omp import sparse_encode
 from .init import DICT_INITS, initial_dictionary, resolve_dict_init
-from .replacement import REPLACEMENTS, replace_atoms
+from .replacement import REPLACEMENTS, atoms_to_replace, replace_atoms
 
 METHODS = ("approximate", "exact")
 
@@ -111,10 +111,10 @@ def _validate(X: Any, n_components: Any, n_nonzero_coefs: Any, tol: Any, n_iter:
     """Every check of :func:`ksvd`, before any work; raises naming the argument."""
     init_is_name = isinstance(dict_init, str)
     place = placement({"X": X} if init_is_name else {"X": X, "dict_init": dict_init})
-    if place.kind == "dask":
-        raise TypeError("`X` is a dask array: ksvd / KSVD.fit does not run on dask arrays yet "
-                        "(the distributed K-SVD is planned); compute `X` first, or learn the "
-                        "dictionary on a sample and encode the whole array with sparse_encode")
+    on_dask = place.kind == "dask"
+    if on_dask and place.ctx.inner != "cpu":
+        raise TypeError("`X` is a dask array of CuPy blocks: ksvd / KSVD.fit on dask runs "
+                        "numpy blocks only; pass a dask array of numpy blocks")
     ctx = place.ctx
     x_info = check_float(place.infos["X"], ndim=2)
     n_components = check_int(n_components, "n_components", minimum=1)
@@ -147,8 +147,9 @@ def _validate(X: Any, n_components: Any, n_nonzero_coefs: Any, tol: Any, n_iter:
                              f"(n_components, n_features) = ({n_components}, {n_features})")
         check_finite(d_info.obj, "dict_init", ctx)
         init = d_info.obj
-    namespace(x_info.obj)  # torch or CuPy (or numpy): the frameworks K-SVD can allocate in
-    check_finite(x_info.obj, "X", ctx)
+    if not on_dask:  # dask blocks are checked by the coding tasks, on the workers
+        namespace(x_info.obj)  # torch or CuPy (or numpy): the frameworks K-SVD allocates in
+        check_finite(x_info.obj, "X", ctx)
     return _Plan(place, x_info.obj, init, n_nonzero_coefs, tol, n_threads)
 
 
@@ -183,7 +184,10 @@ def ksvd(
     X : ndarray of shape (n_samples, n_features)
         Training signals (float32 or float64; the dictionary has the same dtype). A torch
         CUDA tensor or CuPy array runs K-SVD on its GPU (same sequential algorithm; results
-        on the device, in the input's framework; see the README's CUDA section).
+        on the device, in the input's framework; see the README's CUDA section). A dask
+        array of numpy blocks runs the same K-SVD with the signals, codes and residual on
+        the workers holding the blocks (docs/dask.md): the dictionary is returned in
+        memory, the codes as dask arrays.
     n_components : int
         Number of atoms K.
     n_nonzero_coefs : int, optional
@@ -267,7 +271,10 @@ def ksvd(
         warnings.warn(f"`X` has fewer signals ({n_samples}) than atoms ({n_components}): some "
                       "atoms cannot be trained", RuntimeWarning, stacklevel=2)
     backend = backend_for(plan.place)
-    xp = namespace(plan.X)
+    on_dask = plan.place.kind == "dask"
+    # On dask the dictionary lives on the client (numpy); X, the codes and the residual on
+    # the workers, in the backend's state (`residual`, backends/dask_ksvd.py).
+    xp = namespace(plan.X) if not on_dask else namespace(None)
     size = n_samples * n_features
 
     def encode(X_: Any, D_: Any, **kwargs: Any) -> SparseCodes:
@@ -275,10 +282,21 @@ def ksvd(
                              n_jobs=n_jobs, output="compact", **kwargs)
 
     with xp.device_scope():
-        X = xp.ascontiguous(plan.X)
-        D = initial_dictionary(X, n_components, plan.dict_init, _generator(random_state))
-        x_norms = xp.row_norms_sq(X)
-        residual = xp.empty_like(X)
+        if on_dask:
+            from ..backends.dask_ksvd import DaskKsvd
+
+            residual = DaskKsvd(plan.X, n_components)
+            X, x_norms = residual.X, None
+            if isinstance(plan.dict_init, str) and plan.dict_init == "data":
+                D = residual.data_dictionary(n_components, _generator(random_state))
+            else:  # "dct" or given atoms: nothing read from X but its shape and dtype
+                D = initial_dictionary(np.empty((0, n_features), residual.dtype),
+                                       n_components, plan.dict_init, _generator(random_state))
+        else:
+            X = xp.ascontiguous(plan.X)
+            D = initial_dictionary(X, n_components, plan.dict_init, _generator(random_state))
+            x_norms = xp.row_norms_sq(X)
+            residual = xp.empty_like(X)
         errors = np.empty(n_iter)
         codes = None
         progress = None
@@ -292,18 +310,28 @@ def ksvd(
                     # Dependent atoms (duplicates the sweep has not replaced yet) are expected.
                     warnings.simplefilter("ignore", LinearDependenceWarning)
                     coded = encode(X, D, check_input=False)
-                # The sweep updates the codes in place: they must be contiguous.
-                codes = SparseCodes(xp.ascontiguous(coded.indices),
-                                    xp.ascontiguous(coded.values), coded.counts, coded.status,
-                                    coded.n_components)
-                usage, coded_error = backend.ksvd_sweep(
-                    X, D, codes, residual, exact=method == "exact",
-                    max_power_iter=max_power_iter, n_threads=plan.n_threads,
-                    ctx=plan.place.ctx)
+                if on_dask:
+                    codes = coded
+                    usage, coded_error = backend.ksvd_sweep(
+                        X, D, codes, residual, exact=method == "exact",
+                        max_power_iter=max_power_iter, n_threads=plan.n_threads,
+                        ctx=plan.place.ctx)
+                    n_dead, n_dup, signal_errors = residual.replace_atoms(
+                        D, *atoms_to_replace(xp, D, usage, duplicate_threshold),
+                        atom_replacement)
+                else:
+                    # The sweep updates the codes in place: they must be contiguous.
+                    codes = SparseCodes(xp.ascontiguous(coded.indices),
+                                        xp.ascontiguous(coded.values), coded.counts,
+                                        coded.status, coded.n_components)
+                    usage, coded_error = backend.ksvd_sweep(
+                        X, D, codes, residual, exact=method == "exact",
+                        max_power_iter=max_power_iter, n_threads=plan.n_threads,
+                        ctx=plan.place.ctx)
+                    n_dead, n_dup, signal_errors = replace_atoms(X, D, codes, residual, usage,
+                                                                 duplicate_threshold, x_norms,
+                                                                 atom_replacement)
                 rmse_coded = math.sqrt(coded_error / size)
-                n_dead, n_dup, signal_errors = replace_atoms(X, D, codes, residual, usage,
-                                                             duplicate_threshold, x_norms,
-                                                             atom_replacement)
                 errors[it] = math.sqrt(xp.sum_float64(signal_errors) / size)
                 if progress is not None:
                     progress.set_postfix(rmse=f"{errors[it]:.4g}", replaced=n_dead + n_dup)
@@ -316,4 +344,6 @@ def ksvd(
                 progress.close()
         if codes is None:  # n_iter == 0: code with the initial dictionary
             codes = encode(X, D)
+        elif on_dask:  # the swept codes, held by the blocks' workers
+            codes = residual.codes(codes.indices.shape[1])
     return D, codes, errors

@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .._arrays import is_dask_array
 from .._codes import reconstruct_codes
 from .._validation import estimator_dictionary, estimator_input
 from ..omp import sparse_encode
@@ -109,7 +110,8 @@ class KSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training signals (dense: the K-SVD sweep keeps an X-sized residual).
+            Training signals (dense: the K-SVD sweep keeps an X-sized residual), or a dask
+            array of float blocks (the distributed K-SVD of docs/dask.md).
         y : None
             Ignored.
 
@@ -118,7 +120,11 @@ class KSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self : KSVD
         """
         del y
-        X = estimator_input(self, X, reset=True)
+        if is_dask_array(X):  # distributed K-SVD: ksvd validates the array's description
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        else:
+            X = estimator_input(self, X, reset=True)
         dict_init = self.dict_init
         if not isinstance(dict_init, str):
             dict_init = estimator_dictionary(dict_init, "dict_init", dtype=X.dtype)

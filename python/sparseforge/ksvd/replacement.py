@@ -48,13 +48,7 @@ def replace_atoms(X: Any, D: Any, codes: SparseCodes, residual: Any, usage: Any,
     """
     xp = namespace(X, D, residual)
     indices, values, counts = codes.indices, codes.values, codes.counts
-    dead = xp.flatnonzero(usage == 0)
-    # Atom k duplicates an earlier atom j < k (the earlier one is kept); dead atoms are
-    # replaced as dead ones.
-    coherent = (xp.tril(xp.abs(xp.gram(D)), -1) > threshold).any(1)
-    coherent[dead] = False
-    duplicate = xp.flatnonzero(coherent)
-    replace = xp.concat([dead, duplicate])
+    dead, duplicate, replace = atoms_to_replace(xp, D, usage, threshold)
     # The replacements are chosen before the duplicates' codes are dropped: afterwards the
     # largest residuals would be those dropped terms, i.e. the duplicates themselves.
     sources = replacement_atoms(X, residual, x_norms, int(replace.shape[0]), replacement)
@@ -77,6 +71,18 @@ def replace_atoms(X: Any, D: Any, codes: SparseCodes, residual: Any, usage: Any,
         values[touched] = xp.take_along_axis(values[touched], order, 1)
     D[replace[:sources.shape[0]]] = sources
     return int(dead.shape[0]), int(duplicate.shape[0]), xp.row_norms_sq(residual)
+
+
+def atoms_to_replace(xp: Any, D: Any, usage: Any, threshold: float) -> tuple[Any, Any, Any]:
+    """The dead atoms, the duplicates and both (dead first), from the dictionary and usage
+    only (also used by the dask K-SVD on the client)."""
+    dead = xp.flatnonzero(usage == 0)
+    # Atom k duplicates an earlier atom j < k (the earlier one is kept); dead atoms are
+    # replaced as dead ones.
+    coherent = (xp.tril(xp.abs(xp.gram(D)), -1) > threshold).any(1)
+    coherent[dead] = False
+    duplicate = xp.flatnonzero(coherent)
+    return dead, duplicate, xp.concat([dead, duplicate])
 
 
 def replacement_atoms(X: Any, residual: Any, x_norms: Any, count: int, replacement: str) -> Any:
