@@ -20,6 +20,14 @@ metadata. Run it on an idle machine:
 
     python benchmarks/bench_dask.py                 # 4M signals, C = all cores
     python benchmarks/bench_dask.py --quick         # smoke test: 256k signals, 1 repeat
+
+``--parts tiled``: ``denoise_ksvd`` of a 20000 x 20000 float32 image (1.6 GB) generated on
+2 worker processes (1 thread each) in 1000 x 1000 chunks, universal dictionary, ``--step 2``
+by default; wall time and the peak RSS of each worker (sampled with psutil). Written into
+bench_dask.json under "tiled_denoise" (read-modify-write: the encoding results are kept):
+
+    python benchmarks/bench_dask.py --parts tiled                  # 20000^2, step 2
+    python benchmarks/bench_dask.py --parts tiled --size 4000      # a quick one
 """
 
 from __future__ import annotations
@@ -127,6 +135,139 @@ def on_cluster(args, dictionary, n_workers: int, threads: int) -> dict[str, Any]
             "worker_OMP_NUM_THREADS": sorted(set(map(str, env.values())))}
 
 
+# --- the tiled denoise of a huge image (issue 15, huge images) ----------------------------
+
+def _clean_tile(y0: int, x0: int, shape) -> np.ndarray:
+    """The smooth synthetic image (0-255 scale) on rows y0.., columns x0..: float64."""
+    y = np.arange(y0, y0 + shape[0], dtype=np.float64)[:, None]
+    x = np.arange(x0, x0 + shape[1], dtype=np.float64)[None, :]
+    return 128.0 + 60.0 * np.sin(y / 50.0) * np.cos(x / 70.0) + 30.0 * np.sin((x + y) / 23.0)
+
+
+def _noisy_block(block_info=None, *, seed, sigma, out_dtype):
+    """One chunk of the noisy image, reproducible from (seed, chunk location) alone."""
+    info = block_info[None]
+    (y0, _), (x0, _) = info["array-location"]
+    shape = info["chunk-shape"]
+    rng = np.random.default_rng([seed, *info["chunk-location"]])
+    return (_clean_tile(y0, x0, shape) + sigma * rng.standard_normal(shape)).astype(out_dtype)
+
+
+def _sq_error_block(block, block_info=None):
+    info = block_info[0]
+    (y0, _), (x0, _) = info["array-location"]
+    err = block.astype(np.float64) - _clean_tile(y0, x0, block.shape)
+    return np.array([[float(np.dot(err.ravel(), err.ravel()))]])
+
+
+def _start_rss_sampler(dask_worker=None, interval: float = 0.05) -> int:
+    """In a worker: a daemon thread recording the process's peak RSS (psutil) until stopped
+    (the state lives on the worker object: this function is shipped by value)."""
+    import threading
+
+    import psutil
+
+    proc = psutil.Process()
+    _PEAK = dask_worker._sparseforge_rss = {}
+    _PEAK.update(peak=proc.memory_info().rss, start=proc.memory_info().rss, run=True)
+
+    def loop():
+        while _PEAK.get("run"):
+            _PEAK["peak"] = max(_PEAK["peak"], proc.memory_info().rss)
+            time.sleep(interval)
+
+    threading.Thread(target=loop, daemon=True).start()
+    return _PEAK["start"]
+
+
+def _stop_rss_sampler(dask_worker=None) -> dict:
+    import psutil
+
+    _PEAK = dask_worker._sparseforge_rss
+    _PEAK["peak"] = max(_PEAK["peak"], psutil.Process().memory_info().rss)
+    _PEAK["run"] = False
+    return {"start_rss": _PEAK["start"], "peak_rss": _PEAK["peak"]}
+
+
+def tiled_denoise(args) -> dict[str, Any]:
+    """denoise_ksvd of a size x size image generated on 2 worker processes (1 thread each),
+    universal dictionary, in chunks of --tile pixels; only the squared errors come back."""
+    import dask.array as da
+    from distributed import Client, LocalCluster
+
+    from sparseforge.restore import denoise_ksvd
+
+    n, tile, sigma = args.size, args.tile, args.sigma
+    chunks = (row_chunks(n, tile), row_chunks(n, tile))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      host="127.0.0.1", dashboard_address=None, silence_logs=40,
+                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster, \
+            Client(cluster) as client:
+        client.wait_for_workers(2)
+        noisy = da.map_blocks(_noisy_block, chunks=chunks, dtype=args.dtype,
+                              meta=np.empty((0, 0), args.dtype), seed=args.seed, sigma=sigma,
+                              out_dtype=args.dtype)
+        denoised = denoise_ksvd(noisy, sigma, step=args.step, dictionary="universal")
+        sq_noisy = da.map_blocks(_sq_error_block, noisy, chunks=(1, 1), dtype=np.float64)
+        sq_den = da.map_blocks(_sq_error_block, denoised, chunks=(1, 1), dtype=np.float64)
+        start = client.run(_start_rss_sampler)
+        t0 = time.perf_counter()
+        err_den = float(sq_den.sum().compute())
+        wall = time.perf_counter() - t0
+        mem = client.run(_stop_rss_sampler)
+        err_noisy = float(sq_noisy.sum().compute())
+        limits = {w: info["memory_limit"]
+                  for w, info in client.scheduler_info()["workers"].items()}
+    psnr = lambda e: 10 * np.log10(255.0 ** 2 / (e / (n * n)))  # noqa: E731
+    workers = [{"worker": w, **m, "memory_limit": limits.get(w)} for w, m in mem.items()]
+    return {
+        "description": "denoise_ksvd of a dask image (tiled with a halo of patch_size - 1, "
+                       "restore/tiled.py), generated on the workers, universal dictionary; "
+                       "the clock covers generation + denoising + a reduction of the squared "
+                       "error (nothing image-sized is gathered); peak RSS of each worker "
+                       "process sampled every 50 ms with psutil.",
+        "argv": sys.argv[1:],
+        "settings": {"size": n, "dtype": args.dtype, "image_bytes": n * n *
+                     np.dtype(args.dtype).itemsize, "tile": tile, "step": args.step,
+                     "patch_size": 8, "sigma": sigma, "seed": args.seed, "workers": 2,
+                     "threads_per_worker": 1},
+        "wall_s": wall,
+        "pixels_per_s": n * n / wall,
+        "psnr_noisy_db": psnr(err_noisy), "psnr_denoised_db": psnr(err_den),
+        "workers": workers,
+        "peak_rss_max_bytes": max(w["peak_rss"] for w in workers),
+        "under_2GB_per_worker": all(w["peak_rss"] < 2e9 for w in workers),
+        "rss_before": start,
+    }
+
+
+def run_tiled(args) -> int:
+    import json
+
+    import dask
+    import distributed
+
+    meta = H.machine_info(threads=2)
+    meta["dask_versions"] = {"dask": dask.__version__, "distributed": distributed.__version__}
+    print(f"# tiled denoise {args.size}x{args.size} {args.dtype}, tiles {args.tile}, step "
+          f"{args.step}, 2 workers x 1 thread", flush=True)
+    rec = tiled_denoise(args)
+    rec["metadata"] = meta
+    name = args.out or "bench_dask"
+    path = H.RESULTS_DIR / f"{name}.json"
+    data = json.loads(path.read_text()) if path.exists() else {"benchmark": "bench_dask"}
+    data.setdefault("tiled_denoise", {})[f"{args.size}_step{args.step}"] = rec
+    path = H.write_json(name, data)
+    for w in rec["workers"]:
+        print(f"## {w['worker']}: peak RSS {w['peak_rss'] / 1e9:.2f} GB "
+              f"(start {w['start_rss'] / 1e9:.2f} GB)")
+    print(f"## wall {rec['wall_s']:.1f} s ({H.fmt_rate(rec['pixels_per_s'])} pixels/s), PSNR "
+          f"{rec['psnr_noisy_db']:.2f} -> {rec['psnr_denoised_db']:.2f} dB; "
+          f"all under 2 GB: {rec['under_2GB_per_worker']}")
+    print(f"JSON: {path} (key tiled_denoise)")
+    return 0
+
+
 def plot(records: list[dict[str, Any]], summary: dict[str, Any], meta: dict[str, Any],
          path) -> str | None:
     try:
@@ -177,7 +318,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--keep-blas-env", action="store_true",
                    help="do not remove OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE")
+    p.add_argument("--parts", default="encode", choices=["encode", "tiled"],
+                   help="encode: the encoding throughput (default); tiled: denoise_ksvd of a "
+                        "--size^2 image on 2 workers, peak RSS per worker (added to the JSON "
+                        "under 'tiled_denoise', the rest kept)")
+    p.add_argument("--size", type=int, default=20000, help="tiled: image side (20000)")
+    p.add_argument("--tile", type=int, default=1000, help="tiled: chunk side (1000)")
+    p.add_argument("--step", type=int, default=2, help="tiled: patch step (2)")
+    p.add_argument("--sigma", type=float, default=20.0, help="tiled: noise (0-255 scale)")
     args = p.parse_args(argv)
+    if args.parts == "tiled":
+        return run_tiled(args)
     args.n_signals = args.n_signals or (1 << 18 if args.quick else 1 << 22)
     args.block_rows = args.block_rows or (1 << 14 if args.quick else 1 << 17)
     args.repeats = args.repeats or (1 if args.quick else 3)

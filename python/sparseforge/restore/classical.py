@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .._arrays import is_dask_array
 from .._validation import host_float_array
 from ..dictionaries import overcomplete_dct, universal_dictionary
 from ..ksvd import ksvd
@@ -55,6 +56,17 @@ def _dictionary(spec: Any, patch_size: int, dtype) -> np.ndarray:
     return np.ascontiguousarray(D, dtype=dtype)
 
 
+def _in_memory():
+    """The in-memory functions the tiled (dask) versions run on each tile (passed in, so
+    that restore.tiled does not import this module back)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(denoise_ksvd=denoise_ksvd, inpaint_ksvd=inpaint_ksvd,
+                           code_patches=_code_patches, dictionary=_dictionary,
+                           check_sigma=_check_sigma, patch_means=_patch_means,
+                           check_refine_rms=_check_refine_rms)
+
+
 def _patch_means(patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     flat = patches.reshape(len(patches), -1)
     means = flat.mean(axis=1, keepdims=True)
@@ -75,8 +87,12 @@ def denoise_ksvd(image: Any, sigma: float, *, patch_size: int = 8, step: int = 1
 
     Parameters
     ----------
-    image : ndarray of shape (H, W)
-        Noisy image, float32 or float64, **0-255 scale**.
+    image : ndarray or dask array of shape (H, W)
+        Noisy image, float32 or float64, **0-255 scale**. A dask array gives a lazy dask
+        array with its chunks, computed chunk by chunk with a halo of ``patch_size - 1``
+        pixels and equal to the in-memory result bit for bit (``"adaptive"``: the dictionary
+        is learned once, on the client, from the same random patches);
+        see :mod:`sparseforge.restore.tiled` and docs/dask.md.
     sigma : float
         Standard deviation of the (white Gaussian) noise on the same scale. 0 returns a copy.
     patch_size, step : int
@@ -99,7 +115,7 @@ def denoise_ksvd(image: Any, sigma: float, *, patch_size: int = 8, step: int = 1
 
     Returns
     -------
-    denoised : ndarray of shape (H, W), the dtype of `image`
+    denoised : ndarray (dask array for a dask `image`) of shape (H, W), the dtype of `image`
         Not clipped to [0, 255].
 
     Examples
@@ -123,6 +139,12 @@ def denoise_ksvd(image: Any, sigma: float, *, patch_size: int = 8, step: int = 1
     >>> denoise_ksvd(noisy.astype(np.float32), 25).dtype
     dtype('float32')
     """
+    if is_dask_array(image):
+        from .tiled import denoise_dask
+        return denoise_dask(_in_memory(), image, sigma, patch_size=patch_size, step=step,
+                            dictionary=dictionary, gain=gain, lam=lam, n_iter=n_iter,
+                            max_training_patches=max_training_patches,
+                            random_state=random_state, n_jobs=n_jobs, verbose=verbose)
     y = _check_image(image)
     sigma = _check_sigma(sigma)
     # Every argument is checked before sigma = 0 returns the image unchanged.
@@ -208,12 +230,15 @@ def inpaint_ksvd(image: Any, mask: Any, *, patch_size: int = 8, step: int = 1,
 
     Parameters
     ----------
-    image : ndarray of shape (H, W)
+    image : ndarray or dask array of shape (H, W)
         **0-255 scale** (`refine_rms` is in those units); values at missing pixels are
-        ignored.
-    mask : ndarray of bool, shape (H, W)
-        True where the pixel is observed. A patch with no observed pixel gets a zero code in
-        the masked pass and is filled by its neighbours (or 0 when no pixel is observed).
+        ignored. A dask array gives a lazy dask array equal to the in-memory result bit for
+        bit: the masked pass and each refinement round are tiled passes with a halo of
+        ``patch_size - 1`` pixels (:mod:`sparseforge.restore.tiled`).
+    mask : ndarray or dask array of bool, shape (H, W)
+        True where the pixel is observed (a dask array too when `image` is one). A patch
+        with no observed pixel gets a zero code in the masked pass and is filled by its
+        neighbours (or 0 when no pixel is observed).
     patch_size, step, dictionary
         As in :func:`denoise_ksvd` ("universal" for 8x8; "dct"; or an array).
     n_nonzero_coefs : int, optional
@@ -231,7 +256,7 @@ def inpaint_ksvd(image: Any, mask: Any, *, patch_size: int = 8, step: int = 1,
 
     Returns
     -------
-    inpainted : ndarray of shape (H, W), the dtype of `image`
+    inpainted : ndarray (dask array for a dask `image`) of shape (H, W), the dtype of `image`
         Observed pixels unchanged.
 
     Examples
@@ -253,6 +278,12 @@ def inpaint_ksvd(image: Any, mask: Any, *, patch_size: int = 8, step: int = 1,
     >>> psnr(masked_pass), psnr(inpainted)             # dB
     (32.4, 33.4)
     """
+    if is_dask_array(image):
+        from .tiled import inpaint_dask
+        return inpaint_dask(_in_memory(), image, mask, patch_size=patch_size, step=step,
+                            dictionary=dictionary, n_nonzero_coefs=n_nonzero_coefs,
+                            n_iter=n_iter, refine_rms=refine_rms, n_jobs=n_jobs,
+                            verbose=verbose)
     y = _check_image(image)
     mask = np.asarray(mask)
     if mask.dtype != np.bool_:
