@@ -892,7 +892,10 @@ def train(args: argparse.Namespace) -> int:
                  train_dir=args.train_dir, val_dir=args.val_dir, crop_size=args.crop,
                  batch_size=args.batch, max_steps=args.steps, max_seconds=args.seconds,
                  seed=args.seed, val_every=args.val_every, checkpoint=args.checkpoint,
-                 resume=args.resume, output=args.out, threads=args.threads, lr=args.lr)
+                 resume=args.resume, output=args.out, threads=args.threads, lr=args.lr,
+                 nproc=args.nproc)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: rank 0 reports, as it writes
+        return 0
     last = result.history[-1] if result.history else {}
     print(f"trained {args.model} ({args.task}) for {result.steps} steps, "
           f"{result.train_seconds:.0f} s; validation PSNR {last.get('val_psnr', float('nan')):.2f}"
@@ -910,6 +913,13 @@ def _check_train_options(args: argparse.Namespace) -> None:
     _check_int("--batch", args.batch, 1)
     _check_int("--val-every", args.val_every, 1)
     _check_int("--threads", args.threads, 1)
+    if os.environ.get("WORLD_SIZE", "1") in ("", "1"):  # torchrun sets the processes itself
+        from .restore.distributed import cpu_count
+
+        _check_int("--nproc", args.nproc, 1, cpu_count(), " (processes, at most one per CPU)")
+        if args.nproc > args.batch:
+            raise UsageError(f"--nproc {args.nproc} is more than --batch {args.batch}: each "
+                             "process needs at least one crop of the batch")
     for option in ("depth", "width", "channels", "max_atoms"):
         _check_int(f"--{option.replace('_', '-')}", getattr(args, option), 1)
     if not (math.isfinite(args.lr) and args.lr > 0):
@@ -1316,6 +1326,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--out", required=True, help="weights file to write")
     p_train.add_argument("--seed", type=int, default=0)
     p_train.add_argument("--threads", type=int, default=None)
+    p_train.add_argument("--nproc", type=int, default=1,
+                         help="data-parallel training processes (torch.distributed, gloo on "
+                              "the loopback interface; each runs threads // N threads)")
     for option in ("depth", "width", "channels", "max-atoms"):
         p_train.add_argument(f"--{option}", type=int, default=None,
                              help="model option (default: the model's)")

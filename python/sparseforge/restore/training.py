@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,7 +210,7 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
           val_every: int = 500, val_crop: int | None = 128, val_images: int | None = None,
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 500,
           resume: bool = False, output: str | os.PathLike | None = None,
-          threads: int | None = None, progress: bool = True) -> TrainResult:
+          threads: int | None = None, progress: bool = True, nproc: int = 1) -> TrainResult:
     """Train a restorer on random crops.
 
     Parameters
@@ -252,9 +254,19 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
         Final weights for :func:`~sparseforge.restore.load_model`.
     threads : int, optional
         torch threads (and the native OMP's) from here on (``torch.set_num_threads``, not
-        restored afterwards); default unchanged.
+        restored afterwards); default unchanged. With `nproc` > 1 each process runs
+        ``threads // nproc`` (at least 1; default: the CPUs // nproc).
     progress : bool
         A tqdm bar with the loss and the last validation PSNR.
+    nproc : int
+        Data-parallel processes (``torch.distributed``, DistributedDataParallel; gloo on
+        the loopback interface). Each step draws the same global batch of `batch_size`
+        crops as one process would and each process takes a contiguous share; the
+        gradients are averaged across processes (DDP) and batch normalisation uses the
+        global batch's statistics, so a step equals the single-process step to round-off.
+        Process 0 validates, reports, writes the checkpoint and `output`; the trained
+        model is returned here. Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment)
+        this call is one of the processes: `nproc` must be 1 or the world size.
 
     Returns
     -------
@@ -307,6 +319,27 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
     if crop_size < 8 or batch_size < 1:
         raise ValueError(f"`crop_size` must be >= 8 and `batch_size` >= 1, got {crop_size} "
                          f"and {batch_size}")
+    from . import distributed
+
+    nproc = int(nproc)
+    launched = distributed.environment_world()
+    if launched is not None:
+        if nproc not in (1, launched[1]):
+            raise ValueError(f"`nproc` is {nproc} but torchrun started {launched[1]} "
+                             "processes; leave `nproc` at 1 under torchrun")
+        nproc = launched[1]
+    elif nproc < 1 or nproc > distributed.cpu_count():
+        raise ValueError(f"`nproc` must be from 1 to the {distributed.cpu_count()} CPUs, "
+                         f"got {nproc}")
+    if nproc > batch_size:
+        raise ValueError(f"`batch_size` {batch_size} is less than `nproc` {nproc}: each "
+                         "process needs at least one crop")
+    if nproc > 1:
+        if not distributed.available():
+            raise RuntimeError("`nproc` > 1 needs torch.distributed with gloo, which this "
+                               "PyTorch build lacks")
+        threads = max(1, (threads if threads is not None else distributed.cpu_count())
+                      // nproc)
     if threads is not None:
         torch.set_num_threads(int(threads))
     torch.manual_seed(seed)
@@ -338,16 +371,88 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
     val_folder = val_dir if val_dir is not None else default_data_dir() / "Set12"
     val_items = (validation_set(val_folder, task, sigma_range, missing, val_crop, val_images,
                                 seed) if str(val_folder) else [])
+    options = dict(task=task, sigma_range=sigma_range, missing=missing, crop_size=crop_size,
+                   batch_size=batch_size, max_steps=max_steps, max_seconds=max_seconds, lr=lr,
+                   seed=seed, val_every=val_every, checkpoint_every=checkpoint_every,
+                   checkpoint=None if checkpoint is None else Path(checkpoint), resume=resume,
+                   output=output, progress=progress, threads=threads)
+    if nproc == 1:
+        return _fit(net, images, val_items, options)
+    if launched is not None:
+        distributed.init(launched[0], nproc, None)
+        try:
+            result = _fit(net, images, val_items, options, *launched)
+            torch.distributed.barrier()  # all done before any process leaves the group
+            return result
+        finally:
+            distributed.shutdown()
+    with tempfile.TemporaryDirectory(prefix="sparseforge-train-") as folder:
+        result_path = Path(folder) / "result.pt"
+        # Plain pickle: each process gets its own copy (the multiprocessing pickler would
+        # share the tensors' memory, and every process would update the same weights).
+        payload = pickle.dumps((net, images, val_items), protocol=pickle.HIGHEST_PROTOCOL)
+        distributed.launch(_fit_rank, nproc, payload, options, str(result_path))
+        blob = torch.load(result_path, map_location="cpu", weights_only=True)
+    net.load_state_dict(blob["state_dict"])
+    net.eval()
+    return TrainResult(net, blob["steps"], blob["train_seconds"], blob["history"],
+                       options["checkpoint"] if blob["checkpoint"] else None)
+
+
+def _fit_rank(rank: int, world: int, payload: bytes, options, result_path) -> None:
+    """One spawned process of :func:`train`; process 0 writes the result for the caller."""
+    net, images, val_items = pickle.loads(payload)
+    if options["threads"] is not None:
+        torch.set_num_threads(int(options["threads"]))
+    result = _fit(net, images, val_items, options, rank, world)
+    if rank == 0:
+        torch.save({"state_dict": result.model.state_dict(), "steps": result.steps,
+                    "train_seconds": result.train_seconds, "history": result.history,
+                    "checkpoint": result.checkpoint is not None}, result_path)
+
+
+def step_loss(model: Any, clean: Any, batch: dict[str, Any], rank: int = 0,
+              world: int = 1) -> tuple[Any, Any]:
+    """Forward pass of one training step on process `rank`'s share of the global batch
+    (`clean` and `batch` of :func:`degrade` hold the whole batch): (loss to back-propagate,
+    the share's detached part of the global batch's MSE; the parts sum to the MSE). With
+    `world` > 1 the loss is scaled so that DDP's average of the processes' gradients is the
+    gradient of the global batch's MSE."""
+    if world == 1:
+        out = model(batch["degraded"], sigma=batch.get("sigma"), mask=batch.get("mask"))
+        loss = torch.nn.functional.mse_loss(out / 255.0, clean / 255.0)
+        return loss, loss.detach()
+    from .distributed import shard
+
+    part = shard(clean.shape[0], rank, world)
+    share = {k: v[part] for k, v in batch.items()}
+    out = model(share["degraded"], sigma=share.get("sigma"), mask=share.get("mask"))
+    sse = ((out / 255.0 - clean[part] / 255.0) ** 2).sum()
+    return sse * (world / clean.numel()), sse.detach() / clean.numel()
+
+
+def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
+         world: int = 1) -> TrainResult:
+    """The training loop of :func:`train` on process `rank` of `world`."""
+    from .baselines import count_parameters
+    from . import distributed
+
+    task, sigma_range, missing = o["task"], o["sigma_range"], o["missing"]
+    max_steps, max_seconds, lr = o["max_steps"], o["max_seconds"], o["lr"]
+    val_every, checkpoint_every, seed = o["val_every"], o["checkpoint_every"], o["seed"]
+    lead = rank == 0
     optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr,
                                  betas=(0.9, 0.999))
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     step, seconds, history = 0, 0.0, []
-    ckpt = Path(checkpoint) if checkpoint is not None else None
+    ckpt = o["checkpoint"]
     run_config = {"task": task, "sigma_range": list(sigma_range), "missing": list(missing),
-                  "crop_size": crop_size, "batch_size": batch_size, "lr": lr, "seed": seed,
-                  "parameters": count_parameters(net)}
-    if resume and ckpt is not None and ckpt.is_file():
+                  "crop_size": o["crop_size"], "batch_size": o["batch_size"], "lr": lr,
+                  "seed": seed, "parameters": count_parameters(net)}
+    if world > 1:
+        run_config["nproc"] = world
+    if o["resume"] and ckpt is not None and ckpt.is_file():
         blob = torch.load(ckpt, map_location="cpu", weights_only=True)
         net.load_state_dict(blob["state_dict"])
         optimizer.load_state_dict(blob["optimizer"])
@@ -356,50 +461,66 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
         step, seconds, history = blob["step"], blob["train_seconds"], blob["history"]
         rng.bit_generator.state = blob["numpy_rng"]
         generator.set_state(blob["torch_rng"])
+    # Every process draws the same global batch (same seeds and states) and trains on its
+    # share; the wrapped model averages the gradients.
+    model = distributed.wrap(net) if world > 1 else net
 
     def done() -> bool:
         return ((max_steps is not None and step >= max_steps)
                 or (max_seconds is not None and seconds >= max_seconds))
 
     bar = None
-    if progress:
+    if o["progress"] and lead:
         from tqdm.auto import tqdm
-        bar = tqdm(total=max_steps, initial=step, desc=f"train {model_kind(net)} ({task})",
-                   unit="step")
+        bar = tqdm(total=max_steps, initial=step,
+                   desc=f"train {model_kind(net)} ({task})"
+                        + (f" x{world} processes" if world > 1 else ""), unit="step")
     losses: list[float] = []
     last_psnr = history[-1]["val_psnr"] if history else float("nan")
-    while not done():
-        net.train()
-        start = time.perf_counter()
-        clean = torch.from_numpy(random_crops(images, batch_size, crop_size, rng))
-        batch = degrade(clean, task, sigma_range, missing, generator)
-        out = net(batch["degraded"], sigma=batch.get("sigma"), mask=batch.get("mask"))
-        loss = torch.nn.functional.mse_loss(out / 255.0, clean / 255.0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        seconds += time.perf_counter() - start
-        step += 1
-        step_loss = loss.item()
-        losses.append(step_loss)
-        final = done()
-        if val_items and (step % val_every == 0 or final):
-            last_psnr = evaluate(net, val_items)
-        if step % val_every == 0 or final:
-            history.append({"step": step, "train_seconds": seconds,
-                            "loss": float(np.mean(losses)), "val_psnr": last_psnr, "lr": lr})
-            losses = []
-        if ckpt is not None and (step % checkpoint_every == 0 or final):
-            _save_checkpoint(ckpt, net, optimizer, step, seconds, history, rng, generator,
-                             run_config)
+    try:
+        while not done():
+            net.train()
+            start = time.perf_counter()
+            crops = random_crops(images, o["batch_size"], o["crop_size"], rng)
+            clean = torch.from_numpy(crops)
+            batch = degrade(clean, task, sigma_range, missing, generator)
+            loss, part = step_loss(model, clean, batch, rank, world)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seconds += time.perf_counter() - start
+            if world > 1:  # the global loss, and process 0's clock for every budget check
+                shared = torch.tensor([float(part), seconds if lead else 0.0],
+                                      dtype=torch.float64)
+                torch.distributed.all_reduce(shared)
+                part, seconds = shared[0], float(shared[1])
+            step += 1
+            step_value = part.item()
+            losses.append(step_value)
+            final = done()
+            if not lead:
+                continue
+            if val_items and (step % val_every == 0 or final):
+                last_psnr = evaluate(net, val_items)
+            if step % val_every == 0 or final:
+                history.append({"step": step, "train_seconds": seconds,
+                                "loss": float(np.mean(losses)), "val_psnr": last_psnr,
+                                "lr": lr})
+                losses = []
+            if ckpt is not None and (step % checkpoint_every == 0 or final):
+                _save_checkpoint(ckpt, net, optimizer, step, seconds, history, rng, generator,
+                                 run_config)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{step_value:.2e}", val_psnr=f"{last_psnr:.2f}",
+                                s=f"{seconds:.0f}")
+    finally:
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{step_loss:.2e}", val_psnr=f"{last_psnr:.2f}",
-                            s=f"{seconds:.0f}")
-    if bar is not None:
-        bar.close()
+            bar.close()
+        if world > 1:
+            distributed.convert_batch_norm(net, to_global=False)
     net.eval()
-    if output is not None:
-        save_model(net, output, steps=step, train_seconds=seconds, history=history,
+    if lead and o["output"] is not None:
+        save_model(net, o["output"], steps=step, train_seconds=seconds, history=history,
                    train_config=run_config)
     return TrainResult(net, step, seconds, history, ckpt)
