@@ -17,6 +17,7 @@ never by passing silently.
 
 from __future__ import annotations
 
+import abc
 import functools
 from typing import Any
 
@@ -55,7 +56,7 @@ def cupy_reason() -> str | None:
     return None
 
 
-class Backend:
+class Backend(abc.ABC):
     """Where the test's arrays live; see the module docstring."""
 
     name = "abstract"
@@ -70,14 +71,17 @@ class Backend:
     def activate(self, monkeypatch) -> None:
         """Make the backend usable for one test (emulated-cuda installs its stand-ins)."""
 
+    @abc.abstractmethod
     def asarray(self, a: Any, dtype: Any = None) -> Any:
-        raise NotImplementedError
+        """Implemented by every backend of the list."""
 
+    @abc.abstractmethod
     def to_numpy(self, x: Any) -> Any:
-        raise NotImplementedError
+        """Implemented by every backend of the list."""
 
+    @abc.abstractmethod
     def is_native(self, x: Any) -> bool:
-        raise NotImplementedError
+        """Implemented by every backend of the list."""
 
     def broadcast_to(self, a: Any, shape: tuple[int, ...]) -> Any:
         """A zero-stride broadcast view of the backend array `a`."""

@@ -39,13 +39,19 @@ def test_the_class():
 
 
 def test_the_sentence_is_scikit_learns():
-    """The first sentence is scikit-learn's own, verbatim (read from scikit-learn when it
-    still has it in the same place)."""
-    try:
-        from sklearn.linear_model._omp import premature
-    except ImportError:  # moved: the literal above is what it was
-        pytest.skip("scikit-learn's message constant moved")
-    assert " ".join(premature.split()) == SKLEARN_SENTENCE
+    """The first sentence is scikit-learn's own, verbatim: the message scikit-learn itself
+    issues on a dictionary with a duplicate atom."""
+    from sklearn.linear_model import orthogonal_mp_gram
+
+    D = np.eye(4)[[0, 0, 1, 2]]                     # atom 1 duplicates atom 0
+    y = np.array([1.0, 0.0, 0.0, 1.0])
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        orthogonal_mp_gram(D @ D.T, D @ y, n_nonzero_coefs=3)
+    messages = [" ".join(str(w.message).split()) for w in record
+                if issubclass(w.category, RuntimeWarning)]
+    assert messages, "scikit-learn no longer warns on a duplicate atom"
+    assert messages[0].startswith(SKLEARN_SENTENCE), messages[0]
 
 
 def _only(record, category):

@@ -141,8 +141,6 @@ def test_description_is_lazy_and_placement_names_the_inner_backend(X_D):
 def test_orthogonal_mp_with_dask_targets_and_a_dask_design_matrix():
     """orthogonal_mp(X, y): y's columns (the targets) may be a dask array; the design
     matrix X (the atoms) must be in memory."""
-    if not hasattr(sf, "orthogonal_mp"):
-        pytest.skip("this tree has no sparseforge.orthogonal_mp")
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((40, 100)), rng.standard_normal((40, 30))
     lazy = sf.orthogonal_mp(X, da.from_array(y, chunks=(40, 10)), n_nonzero_coefs=3)
