@@ -33,6 +33,7 @@
 #include "../cpu/ksvd_sweep.hpp"
 #include "../cpu/omp_batch.hpp"
 #include "../cpu/patches.hpp"
+#include "../cpu/support_kernels.hpp"
 #include "../cpu/threads.hpp"
 #include "args_dict.hpp"
 #include "sparseforge/args_check.hpp"
@@ -516,6 +517,247 @@ void aggregate_patches(const py::dict& d) {
   });
 }
 
+// ---- kernels on a given support ----------------------------------------------------------
+
+// Phase 4 for the support kernels, whose arrays are all C-contiguous (no stride fields).
+void require_dense(const py::array& a, const char* name, std::initializer_list<index_t> shape,
+                   bool output) {
+  if (!present(a)) return;
+  require_shape(a, name, shape);
+  require_c_contiguous(a, name);
+  if (output) require_writeable(a, name);
+}
+
+// The fields both least-squares directions share (phase 2).
+template <class T, class A>
+void fill_lstsq_common(const py::dict& d, A& a, const py::array& x, const py::array& dictionary,
+                       const py::array& weights, const py::array& gram,
+                       const py::array& indices) {
+  a.n_signals = integer(d, "n_signals");
+  a.n_features = integer(d, "n_features");
+  a.n_atoms = integer(d, "n_atoms");
+  a.max_atoms = integer(d, "max_atoms");
+  a.x = data<const T>(x);
+  a.dictionary = data<const T>(dictionary);
+  a.weights = data<const T>(weights);
+  a.gram = data<const T>(gram);
+  a.indices = data<const long long>(indices);
+  a.n_threads = threads_field(d);
+}
+
+struct LstsqArrays {
+  py::array x, dictionary, weights, gram, indices, coefs, grad, out, out_dx, out_dd;
+};
+
+// The null handle of an array field the entry point does not have (py::array() would be an
+// empty array, which `present` takes for a given one).
+py::array no_array() { return py::reinterpret_steal<py::array>(py::handle()); }
+
+LstsqArrays lstsq_arrays(const py::dict& d, bool backward) {
+  LstsqArrays r{array(d, "x"),       array(d, "dictionary"), array(d, "weights"),
+                array(d, "gram"),    array(d, "indices"),    no_array(),
+                no_array(),          no_array(),             no_array(),
+                no_array()};
+  if (backward) {
+    r.coefs = array(d, "coefs");
+    r.grad = array(d, "grad");
+    r.out_dx = array(d, "out_dx");
+    r.out_dd = array(d, "out_dd");
+  } else {
+    r.out = array(d, "out");
+  }
+  return r;
+}
+
+// Phase 1 of the inputs both directions share.
+template <class T>
+void typed_lstsq_inputs(const LstsqArrays& r) {
+  typed<T>(r.x, "x", 2);
+  typed<T>(r.dictionary, "dictionary", 2);
+  typed<T>(r.weights, "weights", 2);
+  typed<T>(r.gram, "gram", 2);
+  typed<long long>(r.indices, "indices", 2);
+}
+
+// Phase 4 of the inputs both directions share.
+template <class A>
+void require_lstsq_inputs(const LstsqArrays& r, const A& a) {
+  const index_t N = a.n_signals, n = a.n_features, K = a.n_atoms, L = a.max_atoms;
+  require_dense(r.x, "x", {N, n}, false);
+  require_dense(r.dictionary, "dictionary", {K, n}, false);
+  require_dense(r.weights, "weights", {N, n}, false);
+  require_dense(r.gram, "gram", {K, K}, false);
+  require_dense(r.indices, "indices", {N, L}, false);
+}
+
+template <class T>
+void support_lstsq_typed(const py::dict& d, const LstsqArrays& r) {
+  typed_lstsq_inputs<T>(r);
+  typed<T>(r.out, "out", 2);
+
+  sf::SupportLstsqArgs<T> a;
+  fill_lstsq_common<T>(d, a, r.x, r.dictionary, r.weights, r.gram, r.indices);
+  a.out = data<T>(r.out);
+
+  sf::check_args(a);
+
+  require_lstsq_inputs(r, a);
+  require_dense(r.out, "out", {a.n_signals, a.max_atoms}, true);
+
+  a.n_threads = sf::resolve_threads(a.n_threads);
+  // The last check reads every index (megabytes): without the GIL, like the kernel.
+  py::gil_scoped_release release;
+  sf::check_support_indices(a.indices, a.n_signals * a.max_atoms, a.n_atoms, a.max_atoms);
+  sf::support_lstsq(a);
+}
+
+void support_lstsq(const py::dict& d) {
+  reject_unknown(d, "support_lstsq", {SF_FIELDS(sf::fields::kSupportLstsq)});
+  const LstsqArrays r = lstsq_arrays(d, false);
+  dispatch_float({{&r.dictionary, "dictionary"}, {&r.x, "x"}, {&r.out, "out"}},
+                 "`dictionary` is required",
+                 [&](auto zero) { support_lstsq_typed<decltype(zero)>(d, r); });
+}
+
+template <class T>
+void support_lstsq_backward_typed(const py::dict& d, const LstsqArrays& r) {
+  typed_lstsq_inputs<T>(r);
+  typed<T>(r.coefs, "coefs", 2);
+  typed<T>(r.grad, "grad", 2);
+  typed<T>(r.out_dx, "out_dx", 2);
+  typed<T>(r.out_dd, "out_dd", 2);
+
+  sf::SupportLstsqBackwardArgs<T> a;
+  fill_lstsq_common<T>(d, a, r.x, r.dictionary, r.weights, r.gram, r.indices);
+  a.coefs = data<const T>(r.coefs);
+  a.grad = data<const T>(r.grad);
+  a.grad_stride_signal = stride_field(d, "grad_stride_signal", r.grad, 0, 2, a.max_atoms);
+  a.grad_stride_slot = stride_field(d, "grad_stride_slot", r.grad, 1, 2, 1);
+  a.out_dx = data<T>(r.out_dx);
+  a.out_dd = data<T>(r.out_dd);
+
+  sf::check_args(a);
+
+  const index_t N = a.n_signals, n = a.n_features, K = a.n_atoms, L = a.max_atoms;
+  require_lstsq_inputs(r, a);
+  require_dense(r.coefs, "coefs", {N, L}, false);
+  if (present(r.grad)) {
+    require_shape(r.grad, "grad", {N, L});
+    require_stride(r.grad, "grad", 0, a.grad_stride_signal, "grad_stride_signal");
+    require_stride(r.grad, "grad", 1, a.grad_stride_slot, "grad_stride_slot");
+  }
+  require_dense(r.out_dx, "out_dx", {N, n}, true);
+  require_dense(r.out_dd, "out_dd", {K, n}, true);
+
+  a.n_threads = sf::resolve_threads(a.n_threads);
+  py::gil_scoped_release release;
+  sf::check_support_indices(a.indices, N * L, K, L);
+  sf::support_lstsq_backward(a);
+}
+
+void support_lstsq_backward(const py::dict& d) {
+  reject_unknown(d, "support_lstsq_backward", {SF_FIELDS(sf::fields::kSupportLstsqBackward)});
+  const LstsqArrays r = lstsq_arrays(d, true);
+  dispatch_float({{&r.dictionary, "dictionary"}, {&r.x, "x"}, {&r.coefs, "coefs"}},
+                 "`dictionary` is required",
+                 [&](auto zero) { support_lstsq_backward_typed<decltype(zero)>(d, r); });
+}
+
+struct SynthesisArrays {
+  py::array indices, coefs, weight, grad, out, out_dcoefs, out_dweight;
+};
+
+template <class T, class A>
+void fill_synthesis_common(const py::dict& d, A& a, const SynthesisArrays& r) {
+  typed<long long>(r.indices, "indices", 2);
+  typed<T>(r.coefs, "coefs", 2);
+  typed<T>(r.weight, "weight", 2);
+  a.n_signals = integer(d, "n_signals");
+  a.n_features = integer(d, "n_features");
+  a.n_atoms = integer(d, "n_atoms");
+  a.max_atoms = integer(d, "max_atoms");
+  a.indices = data<const long long>(r.indices);
+  a.coefs = data<const T>(r.coefs);
+  a.weight = data<const T>(r.weight);
+  a.n_threads = threads_field(d);
+}
+
+template <class A>
+void require_synthesis_inputs(const SynthesisArrays& r, const A& a) {
+  require_dense(r.indices, "indices", {a.n_signals, a.max_atoms}, false);
+  require_dense(r.coefs, "coefs", {a.n_signals, a.max_atoms}, false);
+  require_dense(r.weight, "weight", {a.n_atoms, a.n_features}, false);
+}
+
+template <class T>
+void sparse_synthesis_typed(const py::dict& d, const SynthesisArrays& r) {
+  typed<T>(r.out, "out", 2);
+  sf::SparseSynthesisArgs<T> a;
+  fill_synthesis_common<T>(d, a, r);
+  a.out = data<T>(r.out);
+
+  sf::check_args(a);
+
+  require_synthesis_inputs(r, a);
+  require_dense(r.out, "out", {a.n_signals, a.n_features}, true);
+
+  a.n_threads = sf::resolve_threads(a.n_threads);
+  py::gil_scoped_release release;
+  sf::check_support_indices(a.indices, a.n_signals * a.max_atoms, a.n_atoms, a.max_atoms);
+  sf::sparse_synthesis(a);
+}
+
+void sparse_synthesis(const py::dict& d) {
+  reject_unknown(d, "sparse_synthesis", {SF_FIELDS(sf::fields::kSparseSynthesis)});
+  const SynthesisArrays r{array(d, "indices"), array(d, "coefs"), array(d, "weight"),
+                          no_array(),          array(d, "out"),   no_array(),
+                          no_array()};
+  dispatch_float({{&r.weight, "weight"}, {&r.coefs, "coefs"}, {&r.out, "out"}},
+                 "`weight` is required",
+                 [&](auto zero) { sparse_synthesis_typed<decltype(zero)>(d, r); });
+}
+
+template <class T>
+void sparse_synthesis_backward_typed(const py::dict& d, const SynthesisArrays& r) {
+  typed<T>(r.grad, "grad", 2);
+  typed<T>(r.out_dcoefs, "out_dcoefs", 2);
+  typed<T>(r.out_dweight, "out_dweight", 2);
+  sf::SparseSynthesisBackwardArgs<T> a;
+  fill_synthesis_common<T>(d, a, r);
+  a.grad = data<const T>(r.grad);
+  a.grad_stride_signal = stride_field(d, "grad_stride_signal", r.grad, 0, 2, a.n_features);
+  a.grad_stride_feature = stride_field(d, "grad_stride_feature", r.grad, 1, 2, 1);
+  a.out_dcoefs = data<T>(r.out_dcoefs);
+  a.out_dweight = data<T>(r.out_dweight);
+
+  sf::check_args(a);
+
+  require_synthesis_inputs(r, a);
+  if (present(r.grad)) {
+    require_shape(r.grad, "grad", {a.n_signals, a.n_features});
+    require_stride(r.grad, "grad", 0, a.grad_stride_signal, "grad_stride_signal");
+    require_stride(r.grad, "grad", 1, a.grad_stride_feature, "grad_stride_feature");
+  }
+  require_dense(r.out_dcoefs, "out_dcoefs", {a.n_signals, a.max_atoms}, true);
+  require_dense(r.out_dweight, "out_dweight", {a.n_atoms, a.n_features}, true);
+
+  a.n_threads = sf::resolve_threads(a.n_threads);
+  py::gil_scoped_release release;
+  sf::check_support_indices(a.indices, a.n_signals * a.max_atoms, a.n_atoms, a.max_atoms);
+  sf::sparse_synthesis_backward(a);
+}
+
+void sparse_synthesis_backward(const py::dict& d) {
+  reject_unknown(d, "sparse_synthesis_backward",
+                 {SF_FIELDS(sf::fields::kSparseSynthesisBackward)});
+  const SynthesisArrays r{array(d, "indices"), array(d, "coefs"),      array(d, "weight"),
+                          array(d, "grad"),    no_array(),             array(d, "out_dcoefs"),
+                          array(d, "out_dweight")};
+  dispatch_float({{&r.weight, "weight"}, {&r.coefs, "coefs"}, {&r.grad, "grad"}},
+                 "`weight` is required",
+                 [&](auto zero) { sparse_synthesis_backward_typed<decltype(zero)>(d, r); });
+}
+
 // ---- facts --------------------------------------------------------------------------------
 
 py::dict build_info() {
@@ -577,6 +819,33 @@ PYBIND11_MODULE(_core, m) {
         "Gather-form aggregation of grid patches (n, ph, pw, C) into `out` (H, W, C). Keys: "
         "H, W, C, ph, pw, step, patches, weights (optional, (n,)), normalise, out, "
         "n_threads, per_element (run the CUDA kernel's per-pixel body). Releases the GIL.");
+  m.def("support_lstsq", &support_lstsq, py::arg("args"),
+        "Least-squares coefficients of each signal on its support. `args` keys: n_signals, "
+        "n_features, n_atoms, max_atoms, x (N, n), dictionary (K, n), weights (N, n; "
+        "optional, None = all ones), gram (K, K = dictionary @ dictionary.T; optional, only "
+        "without weights; computed when absent), indices int64 (N, max_atoms; -1 = padded), "
+        "out (N, max_atoms), n_threads. out[i] = G_i^-1 b_i with G_i = A_i W_i A_i^T, b_i = "
+        "A_i W_i x_i (A_i = the rows of dictionary at indices[i]); 0 in padded slots and in "
+        "slots whose Cholesky pivot is <= 64 eps max_l G_i[l, l] (dropped). C-contiguous "
+        "arrays, float32 or float64. Releases the GIL.");
+  m.def("support_lstsq_backward", &support_lstsq_backward, py::arg("args"),
+        "Backward of support_lstsq. The same keys (without out) plus coefs (N, max_atoms; the "
+        "forward's out), grad (N, max_atoms; any strides grad_stride_signal, "
+        "grad_stride_slot, read off the array when absent) and the optional outputs out_dx "
+        "(N, n) and "
+        "out_dd (K, n), overwritten: u = G^-1 grad, s = W sum_l u_l A_l, out_dx = s, r = "
+        "W (x - sum_l c_l A_l), out_dd[indices[i, l]] += u_l r - c_l s (padded and dropped "
+        "slots skipped). Deterministic for a given n_threads. Releases the GIL.");
+  m.def("sparse_synthesis", &sparse_synthesis, py::arg("args"),
+        "out[i] = sum_l coefs[i, l] * weight[indices[i, l]]. `args` keys: n_signals, "
+        "n_features (F), n_atoms (A), max_atoms (L), indices int64 (N, L; -1 = padded), "
+        "coefs (N, L), weight (A, F), out (N, F), n_threads. Releases the GIL.");
+  m.def("sparse_synthesis_backward", &sparse_synthesis_backward, py::arg("args"),
+        "Backward of sparse_synthesis: the same keys (without out) plus grad (N, F; any "
+        "strides grad_stride_signal, grad_stride_feature, read off the array when absent) "
+        "and the optional outputs out_dcoefs (N, L; grad[i] . weight[indices[i, l]], 0 in padded "
+        "slots) and out_dweight (A, F; sum of coefs[i, l] grad[i] over the slots using each "
+        "row), overwritten. Deterministic for a given n_threads. Releases the GIL.");
   m.def("build_info", &build_info, "Compiler, OpenMP and SIMD facts of this build.");
   m.def("resolve_threads", [](long long n) {
     if (n < 0) fail("`n_threads` must be >= 0 (0 = the OpenMP default)");

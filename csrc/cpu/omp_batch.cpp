@@ -18,14 +18,6 @@ namespace sparseforge {
 namespace SF_ISA_NS {
 namespace {
 
-int thread_id() {
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-
 // Pad each thread's workspace to a cache line so threads never share one.
 constexpr index_t kLine = 64;
 

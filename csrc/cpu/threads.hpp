@@ -2,7 +2,20 @@
 // size of the last parallel region (a diagnostic the tests read through _core).
 #pragma once
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace sparseforge {
+
+// This thread's number in the enclosing parallel region (0 outside one, or without OpenMP).
+inline int thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
 
 // The team size a CPU kernel runs with for `requested` (>= 0, checked by the caller):
 //   0      -> omp_get_max_threads() now, on the calling thread (it honours OMP_NUM_THREADS

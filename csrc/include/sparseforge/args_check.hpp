@@ -18,6 +18,7 @@
 #include "sparseforge/batch_args.hpp"
 #include "sparseforge/ksvd_args.hpp"
 #include "sparseforge/patch_args.hpp"
+#include "sparseforge/support_args.hpp"
 
 namespace sparseforge {
 
@@ -44,6 +45,20 @@ inline constexpr const char* kPatchExtract[] = {"H", "W", "C", "ph", "pw", "imag
 inline constexpr const char* kPatchAggregate[] = {"H", "W", "C", "ph", "pw", "step",
                                                   "patches", "weights", "normalise", "out"};
 inline constexpr const char* kPatchCpu[] = {"n_threads", "per_element"};
+// The kernels on a given support (CPU only, so n_threads is one of their fields).
+inline constexpr const char* kSupportLstsq[] = {
+    "n_signals", "n_features", "n_atoms", "max_atoms", "x", "dictionary", "weights", "gram",
+    "indices", "out", "n_threads"};
+inline constexpr const char* kSupportLstsqBackward[] = {
+    "n_signals", "n_features", "n_atoms", "max_atoms", "x", "dictionary", "weights", "gram",
+    "indices", "coefs", "grad", "grad_stride_signal", "grad_stride_slot", "out_dx", "out_dd",
+    "n_threads"};
+inline constexpr const char* kSparseSynthesis[] = {
+    "n_signals", "n_features", "n_atoms", "max_atoms", "indices", "coefs", "weight", "out",
+    "n_threads"};
+inline constexpr const char* kSparseSynthesisBackward[] = {
+    "n_signals", "n_features", "n_atoms", "max_atoms", "indices", "coefs", "weight", "grad",
+    "grad_stride_signal", "grad_stride_feature", "out_dcoefs", "out_dweight", "n_threads"};
 }  // namespace fields
 
 // Which module filled the struct: the CUDA OMP kernel has no fused x -> correlation path.
@@ -277,6 +292,117 @@ inline void check_patch_positions(const long long* positions, index_t n, index_t
                          ", " + std::to_string(x) + ") puts a " + std::to_string(ph) + " x " +
                          std::to_string(pw) + " patch outside the " + std::to_string(H) +
                          " x " + std::to_string(W) + " image");
+    }
+  }
+}
+
+// ---- kernels on a given support -----------------------------------------------------
+
+namespace check_detail {
+// The sizes every support kernel shares: signals x slots of atoms, atoms x features.
+inline void support_sizes(index_t n_signals, index_t n_features, index_t n_atoms,
+                          index_t max_atoms) {
+  at_least(n_signals, 0, "n_signals");
+  at_least(n_features, 0, "n_features");
+  at_least(n_atoms, 0, "n_atoms");
+  at_least(max_atoms, 0, "max_atoms");
+  product(n_signals, max_atoms, "n_signals * max_atoms (`indices`)");
+  product(n_signals, n_features, "n_signals * n_features");
+  product(n_atoms, n_features, "n_atoms * n_features");
+  // The per-thread scratch of the least-squares kernels holds max_atoms^2 values per lane.
+  product(product(max_atoms, max_atoms, "max_atoms * max_atoms"), 64,
+          "max_atoms * max_atoms");
+}
+
+// A read-only `rows` x `cols` array addressed with any element strides: the offsets it forms
+// stay within index_t.
+inline void read_strides(index_t rows, index_t row_stride, index_t cols, index_t col_stride,
+                         const char* row_field, const char* col_field) {
+  product(rows, row_stride < 0 ? -row_stride : row_stride, row_field);
+  product(cols, col_stride < 0 ? -col_stride : col_stride, col_field);
+}
+
+template <class A>
+void support_lstsq_common(const A& a) {
+  support_sizes(a.n_signals, a.n_features, a.n_atoms, a.max_atoms);
+  if (a.gram != nullptr) {
+    require(a.weights == nullptr,
+            "`gram` is only used without `weights` (weighted systems are built from the "
+            "atoms): pass one of them");
+    product(a.n_atoms, a.n_atoms, "n_atoms * n_atoms (`gram`)");
+  }
+  threads(a.n_threads);
+  pointer(a.x, true, "x");
+  pointer(a.dictionary, true, "dictionary");
+  pointer(a.weights, false, "weights");
+  pointer(a.gram, false, "gram");
+  pointer(a.indices, true, "indices");
+}
+}  // namespace check_detail
+
+template <class T>
+void check_args(const SupportLstsqArgs<T>& a) {
+  using namespace check_detail;
+  support_lstsq_common(a);
+  pointer(a.out, true, "out");
+}
+
+template <class T>
+void check_args(const SupportLstsqBackwardArgs<T>& a) {
+  using namespace check_detail;
+  support_lstsq_common(a);
+  read_strides(a.n_signals, a.grad_stride_signal, a.max_atoms, a.grad_stride_slot,
+               "n_signals * grad_stride_signal", "max_atoms * grad_stride_slot");
+  pointer(a.coefs, true, "coefs");
+  pointer(a.grad, true, "grad");
+  pointer(a.out_dx, false, "out_dx");
+  pointer(a.out_dd, false, "out_dd");
+}
+
+template <class T>
+void check_args(const SparseSynthesisArgs<T>& a) {
+  using namespace check_detail;
+  support_sizes(a.n_signals, a.n_features, a.n_atoms, a.max_atoms);
+  threads(a.n_threads);
+  pointer(a.indices, true, "indices");
+  pointer(a.coefs, true, "coefs");
+  pointer(a.weight, true, "weight");
+  pointer(a.out, true, "out");
+}
+
+template <class T>
+void check_args(const SparseSynthesisBackwardArgs<T>& a) {
+  using namespace check_detail;
+  support_sizes(a.n_signals, a.n_features, a.n_atoms, a.max_atoms);
+  read_strides(a.n_signals, a.grad_stride_signal, a.n_features, a.grad_stride_feature,
+               "n_signals * grad_stride_signal", "n_features * grad_stride_feature");
+  threads(a.n_threads);
+  pointer(a.indices, true, "indices");
+  pointer(a.coefs, true, "coefs");
+  pointer(a.weight, true, "weight");
+  pointer(a.grad, true, "grad");
+  pointer(a.out_dcoefs, false, "out_dcoefs");
+  pointer(a.out_dweight, false, "out_dweight");
+}
+
+// Every entry of a support (`count` int64 values, host memory) is -1 (padded) or an atom in
+// [0, n_atoms). A min / max pass first (vectorised), the offender is looked for only when
+// one exists.
+inline void check_support_indices(const long long* indices, index_t count, index_t n_atoms,
+                                  index_t max_atoms) {
+  long long lo = -1, hi = -1;
+  for (index_t e = 0; e < count; ++e) {
+    lo = indices[e] < lo ? indices[e] : lo;
+    hi = indices[e] > hi ? indices[e] : hi;
+  }
+  if (lo >= -1 && hi < n_atoms) return;
+  for (index_t e = 0; e < count; ++e) {
+    const long long v = indices[e];
+    if (v < -1 || v >= n_atoms) {
+      check_detail::fail("`indices` holds " + std::to_string(v) + " at (" +
+                         std::to_string(e / max_atoms) + ", " + std::to_string(e % max_atoms) +
+                         "), outside [-1, n_atoms=" + std::to_string(n_atoms) +
+                         ") (-1 marks an empty slot)");
     }
   }
 }

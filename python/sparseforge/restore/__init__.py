@@ -23,7 +23,8 @@ from .zeyde import load_zeyde, train_zeyde, zeyde_upscale
 # Public name -> submodule that defines it (imported lazily: they import torch).
 _LAZY = {
     "HybridRestorer": "hybrid", "restore_image": "hybrid",
-    "DnCNN": "baselines", "matched_dncnn": "baselines", "count_parameters": "baselines",
+    "DnCNN": "baselines", "matched_dncnn": "baselines", "matched_plain_cnn": "baselines",
+    "count_parameters": "baselines",
     "LeastSquaresOnSupport": "codes", "sparse_codes": "codes",
     "train": "training", "TrainResult": "training",
     "load_pretrained": "pretrained", "load_model": "pretrained", "save_model": "pretrained",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ._inputs import check_degraded, check_sigma, check_sigma_range
 from ._torch import require_torch
 
@@ -212,4 +214,67 @@ def matched_dncnn(n_parameters: int, *, sigma_range: tuple[float, float] = (25.0
     _, _, depth, width = min(fitting)
     model = DnCNN(depth, width, sigma_range=sigma_range, batch_norm=batch_norm)
     assert count_parameters(model) == params(depth, width)
+    return model
+
+
+def matched_plain_cnn(hybrid: Any, *, widths: range = range(8, 257),
+                      tolerance: float = 0.02) -> Any:
+    """The pure-torch CNN matched to a hybrid: the same network without the sparse codes.
+
+    A :class:`~sparseforge.restore.HybridRestorer` with ``code_channels=False`` (no OMP, no
+    dictionary, no synthesis: the CNN sees the degraded image and the noise-level or mask
+    map, and its output is a residual on the degraded image), the hybrid's depth, resolution
+    factor, batch normalisation and task, and the width whose trainable parameter count is
+    nearest the hybrid's (within `tolerance`): the parameter-matched baseline that isolates
+    what the codes are worth.
+
+    Parameters
+    ----------
+    hybrid : HybridRestorer
+        The model to match (its ``config`` is read; it is not modified).
+    widths : range
+        The widths tried.
+    tolerance : float
+        Largest relative difference in trainable parameters accepted.
+
+    Returns
+    -------
+    model : HybridRestorer
+        Untrained, with ``code_channels=False``.
+
+    Raises
+    ------
+    ValueError
+        When no width comes within `tolerance`.
+
+    Examples
+    --------
+    >>> from sparseforge.restore import HybridRestorer, count_parameters, matched_plain_cnn
+    >>> hybrid = HybridRestorer(sigma_range=(0, 55), depth=6, width=24, unshuffle=2)
+    >>> plain = matched_plain_cnn(hybrid)
+    >>> plain.code_channels, plain.config["depth"], plain.config["width"]
+    (False, 6, 53)
+    >>> abs(count_parameters(plain) / count_parameters(hybrid) - 1) <= 0.02
+    True
+    """
+    from .hybrid import HybridRestorer
+
+    config = {k: v for k, v in hybrid.config.items()
+              if k not in ("n_atoms", "channels", "train_dictionary", "width")}
+    config["code_channels"] = False
+    target = count_parameters(hybrid)
+    s2, depth, bn = config.get("unshuffle", 1) ** 2, config["depth"], config["batch_norm"]
+    n_in = ((1 if config.get("image_input", True) else 0) + 1) * s2
+
+    def params(w: int) -> int:  # dncnn_body(n_in, s2, depth, w, bn), as built below
+        middle = w * w * 9 + (2 * w if bn else w)
+        return n_in * w * 9 + w + (depth - 2) * middle + w * s2 * 9 + s2
+
+    best = min(widths, key=lambda w: abs(params(w) - target))
+    off = abs(params(best) - target) / target
+    if off > tolerance:
+        raise ValueError(f"no width in {widths} gives {target} parameters within "
+                         f"{tolerance:.0%} (best off by {off:.1%})")
+    model = HybridRestorer(dictionary=np.zeros((1, 64)), width=best, **config)
+    assert count_parameters(model) == params(best)
     return model

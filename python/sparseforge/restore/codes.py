@@ -1,11 +1,12 @@
-"""Sparse codes that torch can differentiate: the native OMP picks the support, torch
-recomputes the coefficients on it.
+"""Sparse codes that torch can differentiate: the native OMP picks the support, a native
+least-squares kernel recomputes the coefficients on it.
 
 OMP's atom selection is piecewise constant in its inputs (no useful gradient), but given the
 support, OMP's coefficients are the least-squares fit of the signal on the chosen atoms, a
 smooth function of both the signal and the atoms. :class:`LeastSquaresOnSupport` computes that
-fit for a batch of small systems and differentiates it analytically, so a loss downstream
-trains the dictionary (and reaches the input image).
+fit for a batch of small systems (``_core.support_lstsq``) and differentiates it analytically
+(``_core.support_lstsq_backward``), so a loss downstream trains the dictionary (and reaches
+the input image).
 """
 
 from __future__ import annotations
@@ -14,65 +15,61 @@ from typing import Any
 
 import numpy as np
 
+from .. import _core
 from ..omp import sparse_encode
 from ._torch import require_torch
-from .synthesis import scatter_codes
+from .synthesis import check_float, native_array, native_indices
 
 torch = require_torch()
-
-# Signals per block in the batched solves: bounds the (block, L, n) gathered atoms (about
-# 64 MiB at L=16, n=64, float32) whatever the number of patches.
-_BLOCK = 16384
-
-
-def _systems(X, D, indices, weights, gram):
-    """The normal equations ``G c = b`` of every row: ``G = A W Aᵀ`` (N, L, L) with 1 on the
-    diagonal of padded slots (so their coefficient solves to 0) and ``b = A W x`` (N, L),
-    where A holds the row's atoms. Without weights G is gathered from the full Gram `gram`;
-    b is always a gather of the dense product ``(W x) Dᵀ`` (BLAS, not N small products)."""
-    valid = indices >= 0
-    idx = indices.clamp(min=0)
-    xw = X if weights is None else X * weights
-    b = torch.where(valid, (xw @ D.T).gather(1, idx), 0)
-    pair = valid.unsqueeze(2) & valid.unsqueeze(1)
-    if weights is None:
-        G = gram[idx.unsqueeze(2), idx.unsqueeze(1)]
-    else:
-        A = D[idx]
-        G = (A * weights.unsqueeze(1)) @ A.transpose(1, 2)
-    G = torch.where(pair, G, 0) + torch.diag_embed((~valid).to(D.dtype))
-    return G, b
+once_differentiable = torch.autograd.function.once_differentiable
 
 
 class LeastSquaresOnSupport(torch.autograd.Function):
     """Coefficients of the least-squares fit of each signal on its chosen atoms.
 
-    ``c_i = argmin_c || w_i * (x_i - sum_l c_l D[idx_il]) ||²`` for every row i, where the
+    ``c_i = argmin_c sum_f w_if (x_if - sum_l c_l D[idx_il, f])²`` for every row i, where the
     optional weights `w` (0/1 for a mask of observed entries) select the entries that count.
-    Differentiable in `X` and `D`; the support `indices` and the weights are constants.
+    Differentiable in `X` and `D` (once: the backward is a native kernel); the support
+    `indices` and the weights are constants.
 
     Forward arguments
     -----------------
     X : Tensor (N, n)
-        Signals.
+        Signals, on the CPU, float32 or float64.
     D : Tensor (K, n)
-        Atoms as rows (any norms).
+        Atoms as rows (any norms), the dtype of `X`.
     indices : LongTensor (N, L)
-        Chosen atoms per signal, padded with -1.
+        Chosen atoms per signal, padded with -1 (other entries in [0, K)).
     weights : Tensor (N, n) or None
-        Per-entry weights (the observation mask); None for all ones.
+        Per-entry weights (the observation mask), converted to the dtype of `X`; None for
+        all ones.
 
     Returns
     -------
     coefficients : Tensor (N, L)
-        0 in padded slots.
+        0 in padded and dropped slots.
 
     Notes
     -----
-    With ``G = A W Aᵀ``, ``c = G⁻¹ A W x`` and ``u = G⁻¹ ∂L/∂c``:
-    ``∂L/∂x = W Aᵀ u`` and ``∂L/∂A = u rᵀ − c (W Aᵀ u)ᵀ`` with ``r = W (x − Aᵀ c)``; the rows of
-    ``∂L/∂A`` are added to the atoms they came from. Nothing of size (N, L, n) is kept between
-    forward and backward: the systems are rebuilt block by block.
+    Each row solves the normal equations ``G c = b``, ``G = A W Aᵀ``, ``b = A W x`` (A: the
+    row's atoms, W = diag(w)) by Cholesky, slots in order, in a native kernel
+    (``_core.support_lstsq``) on ``torch.get_num_threads()`` threads. Dropped slots: a slot
+    whose Cholesky pivot (the squared weighted distance of its atom to the span of the
+    earlier kept slots' atoms) is at most ``64 eps max_l G[l, l]`` (eps of the dtype; the
+    maximum over the row's non-padded slots) gets coefficient 0 and is treated as padded from
+    then on, here and in the backward: the fit is on the kept slots. That covers an atom
+    repeated in a support, an atom with no weight on the observed entries and masks with
+    fewer observed entries than atoms (G singular): the result stays finite (when the kept
+    atoms are themselves ill-conditioned, round-off decides which slots drop). A NaN in the
+    inputs is not dropped: it reaches the coefficients.
+
+    Backward (``_core.support_lstsq_backward``): with ``u = G⁻¹ ∂L/∂c`` (0 in padded and
+    dropped slots), ``∂L/∂x = W Aᵀ u`` and ``∂L/∂A = u rᵀ − c (W Aᵀ u)ᵀ`` with
+    ``r = W (x − Aᵀ c)``; the rows of ``∂L/∂A`` are added to the atoms they came from.
+    Nothing but the inputs and the coefficients is kept between forward and backward: the
+    systems are rebuilt and refactored. The coefficients do not depend on the thread count;
+    ``∂L/∂D`` is summed per thread and the sums added in thread order (deterministic for a
+    given thread count).
 
     Examples
     --------
@@ -95,46 +92,53 @@ class LeastSquaresOnSupport(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, X: Any, D: Any, indices: Any, weights: Any = None) -> Any:
-        out = X.new_zeros(indices.shape, dtype=X.dtype)
-        gram = D @ D.T if weights is None else None
-        for s in range(0, X.shape[0], _BLOCK):
-            e = s + _BLOCK
-            w = None if weights is None else weights[s:e]
-            G, b = _systems(X[s:e], D, indices[s:e], w, gram)
-            out[s:e] = torch.linalg.solve(G, b)
+        args = _native_args(X, D, indices, weights)
+        out = torch.empty(args["indices"].shape, dtype=X.dtype)
+        _core.support_lstsq(dict(args, out=out.numpy()))
         ctx.save_for_backward(X, D, indices, out, weights)
         return out
 
     @staticmethod
-    def backward(ctx, grad):
+    @once_differentiable
+    def backward(ctx: Any, grad: Any) -> Any:
         X, D, indices, coefs, weights = ctx.saved_tensors
-        dX = torch.zeros_like(X) if ctx.needs_input_grad[0] else None
-        dD = torch.zeros_like(D) if ctx.needs_input_grad[1] else None
-        gram = D @ D.T if weights is None else None
-        k = D.shape[0]
-        for s in range(0, X.shape[0], _BLOCK):
-            e = s + _BLOCK
-            w = None if weights is None else weights[s:e]
-            idx = indices[s:e]
-            G, _ = _systems(X[s:e], D, idx, w, gram)
-            # G is symmetric, so G⁻ᵀ g = G⁻¹ g; u is 0 in padded slots (G is the identity
-            # there and the incoming gradient of a padded coefficient is ignored).
-            u = torch.where(idx >= 0, torch.linalg.solve(G, grad[s:e]), 0)
-            # With U and C the codes u and c scattered densely (B, K): Aᵀu = U D and
-            # Aᵀc = C D, and dA[i, l] = u_il r_i - c_il (W Aᵀu)_i summed into atom idx_il is
-            # dD = Uᵀ R - Cᵀ (W Aᵀu): BLAS products instead of (B, L, n) gathers.
-            U = scatter_codes(idx, u, k)
-            WAtu = U @ D if w is None else (U @ D) * w
-            if dX is not None:
-                dX[s:e] = WAtu
-            if dD is not None:
-                C = scatter_codes(idx, coefs[s:e], k)
-                r = X[s:e] - C @ D
-                if w is not None:
-                    r = r * w
-                dD.addmm_(U.T, r)
-                dD.addmm_(C.T, WAtu, alpha=-1)
+        dX = torch.empty(X.shape, dtype=X.dtype) if ctx.needs_input_grad[0] else None
+        dD = torch.empty(D.shape, dtype=D.dtype) if ctx.needs_input_grad[1] else None
+        if dX is None and dD is None:
+            return None, None, None, None
+        owner = "LeastSquaresOnSupport"
+        args = _native_args(X, D, indices, weights)
+        _core.support_lstsq_backward(dict(
+            args, coefs=native_array(coefs, "coefs", owner),
+            grad=native_array(grad.to(X.dtype), "grad", owner, strided=True),
+            out_dx=None if dX is None else dX.numpy(),
+            out_dd=None if dD is None else dD.numpy()))
         return dX, dD, None, None
+
+
+def _native_args(X: Any, D: Any, indices: Any, weights: Any) -> dict[str, Any]:
+    """The `args` of ``_core.support_lstsq`` (without `out`) for the autograd Function's
+    inputs, checked and named here; numpy views, copied only when not contiguous (or, for
+    `indices` / `weights`, not int64 / of X's dtype)."""
+    owner = "LeastSquaresOnSupport"
+    check_float(X, "X", None, owner)
+    check_float(D, "D", X.dtype, owner)
+    if X.dim() != 2:
+        raise ValueError(f"{owner}: `X` must have shape (N, n), got {tuple(X.shape)}")
+    if D.dim() != 2 or D.shape[1] != X.shape[1]:
+        raise ValueError(f"{owner}: `D` must have shape (K, n={X.shape[1]}), got "
+                         f"{tuple(D.shape)}")
+    idx = native_indices(indices, X.shape[0], owner)
+    w = None
+    if weights is not None:
+        if tuple(weights.shape) != tuple(X.shape):
+            raise ValueError(f"{owner}: `weights` must have the shape of `X` "
+                             f"{tuple(X.shape)}, got {tuple(weights.shape)}")
+        w = native_array(weights.to(X.dtype), "weights", owner)
+    return {"n_signals": X.shape[0], "n_features": X.shape[1], "n_atoms": D.shape[0],
+            "max_atoms": idx.shape[1], "x": native_array(X, "X", owner),
+            "dictionary": native_array(D, "D", owner), "weights": w, "indices": idx,
+            "n_threads": torch.get_num_threads()}
 
 
 def omp_support(X: Any, D: Any, *, tol: float | None = None,
@@ -179,7 +183,8 @@ def sparse_codes(X: Any, D: Any, *, tol: float | None = None,
     """OMP codes of the rows of `X` over `D`, differentiable in `X` and `D`.
 
     The support comes from :func:`omp_support` (native kernel); the coefficients from
-    :class:`LeastSquaresOnSupport` (torch), which equal OMP's own up to round-off.
+    :class:`LeastSquaresOnSupport` (native too, differentiable), which equal OMP's own up to
+    round-off.
 
     Parameters
     ----------

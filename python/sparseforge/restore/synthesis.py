@@ -14,28 +14,45 @@ from typing import Any
 
 import numpy as np
 
+from .. import _core
 from ..patches import grid_positions
 from ._torch import require_torch
 
 torch = require_torch()
 F = torch.nn.functional
-
-# Entries of a dense (block, n_kernels) code block: bounds the scratch to 16 MiB of float32
-# per block whatever the number of patches.
-_BLOCK_ELEMENTS = 1 << 22
+once_differentiable = torch.autograd.function.once_differentiable
 
 
-def _block_rows(n_kernels: int) -> int:
-    return max(1, _BLOCK_ELEMENTS // max(1, n_kernels))
+def native_array(tensor: Any, name: str, owner: str, *, strided: bool = False) -> np.ndarray:
+    """A numpy view of a CPU tensor for the native kernels: detached, and copied only when
+    it is not contiguous (`strided`: never; for the incoming gradients, which the kernels
+    read with any strides). Tensors elsewhere are refused, naming the argument: the kernels
+    on a support run on the CPU only."""
+    if tensor.device.type != "cpu":
+        raise ValueError(f"{owner}: `{name}` is on {tensor.device}, but it runs on the CPU "
+                         "only; move the tensors there with .cpu()")
+    tensor = tensor.detach()
+    return (tensor if strided else tensor.contiguous()).numpy()
 
 
-def scatter_codes(indices: Any, coefs: Any, n_columns: int) -> Any:
-    """Padded sparse codes (N, L) as a dense (N, n_columns) matrix; -1 slots dropped.
+def native_indices(indices: Any, rows: int, owner: str) -> np.ndarray:
+    """`indices` (rows, L) as a contiguous int64 numpy view (converted from another integer
+    dtype); the native kernel checks that every entry is -1 or a valid row."""
+    if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == torch.bool:
+        raise TypeError(f"{owner}: `indices` must hold integers, got {indices.dtype}")
+    if indices.dim() != 2 or indices.shape[0] != rows:
+        raise ValueError(f"{owner}: `indices` must have shape ({rows}, L), got "
+                         f"{tuple(indices.shape)}")
+    return native_array(indices.to(torch.long), "indices", owner)
 
-    Repeated indices in a row add up (a row of OMP codes never repeats an atom)."""
-    valid = indices >= 0
-    dense = coefs.new_zeros((indices.shape[0], n_columns))
-    return dense.scatter_add_(1, indices.clamp(min=0), torch.where(valid, coefs, 0))
+
+def check_float(tensor: Any, name: str, dtype: Any, owner: str) -> None:
+    """`tensor` is float32 / float64 and, when `dtype` is given, of that dtype."""
+    if tensor.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{owner}: `{name}` must be float32 or float64, got {tensor.dtype}")
+    if dtype is not None and tensor.dtype != dtype:
+        raise TypeError(f"{owner}: `{name}` has dtype {tensor.dtype}, expected {dtype} like "
+                        "the other floating-point arguments")
 
 
 class SparseSynthesis(torch.autograd.Function):
@@ -54,38 +71,59 @@ class SparseSynthesis(torch.autograd.Function):
     -------
     out : Tensor (N, F)
 
-    Differentiable in `coefs` and `weight`. Block by block the codes are scattered into a
-    dense (block, A) matrix C and ``out = C W``, ``dW = Cᵀ g``, ``dcoefs = (g Wᵀ)[i, idx]``:
-    three BLAS products. Gathering each slot's kernel instead, an (N, L, F) stream, was 4x
-    slower on 2 cores (memory bound) although it does fewer flops.
+    Differentiable in `coefs` and `weight` (once: the backward is a native kernel). CPU
+    tensors, float32 or float64; the native kernels (``_core.sparse_synthesis`` and its
+    backward) run on ``torch.get_num_threads()`` threads. Each row's output sums its slots'
+    kernels in slot order (independent of the thread count); the kernel gradient
+    ``dW[a] = sum of coefs[i, l] grad[i] over the slots using kernel a`` is summed per thread
+    and the threads' sums added in order, so it is deterministic for a given thread count.
+    ``dcoefs[i, l] = grad[i] . weight[indices[i, l]]`` (0 in empty slots).
     """
 
     @staticmethod
     def forward(ctx, indices, coefs, weight):
-        n_kernels = weight.shape[0]
-        out = weight.new_empty((indices.shape[0], weight.shape[1]))
-        step = _block_rows(n_kernels)
-        for s in range(0, indices.shape[0], step):
-            dense = scatter_codes(indices[s:s + step], coefs[s:s + step], n_kernels)
-            torch.mm(dense, weight, out=out[s:s + step])
+        owner = "SparseSynthesis"
+        check_float(weight, "weight", None, owner)
+        check_float(coefs, "coefs", weight.dtype, owner)
+        if weight.dim() != 2:
+            raise ValueError(f"{owner}: `weight` must have shape (A, F), got "
+                             f"{tuple(weight.shape)}")
+        if coefs.dim() != 2:
+            raise ValueError(f"{owner}: `coefs` must have shape (N, L), got "
+                             f"{tuple(coefs.shape)}")
+        idx = native_indices(indices, coefs.shape[0], owner)
+        if idx.shape != tuple(coefs.shape):
+            raise ValueError(f"{owner}: `indices` {tuple(idx.shape)} and `coefs` "
+                             f"{tuple(coefs.shape)} must have the same shape")
+        w = native_array(weight, "weight", owner)
+        out = torch.empty((idx.shape[0], w.shape[1]), dtype=weight.dtype)
+        _core.sparse_synthesis({
+            "n_signals": idx.shape[0], "n_features": w.shape[1], "n_atoms": w.shape[0],
+            "max_atoms": idx.shape[1], "indices": idx,
+            "coefs": native_array(coefs, "coefs", owner), "weight": w, "out": out.numpy(),
+            "n_threads": torch.get_num_threads()})
         ctx.save_for_backward(indices, coefs, weight)
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         indices, coefs, weight = ctx.saved_tensors
-        n_kernels = weight.shape[0]
-        dc = torch.zeros_like(coefs) if ctx.needs_input_grad[1] else None
-        dw = torch.zeros_like(weight) if ctx.needs_input_grad[2] else None
-        step = _block_rows(n_kernels)
-        for s in range(0, indices.shape[0], step):
-            idx, g = indices[s:s + step], grad[s:s + step]
-            if dc is not None:
-                per_kernel = g @ weight.T                                  # (B, A)
-                dc[s:s + step] = torch.where(idx >= 0,
-                                             per_kernel.gather(1, idx.clamp(min=0)), 0)
-            if dw is not None:
-                dw.addmm_(scatter_codes(idx, coefs[s:s + step], n_kernels).T, g)
+        owner = "SparseSynthesis"
+        dc = torch.empty(coefs.shape, dtype=coefs.dtype) if ctx.needs_input_grad[1] else None
+        dw = torch.empty(weight.shape, dtype=weight.dtype) if ctx.needs_input_grad[2] else None
+        if dc is None and dw is None:
+            return None, None, None
+        idx = native_indices(indices, coefs.shape[0], owner)
+        w = native_array(weight, "weight", owner)
+        _core.sparse_synthesis_backward({
+            "n_signals": idx.shape[0], "n_features": w.shape[1], "n_atoms": w.shape[0],
+            "max_atoms": idx.shape[1], "indices": idx,
+            "coefs": native_array(coefs, "coefs", owner), "weight": w,
+            "grad": native_array(grad.to(weight.dtype), "grad", owner, strided=True),
+            "out_dcoefs": None if dc is None else dc.numpy(),
+            "out_dweight": None if dw is None else dw.numpy(),
+            "n_threads": torch.get_num_threads()})
         return None, dc, dw
 
 

@@ -215,10 +215,12 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
 
     Parameters
     ----------
-    model : {"hybrid", "dncnn", "dncnn-matched"} or torch.nn.Module
+    model : {"hybrid", "plain", "dncnn", "dncnn-matched"} or torch.nn.Module
         A name builds a fresh model for `task` / `sigma_range` with `model_config`;
-        "dncnn-matched" is a DnCNN with the trainable parameter count of the hybrid that
-        `model_config` describes. A module is trained as is.
+        "plain" is the hybrid that `model_config` describes without its codes, widened to
+        the same trainable parameter count (:func:`~sparseforge.restore.matched_plain_cnn`:
+        the pure-torch comparison); "dncnn-matched" is a DnCNN with that count. A module is
+        trained as is.
     task : {"denoise", "inpaint"}
     sigma_range : (float, float)
         Noise levels, 0-255 scale: (25, 25) fixed, (0, 55) blind. Each crop draws its sigma
@@ -310,7 +312,7 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
     >>> tmp.cleanup()
     """
     from ._inputs import check_sigma_range, check_task
-    from .baselines import count_parameters, matched_dncnn
+    from .baselines import count_parameters, matched_dncnn, matched_plain_cnn
 
     task = check_task(task)
     sigma_range = check_sigma_range(sigma_range)
@@ -351,6 +353,10 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
             if threads is not None:
                 config.setdefault("n_jobs", int(threads))
             net = build_model("hybrid", **config)
+        elif model == "plain":
+            config.setdefault("task", task)
+            config.setdefault("sigma_range", sigma_range)
+            net = matched_plain_cnn(build_model("hybrid", **config))
         elif model in ("dncnn", "dncnn-matched"):
             if task != "denoise":
                 raise ValueError("DnCNN baselines denoise only; use `task`='denoise'")
@@ -360,8 +366,8 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
                 hybrid = build_model("hybrid", task=task, sigma_range=sigma_range, **config)
                 net = matched_dncnn(count_parameters(hybrid), sigma_range=sigma_range)
         else:
-            raise ValueError(f"`model` must be 'hybrid', 'dncnn', 'dncnn-matched' or a "
-                             f"module, got {model!r}")
+            raise ValueError(f"`model` must be 'hybrid', 'plain', 'dncnn', 'dncnn-matched' "
+                             f"or a module, got {model!r}")
     else:
         net = model
     if getattr(net, "task", task) != task:
