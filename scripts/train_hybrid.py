@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10800.0,
                    help="wall-clock budget of the training steps per model (<= 10800)")
     p.add_argument("--steps", type=int, default=None, help="optional step budget too")
+    p.add_argument("--budget-clock", choices=["wall", "cpu"], default="wall",
+                   help="what --seconds counts: wall-clock or the process's CPU seconds "
+                        "(the fair budget for runs side by side on a shared machine)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
@@ -157,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.time()
         result = train(**settings, train_dir=args.train_dir, val_dir=args.val_dir,
                        batch_size=args.batch, max_seconds=args.seconds, max_steps=args.steps,
+                       budget_clock=args.budget_clock,
                        lr=args.lr, seed=args.seed,
                        checkpoint=(OTHER_DIR if out_dir == SHIPPED_DIR else out_dir)
                        / f"{name}.ckpt.pt",
@@ -177,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
                          for k, v in settings.items()},
             "batch_size": args.batch, "seed": args.seed, "threads": args.threads,
             "lr": args.lr,
-            "budget_seconds": args.seconds, "steps": result.steps,
-            "train_seconds": result.train_seconds, "wall_seconds": time.time() - started,
+            "budget_seconds": args.seconds, "budget_clock": args.budget_clock,
+            "steps": result.steps, "train_seconds": result.train_seconds,
+            "cpu_seconds": result.cpu_seconds, "wall_seconds": time.time() - started,
             "parameters": count_parameters(result.model), "history": result.history,
             "versions": {"sparseforge": sparseforge.__version__, "torch": torch.__version__,
                          "python": platform.python_version()},

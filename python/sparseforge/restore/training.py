@@ -3,7 +3,8 @@
 MSE on the [0, 1] scale, Adam (lr 1e-3, betas 0.9 / 0.999, as DnCNN's paper), random crops
 of a training folder (Train400 by default) with the 8 flips/rotations, degradations drawn on
 the fly, seeded; checkpoints with every random state, so a resumed run continues the same
-sequence of batches; a budget of steps and/or wall-clock seconds.
+sequence of batches; a budget of steps and/or seconds of training steps, counted on the wall
+clock or, on a shared machine, as the process's CPU time.
 """
 
 from __future__ import annotations
@@ -151,10 +152,15 @@ class TrainResult:
         Optimiser steps done in total (including those before a resume).
     train_seconds : float
         Wall-clock seconds of the training steps (data, forward, backward, update), the
-        quantity the budget limits; validation and checkpoint writing are not counted.
+        quantity a ``budget_clock="wall"`` budget limits; validation and checkpoint writing
+        are not counted.
+    cpu_seconds : float
+        The process's CPU seconds (all its threads) in the same steps: what a
+        ``budget_clock="cpu"`` budget limits. With one thread on an otherwise idle core it
+        equals `train_seconds`; on a shared machine it is the compute the steps really got.
     history : list of dict
-        One entry per validation: step, train_seconds, loss (running mean since the last
-        entry), val_psnr (NaN without validation images), lr.
+        One entry per validation: step, train_seconds, cpu_seconds, loss (running mean
+        since the last entry), val_psnr (NaN without validation images), lr.
     checkpoint : Path or None
         The checkpoint file (`checkpoint` of :func:`train`), None when none was written.
 
@@ -175,7 +181,7 @@ class TrainResult:
     >>> type(result.model).__name__, result.model.training, result.steps
     ('DnCNN', False, 2)
     >>> result.train_seconds > 0, sorted(result.history[-1])
-    (True, ['loss', 'lr', 'step', 'train_seconds', 'val_psnr'])
+    (True, ['cpu_seconds', 'loss', 'lr', 'step', 'train_seconds', 'val_psnr'])
     >>> result.checkpoint.name, result.checkpoint.is_file()
     ('run.pt', True)
     >>> tmp.cleanup()
@@ -186,17 +192,21 @@ class TrainResult:
     train_seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     checkpoint: Path | None = None
+    cpu_seconds: float = 0.0
 
 
-def _save_checkpoint(path: Path, model, optimizer, step, seconds, history, rng, generator,
+def _save_checkpoint(path: Path, model, optimizer, step, clock, history, rng, generator,
                      config) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"format": FORMAT, "model": model_kind(model), "config": dict(model.config),
                 "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "step": step, "train_seconds": seconds, "history": history,
+                "step": step, "train_seconds": clock["wall"],
+                "cpu_seconds": clock["cpu"], "history": history,
                 "numpy_rng": rng.bit_generator.state, "torch_rng": generator.get_state(),
-                "train_config": config, "meta": {"steps": step, "train_seconds": seconds}},
+                "train_config": config,
+                "meta": {"steps": step, "train_seconds": clock["wall"],
+                         "cpu_seconds": clock["cpu"]}},
                tmp)
     os.replace(tmp, path)
 
@@ -206,7 +216,8 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
           missing: tuple[float, float] = (0.3, 0.9), model_config: dict[str, Any] | None = None,
           train_dir: str | os.PathLike | None = None, val_dir: str | os.PathLike | None = None,
           crop_size: int = 40, batch_size: int = 16, max_steps: int | None = None,
-          max_seconds: float | None = None, lr: float = 1e-3, seed: int = 0,
+          max_seconds: float | None = None, budget_clock: str = "wall",
+          lr: float = 1e-3, seed: int = 0,
           val_every: int = 500, val_crop: int | None = 128, val_images: int | None = None,
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 500,
           resume: bool = False, output: str | os.PathLike | None = None,
@@ -236,7 +247,13 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
         Crops per step and their side (DnCNN: 40 for a fixed sigma, 50 blind).
     max_steps, max_seconds : optional
         Budget: stop at whichever comes first (at least one is required). Seconds count the
-        training steps only (see :class:`TrainResult`).
+        training steps only (see :class:`TrainResult`), summed over resumed runs.
+    budget_clock : {"wall", "cpu"}
+        What `max_seconds` counts: wall-clock seconds, or the process's CPU seconds (all
+        threads), which other work on a shared machine does not use up: two runs given the
+        same CPU budget side by side get the same compute whatever else runs. A checkpoint
+        from before CPU time was recorded resumes with its wall-clock seconds as CPU
+        seconds.
     lr : float
         Adam's learning rate (betas 0.9, 0.999). A resumed run uses this `lr` from then on
         (the optimiser's moments are restored, its learning rate is not): DnCNN's paper
@@ -318,6 +335,8 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
     sigma_range = check_sigma_range(sigma_range)
     if max_steps is None and max_seconds is None:
         raise ValueError("give a budget: `max_steps`, `max_seconds` or both")
+    if budget_clock not in ("wall", "cpu"):
+        raise ValueError(f"`budget_clock` must be 'wall' or 'cpu', got {budget_clock!r}")
     if crop_size < 8 or batch_size < 1:
         raise ValueError(f"`crop_size` must be >= 8 and `batch_size` >= 1, got {crop_size} "
                          f"and {batch_size}")
@@ -378,7 +397,8 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
     val_items = (validation_set(val_folder, task, sigma_range, missing, val_crop, val_images,
                                 seed) if str(val_folder) else [])
     options = dict(task=task, sigma_range=sigma_range, missing=missing, crop_size=crop_size,
-                   batch_size=batch_size, max_steps=max_steps, max_seconds=max_seconds, lr=lr,
+                   batch_size=batch_size, max_steps=max_steps, max_seconds=max_seconds,
+                   budget_clock=budget_clock, lr=lr,
                    seed=seed, val_every=val_every, checkpoint_every=checkpoint_every,
                    checkpoint=None if checkpoint is None else Path(checkpoint), resume=resume,
                    output=output, progress=progress, threads=threads)
@@ -402,7 +422,8 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
     net.load_state_dict(blob["state_dict"])
     net.eval()
     return TrainResult(net, blob["steps"], blob["train_seconds"], blob["history"],
-                       options["checkpoint"] if blob["checkpoint"] else None)
+                       options["checkpoint"] if blob["checkpoint"] else None,
+                       blob["cpu_seconds"])
 
 
 def _fit_rank(rank: int, world: int, payload: bytes, options, result_path) -> None:
@@ -413,7 +434,8 @@ def _fit_rank(rank: int, world: int, payload: bytes, options, result_path) -> No
     result = _fit(net, images, val_items, options, rank, world)
     if rank == 0:
         torch.save({"state_dict": result.model.state_dict(), "steps": result.steps,
-                    "train_seconds": result.train_seconds, "history": result.history,
+                    "train_seconds": result.train_seconds,
+                    "cpu_seconds": result.cpu_seconds, "history": result.history,
                     "checkpoint": result.checkpoint is not None}, result_path)
 
 
@@ -451,7 +473,9 @@ def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
                                  betas=(0.9, 0.999))
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
-    step, seconds, history = 0, 0.0, []
+    step, history = 0, []
+    clock = {"wall": 0.0, "cpu": 0.0}
+    budget = "cpu" if o.get("budget_clock") == "cpu" else "wall"
     ckpt = o["checkpoint"]
     run_config = {"task": task, "sigma_range": list(sigma_range), "missing": list(missing),
                   "crop_size": o["crop_size"], "batch_size": o["batch_size"], "lr": lr,
@@ -464,7 +488,9 @@ def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
         optimizer.load_state_dict(blob["optimizer"])
         for group in optimizer.param_groups:
             group["lr"] = lr
-        step, seconds, history = blob["step"], blob["train_seconds"], blob["history"]
+        step, history = blob["step"], blob["history"]
+        clock = {"wall": blob["train_seconds"],
+                 "cpu": blob.get("cpu_seconds", blob["train_seconds"])}
         rng.bit_generator.state = blob["numpy_rng"]
         generator.set_state(blob["torch_rng"])
     # Every process draws the same global batch (same seeds and states) and trains on its
@@ -473,7 +499,7 @@ def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
 
     def done() -> bool:
         return ((max_steps is not None and step >= max_steps)
-                or (max_seconds is not None and seconds >= max_seconds))
+                or (max_seconds is not None and clock[budget] >= max_seconds))
 
     bar = None
     if o["progress"] and lead:
@@ -486,7 +512,7 @@ def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
     try:
         while not done():
             net.train()
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             crops = random_crops(images, o["batch_size"], o["crop_size"], rng)
             clean = torch.from_numpy(crops)
             batch = degrade(clean, task, sigma_range, missing, generator)
@@ -494,12 +520,13 @@ def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            seconds += time.perf_counter() - start
-            if world > 1:  # the global loss, and process 0's clock for every budget check
-                shared = torch.tensor([float(part), seconds if lead else 0.0],
-                                      dtype=torch.float64)
+            clock["wall"] += time.perf_counter() - start
+            clock["cpu"] += time.process_time() - start_cpu
+            if world > 1:  # the global loss, and process 0's clocks for every budget check
+                shared = torch.tensor([float(part), clock["wall"] if lead else 0.0,
+                                       clock["cpu"] if lead else 0.0], dtype=torch.float64)
                 torch.distributed.all_reduce(shared)
-                part, seconds = shared[0], float(shared[1])
+                part, clock = shared[0], {"wall": float(shared[1]), "cpu": float(shared[2])}
             step += 1
             step_value = part.item()
             losses.append(step_value)
@@ -509,17 +536,18 @@ def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
             if val_items and (step % val_every == 0 or final):
                 last_psnr = evaluate(net, val_items)
             if step % val_every == 0 or final:
-                history.append({"step": step, "train_seconds": seconds,
+                history.append({"step": step, "train_seconds": clock["wall"],
+                                "cpu_seconds": clock["cpu"],
                                 "loss": float(np.mean(losses)), "val_psnr": last_psnr,
                                 "lr": lr})
                 losses = []
             if ckpt is not None and (step % checkpoint_every == 0 or final):
-                _save_checkpoint(ckpt, net, optimizer, step, seconds, history, rng, generator,
+                _save_checkpoint(ckpt, net, optimizer, step, clock, history, rng, generator,
                                  run_config)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{step_value:.2e}", val_psnr=f"{last_psnr:.2f}",
-                                s=f"{seconds:.0f}")
+                                s=f"{clock[budget]:.0f}")
     finally:
         if bar is not None:
             bar.close()
@@ -527,6 +555,7 @@ def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
             distributed.convert_batch_norm(net, to_global=False)
     net.eval()
     if lead and o["output"] is not None:
-        save_model(net, o["output"], steps=step, train_seconds=seconds, history=history,
+        save_model(net, o["output"], steps=step, train_seconds=clock["wall"],
+                   cpu_seconds=clock["cpu"], history=history,
                    train_config=run_config)
-    return TrainResult(net, step, seconds, history, ckpt)
+    return TrainResult(net, step, clock["wall"], history, ckpt, clock["cpu"])
