@@ -5,67 +5,60 @@ scikit-learn's reconstruct_from_patches_2d, extraction at least as fast as its
 extract_patches_2d.
 
     python benchmarks/bench_patches.py [--out NAME]     # results/NAME.json (bench_patches)
+    python benchmarks/bench_patches.py --quick          # 128x128, results/bench_patches_quick.json
+
+Every method is verified against scikit-learn first (one that disagrees is reported, not
+timed). The verification and timing loop live in ``sparseforge.bench.patches`` (shared with
+``sparseforge bench``); this script is a thin wrapper.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
-import _harness
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _harness  # noqa: E402  (imports nothing heavy)
 
-_harness.scrub_blas_env_and_reexec()
-
-import numpy as np  # noqa: E402
-from sklearn.feature_extraction import image as sk_image  # noqa: E402
-
-import sparseforge as sf  # noqa: E402
+if __name__ == "__main__":
+    _harness.scrub_blas_env_and_reexec()
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="bench_patches", help="result name (default bench_patches)")
-    args = p.parse_args(argv)
-    rng = np.random.default_rng(0)
-    image = rng.standard_normal((512, 512))
-    ours = sf.extract_patches_2d(image, (8, 8))
-    theirs = sk_image.extract_patches_2d(image, (8, 8))
-    assert np.array_equal(ours, theirs), "extraction differs from scikit-learn"
-    assert np.allclose(sf.reconstruct_from_patches_2d(ours, image.shape),
-                       sk_image.reconstruct_from_patches_2d(theirs, image.shape), atol=1e-12)
-    rows = {}
-    rows["extract sparseforge"] = _harness.time_call(
-        lambda: sf.extract_patches_2d(image, (8, 8), n_jobs=2), repeats=7)
-    rows["extract scikit-learn"] = _harness.time_call(
-        lambda: sk_image.extract_patches_2d(image, (8, 8)), repeats=7)
-    rows["aggregate sparseforge"] = _harness.time_call(
-        lambda: sf.reconstruct_from_patches_2d(ours, image.shape, n_jobs=2), repeats=7)
-    rows["aggregate scikit-learn"] = _harness.time_call(
-        lambda: sk_image.reconstruct_from_patches_2d(theirs, image.shape), repeats=3)
-    try:
-        import spams
+    import numpy as np
 
-        fortran = np.asfortranarray(image)
-        rows["extract SPAMS im2col_sliding"] = _harness.time_call(
-            lambda: spams.im2col_sliding(fortran, 8, 8, True), repeats=7)
-    except Exception as exc:  # optional peer
-        print(f"SPAMS unavailable: {exc}", file=sys.stderr)
-    med = {k: v["median_s"] for k, v in rows.items()}
-    result = {
-        "image": "512x512 float64, 8x8 patches, step 1 (255,025 patches)",
-        "seconds": rows, "median_seconds": med,
-        "aggregate_speedup_vs_sklearn":
-            med["aggregate scikit-learn"] / med["aggregate sparseforge"],
-        "extract_speedup_vs_sklearn": med["extract scikit-learn"] / med["extract sparseforge"],
-        "metadata": _harness.machine_info(threads=2),
-    }
-    _harness.write_json(args.out, result)
-    print("| operation | seconds (median) |\n|---|---|")
-    for k, v in med.items():
-        print(f"| {k} | {v:.4f} |")
-    print(f"aggregation {result['aggregate_speedup_vs_sklearn']:.1f}x scikit-learn (target 20x); "
-          f"extraction {result['extract_speedup_vs_sklearn']:.2f}x (target >= 1x)")
+    from sparseforge.bench import patches
+    from sparseforge.bench.output import write_json
+
+    p = argparse.ArgumentParser(prog="bench_patches.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=None,
+                   help="result name (default bench_patches, bench_patches_quick)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: a 128x128 image, 2 repeats")
+    p.add_argument("--results-dir", default=str(_harness.RESULTS_DIR),
+                   help="folder of the result file (default benchmarks/results)")
+    args = p.parse_args(argv)
+    size = 128 if args.quick else 512
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal((size, size))
+    result = patches.run_patches(image, threads=2, repeats=2 if args.quick else 7,
+                                 slow_repeats=1 if args.quick else 3)
+    result["metadata"] = _harness.machine_info(threads=2)
+    result["quick"] = args.quick
+    name = args.out or ("bench_patches_quick" if args.quick else "bench_patches")
+    path = write_json(args.results_dir, name, result)
+    print(patches.markdown_table(result))
+    agg, ext = result["aggregate_speedup_vs_sklearn"], result["extract_speedup_vs_sklearn"]
+    if agg is not None and ext is not None:
+        print(f"aggregation {agg:.1f}x scikit-learn (target 20x); "
+              f"extraction {ext:.2f}x (target >= 1x)")
+    print(f"JSON: {path}")
+    bad = [k for k in result["not_timed"] if "sparseforge" in k]
+    if bad:
+        print(f"WARNING: sparseforge failed verification: {', '.join(bad)}")
+        return 1
     return 0
 
 

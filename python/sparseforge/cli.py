@@ -1,4 +1,4 @@
-"""Command line: `sparseforge demo | denoise | inpaint | deblur | upscale | train | info`.
+"""Command line: `sparseforge demo | denoise | inpaint | deblur | upscale | train | bench | info`.
 
 Every path and option is checked before any work. A user mistake (a missing file, a bad
 option value, an output that would overwrite the input, ...) prints one line naming it on
@@ -882,7 +882,8 @@ def train(args: argparse.Namespace) -> int:
     from .restore import train as run
 
     config = {k: v for k, v in (("depth", args.depth), ("width", args.width),
-                                ("channels", args.channels), ("max_atoms", args.max_atoms))
+                                ("channels", args.channels), ("max_atoms", args.max_atoms),
+                                ("unshuffle", args.unshuffle))
               if v is not None}
     sigma = 25.0 if args.sigma is None else args.sigma
     sigma_range = (0.0, _MAX_LEARNED_SIGMA) if args.blind else (sigma, sigma)
@@ -891,7 +892,7 @@ def train(args: argparse.Namespace) -> int:
     result = run(args.model, task=args.task, sigma_range=sigma_range, model_config=config,
                  train_dir=args.train_dir, val_dir=args.val_dir, crop_size=args.crop,
                  batch_size=args.batch, max_steps=args.steps, max_seconds=args.seconds,
-                 seed=args.seed, val_every=args.val_every, checkpoint=args.checkpoint,
+                 budget_clock=args.budget_clock, seed=args.seed, val_every=args.val_every, checkpoint=args.checkpoint,
                  resume=args.resume, output=args.out, threads=args.threads, lr=args.lr,
                  nproc=args.nproc)
     if os.environ.get("RANK", "0") != "0":  # under torchrun: rank 0 reports, as it writes
@@ -922,13 +923,15 @@ def _check_train_options(args: argparse.Namespace) -> None:
                              "process needs at least one crop of the batch")
     for option in ("depth", "width", "channels", "max_atoms"):
         _check_int(f"--{option.replace('_', '-')}", getattr(args, option), 1)
+    if args.unshuffle not in (None, 1, 2, 4):
+        raise UsageError(f"--unshuffle must be 1, 2 or 4, got {args.unshuffle}")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise UsageError(f"--lr must be a finite number > 0, got {args.lr!r}")
-    if args.model != "hybrid" and args.task != "denoise":
-        raise UsageError(f"--model {args.model} denoises only; use --model hybrid for "
-                         f"--task {args.task}")
+    if args.model not in ("hybrid", "plain") and args.task != "denoise":
+        raise UsageError(f"--model {args.model} denoises only; use --model hybrid or plain "
+                         f"for --task {args.task}")
     if args.model == "dncnn":
-        given = _given(args, ("channels", "max_atoms"))
+        given = _given(args, ("channels", "max_atoms", "unshuffle"))
         if given:
             raise UsageError(f"{given[0]} is a hybrid option; --model dncnn takes --depth and "
                              "--width")
@@ -1092,6 +1095,86 @@ def _denoise_demo(args: argparse.Namespace) -> None:
         strip = np.clip(np.rint(np.hstack(tiles)), 0, 255).astype(np.uint8)
         _write_output(args.out, strip, ImageFile(strip, "PNG", name=args.out))
         print(f"wrote {args.out} ({' | '.join(name for name, _ in panels)})")
+
+
+# ----------------------------------------------------------------------------------------------
+# bench
+
+_BENCH_HELP = """\
+parts:
+  omp      Batch-OMP signals/s, (64, 256, 8), tol mode and (256, 1024, 32), float32/64
+  ksvd     seconds per K-SVD iteration on the shipped image's 8x8 patches (K=256, L=8)
+  patches  extraction and aggregation of every 8x8 patch of a 512x512 image
+  restore  seconds per 256x256 and 512x512 image: denoise_ksvd, the shipped hybrids
+  cuda     Batch-OMP on GPU arrays (torch, CuPy) when a device is usable
+  scaling  signals/s against N, K, L and threads, with SPAMS (--full: included)
+
+Every method is checked against a reference first (scikit-learn's OMP, the patches of
+scikit-learn, the clean image); one that disagrees is reported and not timed. Peers
+(SPAMS, scikit-learn, dictlearn, orthogonal-matching-pursuit-gpu) are used when installed
+and listed as skipped, with the reason, when not. --quick takes about two minutes on two
+idle cores; --full runs the repository's benchmark sizes (tens of minutes). Writes
+DIR/sparseforge_bench[_quick].json (machine, BLAS, versions, every measurement) and .png
+when matplotlib is installed, and prints a table: attach both to an issue.
+"""
+
+
+def _bench_reexec_without_blas_overrides(args: argparse.Namespace) -> None:
+    """OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE change the BLAS kernels of every library under
+    test: as the repository's benchmarks do, run again without them (recorded in the JSON).
+    Only for the real command line (``sparseforge`` / ``python -m sparseforge``), never when
+    :func:`main` is called with arguments from Python."""
+    from .bench._env import blas_overrides, scrub_blas_env_and_reexec
+
+    program = os.path.basename(sys.argv[0]) if sys.argv else ""
+    if args.keep_blas_env or not blas_overrides() or "bench" not in sys.argv[1:]:
+        return
+    if program not in ("sparseforge", "__main__.py", "sparseforge.exe"):
+        return
+    scrub_blas_env_and_reexec(command=[sys.executable, "-m", "sparseforge", *sys.argv[1:]],
+                              require_fresh=False)
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Run the benchmark suite (sparseforge.bench.suite) and write its report."""
+    from .bench import suite
+
+    mode = "full" if args.full else "quick"
+    parts = None
+    if args.parts is not None:
+        parts = [x.strip() for x in args.parts.split(",") if x.strip()]
+        unknown = [x for x in parts if x not in suite.PARTS]
+        if not parts or unknown:
+            raise UsageError(f"--parts: unknown part {', '.join(unknown) or '(none)'}; "
+                             f"choose from {', '.join(suite.PARTS)}")
+    peers = None
+    if args.peers is not None:
+        names = [x.strip() for x in args.peers.split(",") if x.strip()]
+        if names == ["none"]:
+            peers = set()
+        else:
+            unknown = [x for x in names if x not in suite.PEERS]
+            if not names or unknown:
+                raise UsageError(f"--peers: unknown peer {', '.join(unknown) or '(none)'}; "
+                                 f"choose from {', '.join(suite.PEERS)}, or none")
+            peers = set(names)
+    _check_int("--threads", args.threads, 1)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out} is a file; give a folder")
+    _check_writable_folder(os.path.join(args.out, "sparseforge_bench.json"), "--out",
+                           create=True)
+    chosen = parts or list(suite.DEFAULT_PARTS[mode])
+    if args.device == "cuda":
+        why = suite.cuda_reason()
+        if why is not None:
+            raise UsageError(f"--device cuda: no usable GPU ({why})")
+        if "cuda" not in chosen:
+            chosen.append("cuda")
+    _bench_reexec_without_blas_overrides(args)
+    _, status = suite.run(mode=mode, parts=chosen, out_dir=args.out, threads=args.threads,
+                          device=args.device, peers=peers, plot_png=not args.no_plot,
+                          argv=sys.argv[1:])
+    return status
 
 
 def info(args: argparse.Namespace) -> int:
@@ -1303,15 +1386,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     _add_inverse_parsers(sub)
     p_train = sub.add_parser("train", help="train a learned restorer (needs PyTorch)")
-    p_train.add_argument("--model", choices=["hybrid", "dncnn", "dncnn-matched"],
-                         default="hybrid")
+    p_train.add_argument("--model", choices=["hybrid", "plain", "dncnn", "dncnn-matched"],
+                         default="hybrid",
+                         help="plain: the hybrid's network without the sparse codes, widened "
+                              "to its parameter count (the pure-torch comparison)")
     p_train.add_argument("--task", choices=["denoise", "inpaint"], default="denoise")
     p_train.add_argument("--sigma", type=float, default=None,
                          help="fixed noise level, 0-255 scale (default 25)")
     p_train.add_argument("--blind", action="store_true", help="sigma uniform in [0, 55]")
     p_train.add_argument("--steps", type=int, default=None, help="step budget")
     p_train.add_argument("--seconds", type=float, default=None,
-                         help="wall-clock budget of the training steps")
+                         help="budget: seconds of training steps (see --budget-clock)")
+    p_train.add_argument("--budget-clock", choices=["wall", "cpu"], default="wall",
+                         help="what --seconds counts: wall-clock seconds, or this process's "
+                              "CPU seconds (fair for runs side by side on a shared machine)")
     p_train.add_argument("--crop", type=int, default=40)
     p_train.add_argument("--batch", type=int, default=16)
     p_train.add_argument("--train-dir", default=None,
@@ -1329,10 +1417,41 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--nproc", type=int, default=1,
                          help="data-parallel training processes (torch.distributed, gloo on "
                               "the loopback interface; each runs threads // N threads)")
-    for option in ("depth", "width", "channels", "max-atoms"):
+    for option in ("depth", "width", "channels", "max-atoms", "unshuffle"):
         p_train.add_argument(f"--{option}", type=int, default=None,
                              help="model option (default: the model's)")
     p_train.set_defaults(func=train)
+    p_bench = sub.add_parser("bench", help="benchmark sparseforge against the installed peers "
+                                           "on this machine (JSON, PNG, table)",
+                             description="Benchmark sparseforge on this machine against "
+                                         "whichever peers are installed, verifying every "
+                                         "result before timing it.",
+                             epilog=_BENCH_HELP,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    size = p_bench.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true",
+                      help="small sizes, about two minutes on two idle cores (the default)")
+    size.add_argument("--full", action="store_true",
+                      help="the repository's benchmark sizes and the scaling curves")
+    p_bench.add_argument("--out", default="sparseforge-bench", metavar="DIR",
+                         help="folder of the report (created; default ./sparseforge-bench)")
+    p_bench.add_argument("--threads", type=int, default=None, metavar="N",
+                         help="threads for every method, peers included (default: all CPUs "
+                              "this process may use)")
+    p_bench.add_argument("--parts", default=None, metavar="LIST",
+                         help="comma-separated subset of omp,ksvd,patches,restore,cuda,"
+                              "scaling (default: all but scaling; --full: all)")
+    p_bench.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                         help="auto: the GPU part when a GPU is usable, else skipped with the "
+                              "reason; cuda: required (an error without one); cpu: none")
+    p_bench.add_argument("--peers", default=None, metavar="LIST",
+                         help="comma-separated peers to compare with: spams,sklearn,dictlearn,"
+                              "ompgpu, or none (default: every installed one)")
+    p_bench.add_argument("--no-plot", action="store_true", help="write no PNG")
+    p_bench.add_argument("--keep-blas-env", action="store_true",
+                         help="keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (by default the "
+                              "command runs again without them, as the benchmarks do)")
+    p_bench.set_defaults(func=bench)
     p_info = sub.add_parser("info", help="print the version, build, PyTorch, shipped weights "
                                          "and threads")
     p_info.set_defaults(func=info)

@@ -132,6 +132,14 @@ def test_train_command(noisy_file, tmp_path, capsys):
 
     history = load_model(tmp_path / "b.pt").meta["history"]
     assert [h["lr"] for h in history] == [1e-3, 1e-4]
+    # The pure-torch CNN of a half-resolution inpainting hybrid, on a CPU-time budget.
+    assert main(["train", "--model", "plain", "--task", "inpaint", "--unshuffle", "2",
+                 "--depth", "3", "--width", "8", "--crop", "16", "--batch", "2",
+                 "--seconds", "0.5", "--budget-clock", "cpu", "--train-dir", str(folder),
+                 "--val-dir", "", "--out", str(tmp_path / "p.pt"), "--threads", "1"]) == 0
+    plain = load_model(tmp_path / "p.pt")
+    assert not plain.code_channels and plain.task == "inpaint" and plain.unshuffle == 2
+    assert plain.meta["cpu_seconds"] >= 0.5 and plain.meta["steps"] >= 1
 
 
 def test_self_ensemble_option(noisy_file, tmp_path, capsys):

@@ -15,6 +15,10 @@ PRETRAINED = {
     "hybrid-inpaint": "hybrid restorer, inpainting of 30-90% missing pixels",
     "dncnn-sigma25": "DnCNN (17 x 64), sigma = 25, same wall-clock budget as the hybrid",
     "dncnn-matched-sigma25": "DnCNN with the hybrid's parameter count and budget, sigma = 25",
+    "plain-blind": "pure-torch CNN: hybrid-blind's network without the sparse codes, same "
+                   "parameter count and training budget, sigma in [0, 55]",
+    "plain-inpaint": "pure-torch CNN: hybrid-inpaint's network without the sparse codes, "
+                     "same parameter count and training budget",
 }
 
 

@@ -28,8 +28,10 @@ __all__ = ["bicubic_kernel", "deblur", "get_prior", "noise_schedule", "upscale"]
 PRIORS = ("hybrid", "ksvd", "cnn")
 UPSCALE_METHODS = ("bicubic", "zeyde", "pnp-hybrid", "pnp-ksvd", "pnp-cnn", "pnp")
 BOUNDARIES = ("taper", "wrap")
-#: Names of pure-torch blind CNN weights the "cnn" prior looks for (package data).
-CNN_WEIGHTS = ("dncnn-matched-blind", "dncnn-blind")
+#: Names of pure-torch blind CNN weights the "cnn" prior looks for (package data): the
+#: blind hybrid's network without codes at its parameter count (``plain-blind``), then the
+#: earlier DnCNN baselines.
+CNN_WEIGHTS = ("plain-blind", "dncnn-matched-blind", "dncnn-blind")
 
 
 def _check_image(image: Any) -> np.ndarray:
@@ -69,7 +71,7 @@ def get_prior(prior: Any, *, threads: int | None = None, **options: Any) -> Call
 
     ``"ksvd"``: :func:`denoise_ksvd` with `options` (default: the universal dictionary,
     ``step=1``); ``"hybrid"``: the shipped blind hybrid (sigma clipped to its [0, 55]);
-    ``"cnn"``: a pure-torch blind DnCNN from ``options["weights"]`` (a path) or the package
+    ``"cnn"``: a pure-torch blind CNN from ``options["weights"]`` (a path) or the package
     data (:data:`CNN_WEIGHTS`), else FileNotFoundError naming the missing weights.
     """
     if callable(prior):
@@ -98,13 +100,14 @@ def get_prior(prior: Any, *, threads: int | None = None, **options: Any) -> Call
         known = [n for n in CNN_WEIGHTS if n in PRETRAINED and n in available_pretrained()]
         if not known:
             raise FileNotFoundError(
-                "prior='cnn' needs the pure-torch blind CNN (a DnCNN trained for sigma in "
-                f"[0, 55]): none of the weights {list(CNN_WEIGHTS)} is shipped in this build "
-                "of sparseforge (sparseforge/data/<name>.pt; only "
+                "prior='cnn' needs a pure-torch blind CNN (trained for sigma in [0, 55]): "
+                f"none of the weights {list(CNN_WEIGHTS)} is shipped in this build of "
+                "sparseforge (sparseforge/data/<name>.pt; only "
                 f"{sorted(available_pretrained())} are). Train one with `sparseforge train "
-                "--model dncnn-matched --blind --seconds 1800 --out cnn.pt` (or "
-                "sparseforge.restore.train) and pass prior_options={'weights': 'cnn.pt'}, or "
-                "give prior=callable(image, sigma)")
+                "--model plain --blind --unshuffle 2 --depth 15 --width 56 --crop 50 "
+                "--seconds 10800 --out cnn.pt` (or sparseforge.restore.train) and "
+                "pass prior_options={'weights': 'cnn.pt'}, or give prior=callable(image, "
+                "sigma)")
         from .pretrained import load_pretrained
 
         model = load_pretrained(known[0])
