@@ -24,10 +24,10 @@ if __name__ == "__main__" and "--keep-blas-env" not in sys.argv:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sparseforge.bench import omp
+    from sparseforge.bench import omp_main
 
-    return omp.main(argv, prog="bench_omp.py", description=__doc__.split("\n\n")[0],
-                    results_dir=H.RESULTS_DIR)
+    return omp_main.main(argv, prog="bench_omp.py",
+                         description=__doc__.split("\n\n")[0], results_dir=H.RESULTS_DIR)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,8 @@ and the budget counts the training steps of all its sessions together:
 
 Other names follow the same pattern: ``{hybrid,dncnn,dncnn-matched}-sigma{15,25,50}`` (fixed
 sigma), ``{hybrid,plain,hybrid-fullres,dncnn,dncnn-matched}-blind`` (sigma in [0, 55]) and
-``{hybrid,plain}-inpaint``; ``plain-*`` is the hybrid's network without codes at its
+``{hybrid,plain}-inpaint`` and ``dncnn-matched-upscale`` (the pure-torch super-resolution
+CNN, scales 2-4, with the blind hybrid's parameter count; 48x48 crops); ``plain-*`` is the hybrid's network without codes at its
 parameter count (``sparseforge.restore.matched_plain_cnn``). The shipped names
 (``SHIPPED``: the three hybrids) are written to ``python/sparseforge/data/`` (in the package,
 then ``pip install .``); the others, the baselines and ablations included, to
@@ -109,7 +110,7 @@ OTHER_DIR = REPO / "benchmarks" / "weights"
 #: wants the best restorer, not the reference points).
 SHIPPED = ("hybrid-sigma25", "hybrid-blind", "hybrid-inpaint")
 _NAME = re.compile(r"^(hybrid|hybrid-fullres|hybrid-nocodes|hybrid-noimage|plain|dncnn|"
-                   r"dncnn-matched)-(sigma(\d+)|blind|inpaint)$")
+                   r"dncnn-matched)-(sigma(\d+)|blind|inpaint|upscale)$")
 #: The network of the blind and inpainting hybrids (issue 16): the CNN at half resolution on
 #: the 2x2 pixel-unshuffled inputs (FFDNet's layout), 15 x 56. ``hybrid-fullres-*`` keeps
 #: the first hybrids' full-resolution 12 x 48 network (the fixed-sigma models still use it).
@@ -128,6 +129,12 @@ def spec(name: str) -> dict:
     elif family == "hybrid-noimage":
         config["image_input"] = False
     kind = "hybrid" if family.startswith("hybrid") else family
+    if variant == "upscale":  # the pure-torch SR CNN, matched to the blind hybrid (issue 17)
+        if kind not in ("dncnn", "dncnn-matched"):
+            raise SystemExit("only DnCNNs upscale (dncnn-upscale, dncnn-matched-upscale)")
+        config = {**BODY, "max_atoms": 16} if kind == "dncnn-matched" else {}
+        return {"model": kind, "task": "upscale", "sigma_range": (0.0, 55.0),
+                "model_config": config, "crop_size": 48}
     if variant == "inpaint":
         if kind not in ("hybrid", "plain"):
             raise SystemExit("only hybrids and their plain CNNs inpaint")

@@ -533,7 +533,7 @@ def inpaint(args: argparse.Namespace) -> int:
 #: Model kind (restore.pretrained.model_kind) -> the PnP prior it is.
 _PRIOR_OF_KIND = {"hybrid": "hybrid", "dncnn": "cnn"}
 #: `sparseforge train --model` that trains each learned prior.
-_TRAIN_PRIOR = {"hybrid": "hybrid", "cnn": "dncnn-matched"}
+_TRAIN_PRIOR = {"hybrid": "hybrid", "cnn": "plain"}
 #: upscale options only the PnP methods take (their argparse destinations; default None).
 _PNP_ONLY = ("sigma", "n_iter")
 #: Output size above which the default (slow) pnp-hybrid says what to expect.
@@ -633,7 +633,8 @@ def _learned_prior(args: argparse.Namespace, prior: str | None, sigma: float,
 
         model = _load_weights(weights)
         kind = model_kind(model)
-        name = _PRIOR_OF_KIND[kind]
+        # A hybrid without its codes (`--model plain`) is a pure-torch CNN prior.
+        name = _PRIOR_OF_KIND[kind] if getattr(model, "code_channels", True) else "cnn"
         train = (f"`sparseforge train --model {_TRAIN_PRIOR[prior or name]} --blind` trains "
                  "one")
         if prior is not None and name != prior:
@@ -685,6 +686,29 @@ def _zeyde_missing(scale: int) -> str | None:
     return None
 
 
+def _sr_cnn_weights(args: argparse.Namespace) -> dict[str, Any]:
+    """``prior_options`` of upscale(method="cnn"): --weights, else the package's model."""
+    from .restore._registry import available_pretrained
+    from .restore._torch import INSTALL_HINT, torch_available
+    from .restore.pnp import SR_CNN_WEIGHTS
+
+    if not torch_available():
+        raise UsageError(f"--method cnn needs PyTorch, which is not installed; {INSTALL_HINT}")
+    if args.weights is not None:
+        model = _load_weights(args.weights)
+        if getattr(model, "task", None) != "upscale":
+            raise UsageError(f"--weights {args.weights} holds a model for {model.task}; "
+                             "--method cnn needs one trained with `sparseforge train --model "
+                             "dncnn-matched --task upscale --crop 48 ...`")
+        return {"weights": args.weights}
+    if SR_CNN_WEIGHTS not in available_pretrained():
+        raise UsageError(f"--method cnn needs --weights FILE: this build does not ship the "
+                         f"super-resolution CNN {SR_CNN_WEIGHTS!r} (train one with "
+                         "`sparseforge train --model dncnn-matched --task upscale --crop 48 "
+                         "--seconds S --out FILE`)")
+    return {}
+
+
 def _check_upscale_options(args: argparse.Namespace) -> int:
     """The options of upscale that need no file; returns the scale."""
     scale = _parse_scale(args.scale)
@@ -694,8 +718,8 @@ def _check_upscale_options(args: argparse.Namespace) -> int:
     _check_n_jobs(args.n_jobs)
     _parse_range(args.range)
     method = args.method
-    if method in ("bicubic", "zeyde"):
-        given = _given(args, (*_PNP_ONLY, "weights"))
+    if method in ("bicubic", "zeyde", "cnn"):
+        given = _given(args, (*_PNP_ONLY, *(("weights",) if method != "cnn" else ())))
         if given:
             raise UsageError(f"{given[0]} applies to the plug-and-play methods (pnp-hybrid, "
                              f"pnp-ksvd, pnp-cnn), not to --method {method}")
@@ -726,6 +750,8 @@ def _upscale_method(args: argparse.Namespace, scale: int, sigma: float):
         raise UsageError(f"--method zeyde: {_zeyde_missing(scale)}")
     if method in ("bicubic", "zeyde"):
         return method, {"method": method}
+    if method == "cnn":
+        return method, {"method": "cnn", "prior_options": _sr_cnn_weights(args)}
     options: dict[str, Any] = {"sigma": sigma, "n_iter": args.n_iter or _default_n_iter(),
                                "init": "bicubic" if _zeyde_missing(scale) else "zeyde"}
     if method == "pnp-ksvd":
@@ -927,9 +953,19 @@ def _check_train_options(args: argparse.Namespace) -> None:
         raise UsageError(f"--unshuffle must be 1, 2 or 4, got {args.unshuffle}")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise UsageError(f"--lr must be a finite number > 0, got {args.lr!r}")
-    if args.model not in ("hybrid", "plain") and args.task != "denoise":
-        raise UsageError(f"--model {args.model} denoises only; use --model hybrid or plain "
+    if args.model not in ("hybrid", "plain") and args.task == "inpaint":
+        raise UsageError(f"--model {args.model} does not inpaint; use --model hybrid or plain "
                          f"for --task {args.task}")
+    if args.model in ("hybrid", "plain") and args.task == "upscale":
+        raise UsageError(f"--task upscale trains a DnCNN (--model dncnn or dncnn-matched), "
+                         f"not --model {args.model}")
+    if args.task == "upscale":
+        given = _given(args, ("sigma", "blind"))
+        if given:
+            raise UsageError(f"{given[0]} applies to denoising, not to --task upscale")
+        if args.crop % 12:
+            raise UsageError(f"--crop must be a multiple of 12 for --task upscale (scales 2, 3 "
+                             f"and 4), got {args.crop}")
     if args.model == "dncnn":
         given = _given(args, ("channels", "max_atoms", "unshuffle"))
         if given:
@@ -1390,7 +1426,9 @@ def build_parser() -> argparse.ArgumentParser:
                          default="hybrid",
                          help="plain: the hybrid's network without the sparse codes, widened "
                               "to its parameter count (the pure-torch comparison)")
-    p_train.add_argument("--task", choices=["denoise", "inpaint"], default="denoise")
+    p_train.add_argument("--task", choices=["denoise", "inpaint", "upscale"], default="denoise",
+                         help="upscale: super-resolution at scales 2-4 (--model dncnn or "
+                              "dncnn-matched; --crop a multiple of 12)")
     p_train.add_argument("--sigma", type=float, default=None,
                          help="fixed noise level, 0-255 scale (default 25)")
     p_train.add_argument("--blind", action="store_true", help="sigma uniform in [0, 55]")

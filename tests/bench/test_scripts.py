@@ -78,12 +78,12 @@ def test_bench_ksvd_quick_writes_the_canonical_keys(tmp_path):
 def test_bench_omp_parts_scaling_writes_curves(tmp_path, monkeypatch, capsys):
     """bench_omp.py --parts scaling (in process, with a tiny grid): four verified curves with
     SPAMS on the same axes when installed, the JSON, and the PNG when matplotlib imports."""
-    from sparseforge.bench import omp, scaling
+    from sparseforge.bench import omp_main, scaling
 
     tiny = dict(N=[200, 400], K=[64], L=[2, 4], threads=[1], n_signals=200, n_verify=50)
     monkeypatch.setattr(scaling, "grid", lambda quick, max_threads=None: dict(tiny))
-    assert omp.main(["--quick", "--parts", "scaling", "--threads", "1",
-                     "--min-sample-seconds", "0", "--results-dir", str(tmp_path)]) == 0
+    assert omp_main.main(["--quick", "--parts", "scaling", "--threads", "1",
+                          "--min-sample-seconds", "0", "--results-dir", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "bench_omp_scaling_quick.json").read_text(encoding="utf-8"))
     assert set(data["curves"]) == {"N", "K", "L", "threads"}
     assert [p["value"] for p in data["curves"]["L"]] == [2, 4]

@@ -468,3 +468,34 @@ def test_the_defaults_are_the_hybrid(files, tmp_path, capsys, kernel, monkeypatc
     assert "note: the default pnp-hybrid (the best measured)" in printed
     assert "x2 to 32x32 (pnp-hybrid, 1 iteration)" in printed
     assert read_image(tmp_path / "u.png").shape == (32, 32)
+
+
+@pytest.mark.skipif(not torch_available(), reason="--method cnn needs PyTorch")
+def test_upscale_method_cnn(hr, tmp_path, capsys):
+    """--method cnn runs an upscaling DnCNN given by --weights on the bicubic interpolation
+    (with its last layer at zero: exactly bicubic); a denoiser's weights, PnP options or no
+    weights at all (none shipped) are refused."""
+    import torch
+
+    from sparseforge.restore import DnCNN, save_model
+
+    model = DnCNN(3, 4, task="upscale")
+    with torch.no_grad():
+        model.body[-1].weight.zero_()
+        model.body[-1].bias.zero_()
+    weights = str(save_model(model, tmp_path / "sr.pt"))
+    src = save(tmp_path / "lr.png", low(hr, 2).astype(np.uint8))
+    for method, extra in (("cnn", ["--weights", weights]), ("bicubic", [])):
+        assert main(["upscale", src, str(tmp_path / f"{method}.png"), "--scale", "2",
+                     "--method", method, *extra]) == 0
+    capsys.readouterr()
+    np.testing.assert_array_equal(read_image(tmp_path / "cnn.png").pixels,
+                                  read_image(tmp_path / "bicubic.png").pixels)
+    denoiser = str(save_model(DnCNN(3, 4), tmp_path / "d.pt"))
+    out = tmp_path / "x.png"
+    fails(["upscale", src, str(out), "--scale", "2", "--method", "cnn", "--weights", denoiser],
+          capsys, "holds a model for denoise", out)
+    fails(["upscale", src, str(out), "--scale", "2", "--method", "cnn", "--weights", weights,
+           "--n-iter", "3"], capsys, "--n-iter applies to the plug-and-play methods", out)
+    fails(["upscale", src, str(out), "--scale", "2", "--method", "cnn"], capsys,
+          "--method cnn needs --weights FILE", out)

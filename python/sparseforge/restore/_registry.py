@@ -19,6 +19,9 @@ PRETRAINED = {
                    "parameter count and training budget, sigma in [0, 55]",
     "plain-inpaint": "pure-torch CNN: hybrid-inpaint's network without the sparse codes, "
                      "same parameter count and training budget",
+    "dncnn-matched-upscale": "pure-torch super-resolution CNN (DnCNN on the bicubic "
+                             "interpolation, scales 2-4), hybrid-blind's parameter count and "
+                             "budget",
 }
 
 

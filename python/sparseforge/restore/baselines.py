@@ -7,42 +7,11 @@ from typing import Any
 import numpy as np
 
 from ._inputs import check_degraded, check_sigma, check_sigma_range
+from ._layers import dncnn_body
 from ._torch import require_torch
 
 torch = require_torch()
 nn = torch.nn
-
-
-def dncnn_body(in_channels: int, out_channels: int, depth: int, width: int,
-               batch_norm: bool = True) -> Any:
-    """DnCNN's layers: conv+ReLU, ``depth - 2`` x (conv+BN+ReLU), conv; 3x3, padding 1.
-
-    Parameters
-    ----------
-    in_channels, out_channels : int
-    depth : int
-        Number of convolutions (>= 2); 17 in the published grayscale model.
-    width : int
-        Feature channels (64 published).
-    batch_norm : bool
-        Batch normalisation in the middle layers (published: yes).
-    """
-    if depth < 2 or width < 1:
-        raise ValueError(f"`depth` must be >= 2 and `width` >= 1, got {depth} and {width}")
-    layers: list[Any] = [nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(inplace=True)]
-    for _ in range(depth - 2):
-        layers += [nn.Conv2d(width, width, 3, padding=1, bias=not batch_norm)]
-        if batch_norm:
-            layers += [nn.BatchNorm2d(width)]
-        layers += [nn.ReLU(inplace=True)]
-    layers += [nn.Conv2d(width, out_channels, 3, padding=1)]
-    body = nn.Sequential(*layers)
-    for m in body.modules():  # DnCNN's initialisation: He (Kaiming) normal for the convolutions
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-    return body
 
 
 def count_parameters(model: Any) -> int:
@@ -71,21 +40,29 @@ def count_parameters(model: Any) -> int:
 
 
 class DnCNN(nn.Module):
-    """DnCNN residual denoiser: ``restored = degraded - net(degraded)``.
+    """DnCNN residual restorer: ``restored = degraded - net(degraded)``.
 
     Images are (B, 1, H, W) tensors on the 0-255 scale, like the hybrid's; the network sees
     them divided by 255. A blind model (``sigma_range`` low < high) also gets a constant
     noise-level map ``sigma / 255`` as a second input channel, like the blind hybrid, so the
     two are compared with the same information.
 
+    With ``task="upscale"`` it is the pure-torch super-resolution CNN (DnCNN-3's and VDSR's
+    scheme): the input is the bicubic-interpolated low-resolution image, the output the
+    high-resolution one, one model for scales 2-4; :func:`~sparseforge.restore.upscale` with
+    ``method="cnn"`` applies it.
+
     Parameters
     ----------
     depth, width : int
         17 and 64 as published.
     sigma_range : (float, float)
-        Noise levels served; (25, 25) for a fixed-sigma model, (0, 55) blind.
+        Noise levels served; (25, 25) for a fixed-sigma model, (0, 55) blind. Ignored when
+        upscaling.
     batch_norm : bool
         Batch normalisation in the middle layers (as published).
+    task : {"denoise", "upscale"}
+        What the model restores.
 
     Examples
     --------
@@ -107,13 +84,16 @@ class DnCNN(nn.Module):
 
     def __init__(self, depth: int = 17, width: int = 64, *,
                  sigma_range: tuple[float, float] = (25.0, 25.0),
-                 batch_norm: bool = True) -> None:
+                 batch_norm: bool = True, task: str = "denoise") -> None:
         super().__init__()
-        self.sigma_range = check_sigma_range(sigma_range)
+        if task not in ("denoise", "upscale"):
+            raise ValueError(f"`task` must be 'denoise' or 'upscale', got {task!r}")
+        self.task = task
+        self.sigma_range = check_sigma_range(sigma_range if task == "denoise" else (0, 0))
         self.noise_map = self.sigma_range[0] != self.sigma_range[1]
         self.config = {"depth": int(depth), "width": int(width),
-                       "sigma_range": list(self.sigma_range), "batch_norm": bool(batch_norm)}
-        self.task = "denoise"
+                       "sigma_range": list(self.sigma_range), "batch_norm": bool(batch_norm),
+                       "task": task}
         self.body = dncnn_body(2 if self.noise_map else 1, 1, depth, width, batch_norm)
 
     def forward(self, degraded: Any, sigma: Any = None, mask: Any = None) -> Any:
@@ -122,11 +102,13 @@ class DnCNN(nn.Module):
         Parameters
         ----------
         degraded : Tensor (B, 1, H, W)
-            Noisy images, 0-255 scale.
+            Noisy images (or, upscaling, the bicubic-interpolated low-resolution images),
+            0-255 scale.
         sigma : float or sequence of float, optional
             Noise level(s); default: the model's fixed sigma, or estimated (blind model).
+            Not taken when upscaling.
         mask : None
-            DnCNN denoises only; a mask is an error.
+            DnCNN does not inpaint; a mask is an error.
 
         Returns
         -------
@@ -134,10 +116,15 @@ class DnCNN(nn.Module):
         """
         check_degraded(degraded)
         if mask is not None:
-            raise ValueError("`mask` given to DnCNN, which denoises only; use "
+            raise ValueError("`mask` given to DnCNN, which does not inpaint; use "
                              "HybridRestorer(task='inpaint') or inpaint_ksvd")
-        sigmas = check_sigma(sigma, degraded.shape[0], self.sigma_range, degraded)
         x = degraded / 255.0
+        if self.task == "upscale":
+            if sigma is not None:
+                raise ValueError("`sigma` given to an upscaling DnCNN (it takes the "
+                                 "bicubic-interpolated image only)")
+            return degraded - 255.0 * self.body(x)
+        sigmas = check_sigma(sigma, degraded.shape[0], self.sigma_range, degraded)
         if self.noise_map:
             level = (sigmas / 255.0).to(x.dtype).view(-1, 1, 1, 1).expand_as(x)
             x = torch.cat([x, level], dim=1)
@@ -146,7 +133,8 @@ class DnCNN(nn.Module):
 
 def matched_dncnn(n_parameters: int, *, sigma_range: tuple[float, float] = (25.0, 25.0),
                   depths: range = range(5, 31), widths: range = range(8, 129),
-                  tolerance: float = 0.02, batch_norm: bool = True) -> DnCNN:
+                  tolerance: float = 0.02, batch_norm: bool = True,
+                  task: str = "denoise") -> DnCNN:
     """A DnCNN whose trainable parameter count is within `tolerance` of `n_parameters`.
 
     Among the (depth, width) pairs in range within `tolerance`, the depth nearest the
@@ -166,6 +154,8 @@ def matched_dncnn(n_parameters: int, *, sigma_range: tuple[float, float] = (25.0
         Largest relative difference accepted.
     batch_norm : bool
         As in :class:`DnCNN`.
+    task : {"denoise", "upscale"}
+        As in :class:`DnCNN` (an upscaling model has no noise-level input).
 
     Returns
     -------
@@ -195,7 +185,7 @@ def matched_dncnn(n_parameters: int, *, sigma_range: tuple[float, float] = (25.0
     """
     if n_parameters < 1:
         raise ValueError(f"`n_parameters` must be positive, got {n_parameters}")
-    blind = check_sigma_range(sigma_range)[0] != sigma_range[1]
+    blind = check_sigma_range(sigma_range)[0] != sigma_range[1] and task == "denoise"
     in_ch = 2 if blind else 1
 
     def params(depth: int, width: int) -> int:
@@ -212,7 +202,7 @@ def matched_dncnn(n_parameters: int, *, sigma_range: tuple[float, float] = (25.0
                          f"{n_parameters} parameters within {tolerance:.0%} (best off by "
                          f"{closest:.1%})")
     _, _, depth, width = min(fitting)
-    model = DnCNN(depth, width, sigma_range=sigma_range, batch_norm=batch_norm)
+    model = DnCNN(depth, width, sigma_range=sigma_range, batch_norm=batch_norm, task=task)
     assert count_parameters(model) == params(depth, width)
     return model
 

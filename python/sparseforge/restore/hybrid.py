@@ -24,7 +24,7 @@ import numpy as np
 from ..dictionaries import universal_dictionary
 from ._inputs import (check_degraded, check_mask, check_sigma, check_sigma_range, check_task)
 from ._torch import require_torch
-from .baselines import dncnn_body
+from ._layers import dncnn_body
 from .codes import LeastSquaresOnSupport, omp_support
 from .synthesis import SparseSynthesis, coverage, extract_patches, overlap_add
 

@@ -26,7 +26,9 @@ from .operators import (check_kernel, check_scale, crop_padding, data_step_deblu
 __all__ = ["bicubic_kernel", "deblur", "get_prior", "noise_schedule", "upscale"]
 
 PRIORS = ("hybrid", "ksvd", "cnn")
-UPSCALE_METHODS = ("bicubic", "zeyde", "pnp-hybrid", "pnp-ksvd", "pnp-cnn", "pnp")
+UPSCALE_METHODS = ("bicubic", "zeyde", "cnn", "pnp-hybrid", "pnp-ksvd", "pnp-cnn", "pnp")
+#: The pure-torch super-resolution CNN ``method="cnn"`` loads by default (package data).
+SR_CNN_WEIGHTS = "dncnn-matched-upscale"
 BOUNDARIES = ("taper", "wrap")
 #: Names of pure-torch blind CNN weights the "cnn" prior looks for (package data): the
 #: blind hybrid's network without codes at its parameter count (``plain-blind``), then the
@@ -222,6 +224,22 @@ def deblur(image: Any, kernel: Any, sigma: float, *, prior: Any = "hybrid", n_it
     return crop_padding(x, pad, y.shape) if boundary == "taper" else x
 
 
+def _cnn_upscale(lr: np.ndarray, scale: int, options: dict, threads: int | None) -> np.ndarray:
+    """``method="cnn"`` of :func:`upscale`: the upscaling DnCNN on the bicubic interpolation."""
+    from .hybrid import restore_image
+    from .pretrained import load_model, load_pretrained
+
+    weights = options.pop("weights", None)
+    if options:
+        raise ValueError(f"method='cnn' takes prior_options={{'weights': path}} only, got "
+                         f"{sorted(options)}")
+    model = load_pretrained(SR_CNN_WEIGHTS) if weights is None else load_model(weights)
+    if getattr(model, "task", None) != "upscale":
+        raise ValueError(f"method='cnn' needs a model trained with task='upscale'; "
+                         f"{weights or SR_CNN_WEIGHTS} restores {model.task!r}")
+    return restore_image(model, imresize(lr, scale), threads=threads).astype(np.float64)
+
+
 def bicubic_kernel(scale: int) -> np.ndarray:
     """The blur kernel k for which ``blur_decimate(x, k, scale)`` is MATLAB's anti-aliased
     ``imresize(x, 1/scale, "bicubic")`` away from the borders (separable, sum 1,
@@ -274,7 +292,10 @@ def upscale(image: Any, scale: int, *, method: str = "zeyde", prior: Any = None,
     """Single-image super-resolution of a 2-D image (0-255 scale) by `scale` (2, 3 or 4).
 
     Methods: ``"bicubic"`` (MATLAB-compatible); ``"zeyde"`` (sparse coding, Zeyde et al.
-    2010, shipped dictionaries); ``"pnp-hybrid"`` / ``"pnp-ksvd"`` / ``"pnp-cnn"``:
+    2010, shipped dictionaries); ``"cnn"``: the pure-torch super-resolution CNN (a
+    :class:`DnCNN` with ``task="upscale"`` applied to the bicubic interpolation; weights from
+    ``prior_options={"weights": path}`` or the package's ``dncnn-matched-upscale``);
+    ``"pnp-hybrid"`` / ``"pnp-ksvd"`` / ``"pnp-cnn"``:
     plug-and-play HQS with that prior on the model ``y = (k (*) x)[::s, ::s] + noise``, where
     `kernel` defaults to :func:`bicubic_kernel` (the bicubic down-scaling of the
     benchmarks), the data step is the closed form of Zhao et al. (2016), and the iterations
@@ -289,7 +310,7 @@ def upscale(image: Any, scale: int, *, method: str = "zeyde", prior: Any = None,
         Low-resolution image, 0-255 scale (at least 3x3 for "zeyde").
     scale : int
         2, 3 or 4.
-    method : {"zeyde", "bicubic", "pnp-hybrid", "pnp-ksvd", "pnp-cnn", "pnp"}
+    method : {"zeyde", "bicubic", "cnn", "pnp-hybrid", "pnp-ksvd", "pnp-cnn", "pnp"}
         See above; "zeyde" by default.
     prior : callable(image, sigma) -> image, optional
         The denoiser of ``method="pnp"`` (only there).
@@ -306,7 +327,8 @@ def upscale(image: Any, scale: int, *, method: str = "zeyde", prior: Any = None,
     sigma_max, lam
         The schedule (:func:`noise_schedule`).
     prior_options : dict, optional
-        Keyword arguments of the prior (as in :func:`deblur`).
+        Keyword arguments of the prior (as in :func:`deblur`); for ``method="cnn"``,
+        ``{"weights": path}``.
     threads : int, optional
         Threads for the sparse coding and the prior.
     verbose : bool
@@ -347,6 +369,8 @@ def upscale(image: Any, scale: int, *, method: str = "zeyde", prior: Any = None,
         from .zeyde import zeyde_upscale
 
         return zeyde_upscale(lr, s, n_jobs=threads)
+    if method == "cnn":
+        return _cnn_upscale(lr, s, dict(prior_options or {}), threads)
     sigma = _check_sigma(sigma)
     n_iter = _check_n_iter(n_iter)
     if boundary not in BOUNDARIES:

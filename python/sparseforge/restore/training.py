@@ -82,12 +82,43 @@ def random_crops(images: list[np.ndarray], count: int, size: int,
     return out
 
 
+#: Tasks :func:`train` trains for ("upscale": DnCNN models only).
+TRAIN_TASKS = ("denoise", "inpaint", "upscale")
+#: Super-resolution scales drawn per crop when training for "upscale" (one model for all).
+SCALES = (2, 3, 4)
+
+
+def bicubic_round_trip(images: np.ndarray, scale: int) -> np.ndarray:
+    """The super-resolution protocol's input for (..., H, W) images (H, W multiples of
+    `scale`): MATLAB-bicubic down-scaling by `scale`, rounded to 8 bits, then bicubic
+    interpolation back to (H, W)."""
+    from .operators import imresize
+
+    h, w = images.shape[-2:]
+    stack = np.moveaxis(images.reshape(-1, h, w), 0, -1)         # (H, W, N): one resize call
+    low = np.clip(np.round(imresize(stack, 1.0 / scale)), 0, 255)
+    up = imresize(low, output_shape=(h, w))
+    return np.moveaxis(up, -1, 0).reshape(images.shape)
+
+
 def degrade(clean: Any, task: str, sigma_range: tuple[float, float],
-            missing: tuple[float, float], generator: Any) -> dict[str, Any]:
+            missing: tuple[float, float], generator: Any,
+            scales: tuple[int, ...] = SCALES) -> dict[str, Any]:
     """Degraded inputs for a batch of clean (B, 1, H, W) images: white Gaussian noise with
-    one sigma per image, uniform in `sigma_range` (denoising; not clipped), or a random mask
-    with a missing fraction per image uniform in `missing` (inpainting)."""
+    one sigma per image, uniform in `sigma_range` (denoising; not clipped), a random mask
+    with a missing fraction per image uniform in `missing` (inpainting), or the bicubic
+    round trip of :func:`bicubic_round_trip` at a scale per image drawn from `scales`
+    (upscaling; H and W must be multiples of every scale)."""
     b = clean.shape[0]
+    if task == "upscale":
+        pick = torch.randint(len(scales), (b,), generator=generator)
+        out = np.empty(clean.shape, np.float64)
+        images = clean.numpy().astype(np.float64)
+        for i, s in enumerate(scales):
+            rows = (pick == i).nonzero().flatten().numpy()
+            if rows.size:
+                out[rows] = bicubic_round_trip(images[rows], s)
+        return {"degraded": torch.from_numpy(out).to(clean.dtype)}
     u = torch.rand(b, generator=generator, dtype=torch.float64)
     if task == "denoise":
         sigma = sigma_range[0] + (sigma_range[1] - sigma_range[0]) * u
@@ -111,13 +142,18 @@ def validation_set(folder: str | os.PathLike, task: str, sigma_range: tuple[floa
                    seed: int) -> list[dict[str, Any]]:
     """Fixed degraded copies of the validation images (centre crops of side `crop`), seeded
     per image: the noise level is the middle of `sigma_range`, the missing fraction the middle
-    of `missing`."""
+    of `missing`, the scale 3 (upscaling; the image cropped to a multiple of it)."""
     items = []
     for i, image in enumerate(load_folder(folder, limit)):
         if crop is not None and min(image.shape) > crop:
             y, x = (image.shape[0] - crop) // 2, (image.shape[1] - crop) // 2
             image = image[y:y + crop, x:x + crop]
         rng = np.random.default_rng([seed, 7919, i])
+        if task == "upscale":
+            image = image[: image.shape[0] // 3 * 3, : image.shape[1] // 3 * 3]
+            items.append({"clean": image,
+                          "degraded": bicubic_round_trip(image, 3).astype(np.float32)})
+            continue
         item = {"clean": image}
         if task == "denoise":
             sigma = 0.5 * (sigma_range[0] + sigma_range[1])
@@ -232,7 +268,10 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
         the same trainable parameter count (:func:`~sparseforge.restore.matched_plain_cnn`:
         the pure-torch comparison); "dncnn-matched" is a DnCNN with that count. A module is
         trained as is.
-    task : {"denoise", "inpaint"}
+    task : {"denoise", "inpaint", "upscale"}
+        "upscale" trains a DnCNN (``"dncnn"`` or ``"dncnn-matched"``) for super-resolution
+        at scales 2, 3 and 4 (one per crop; the input is the bicubic round trip of
+        :func:`bicubic_round_trip`; `crop_size` must be a multiple of 12).
     sigma_range : (float, float)
         Noise levels, 0-255 scale: (25, 25) fixed, (0, 55) blind. Each crop draws its sigma
         uniformly in the range.
@@ -328,10 +367,11 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
     (6, [2, 4, 6])
     >>> tmp.cleanup()
     """
-    from ._inputs import check_sigma_range, check_task
+    from ._inputs import check_sigma_range
     from .baselines import count_parameters, matched_dncnn, matched_plain_cnn
 
-    task = check_task(task)
+    if task not in TRAIN_TASKS:
+        raise ValueError(f"`task` must be one of {TRAIN_TASKS}, got {task!r}")
     sigma_range = check_sigma_range(sigma_range)
     if max_steps is None and max_seconds is None:
         raise ValueError("give a budget: `max_steps`, `max_seconds` or both")
@@ -340,6 +380,9 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
     if crop_size < 8 or batch_size < 1:
         raise ValueError(f"`crop_size` must be >= 8 and `batch_size` >= 1, got {crop_size} "
                          f"and {batch_size}")
+    if task == "upscale" and crop_size % math.lcm(*SCALES):
+        raise ValueError(f"`crop_size` {crop_size} must be a multiple of "
+                         f"{math.lcm(*SCALES)} to upscale by {SCALES}")
     from . import distributed
 
     nproc = int(nproc)
@@ -365,6 +408,9 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
         torch.set_num_threads(int(threads))
     torch.manual_seed(seed)
     config = dict(model_config or {})
+    if task == "upscale" and model not in ("dncnn", "dncnn-matched") and isinstance(model, str):
+        raise ValueError(f"`task`='upscale' trains a DnCNN ('dncnn' or 'dncnn-matched'), not "
+                         f"{model!r}")
     if isinstance(model, str):
         if model == "hybrid":
             config.setdefault("task", task)
@@ -377,13 +423,18 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
             config.setdefault("sigma_range", sigma_range)
             net = matched_plain_cnn(build_model("hybrid", **config))
         elif model in ("dncnn", "dncnn-matched"):
-            if task != "denoise":
-                raise ValueError("DnCNN baselines denoise only; use `task`='denoise'")
+            if task == "inpaint":
+                raise ValueError("DnCNN baselines denoise or upscale; `task`='inpaint' needs "
+                                 "'hybrid' or 'plain'")
             if model == "dncnn":
-                net = build_model("dncnn", sigma_range=sigma_range, **config)
+                net = build_model("dncnn", sigma_range=sigma_range, task=task, **config)
             else:
-                hybrid = build_model("hybrid", task=task, sigma_range=sigma_range, **config)
-                net = matched_dncnn(count_parameters(hybrid), sigma_range=sigma_range)
+                # Upscaling: matched to the denoising hybrid `model_config` describes (the
+                # plug-and-play prior whose budget it shares).
+                hybrid = build_model("hybrid", task="denoise", sigma_range=sigma_range,
+                                     **config)
+                net = matched_dncnn(count_parameters(hybrid), sigma_range=sigma_range,
+                                    task=task)
         else:
             raise ValueError(f"`model` must be 'hybrid', 'plain', 'dncnn', 'dncnn-matched' "
                              f"or a module, got {model!r}")
