@@ -194,7 +194,7 @@ void dispatch_float(std::initializer_list<std::pair<const py::array*, const char
 
 struct OmpArrays {
   py::array gram, cov, norms_sq, x, mask, dt, out_index, out_value, out_count, out_status,
-      out_dense;
+      out_dense, profile;
 };
 
 template <class T>
@@ -211,6 +211,7 @@ void omp_batch_typed(const py::dict& d, const OmpArrays& r) {
   typed<std::int32_t>(r.out_count, "out_count", 1);
   typed<std::int8_t>(r.out_status, "out_status", 1);
   typed<T>(r.out_dense, "out_dense", 2);
+  typed<std::int64_t>(r.profile, "profile", 2);
   // Rows with a unit element stride (the row stride is a field, checked below).
   if (present(r.x)) require_unit_rows(r.x, "x");
   if (present(r.mask)) require_unit_rows(r.mask, "mask");
@@ -294,6 +295,16 @@ void omp_batch_typed(const py::dict& d, const OmpArrays& r) {
   }
 
   a.n_threads = sf::resolve_threads(a.n_threads);
+  if (present(r.profile)) {
+    if (present(r.mask) || a.lane != sf::LaneKind::kSerial) {
+      fail("`profile` (the phase counters) is available for unmasked signals on the serial "
+           "lane only");
+    }
+    require_shape(r.profile, "profile", {static_cast<index_t>(a.n_threads), sf::kOmpProfilePhases});
+    require_c_contiguous(r.profile, "profile");
+    require_writeable(r.profile, "profile");
+    a.profile = data<std::int64_t>(r.profile);
+  }
   py::gil_scoped_release release;
   sf::omp_batch(a);
 }
@@ -304,7 +315,7 @@ void omp_batch(const py::dict& d) {
   OmpArrays r{array(d, "gram"),      array(d, "cov"),       array(d, "norms_sq"),
               array(d, "x"),         array(d, "mask"),      array(d, "dt"),
               array(d, "out_index"), array(d, "out_value"), array(d, "out_count"),
-              array(d, "out_status"), array(d, "out_dense")};
+              array(d, "out_status"), array(d, "out_dense"), array(d, "profile")};
   // The dtype of the inputs; the outputs must match it.
   dispatch_float({{&r.gram, "gram"}, {&r.cov, "cov"}, {&r.x, "x"}, {&r.out_value, "out_value"}},
                  "pass exactly one of `cov` and `x`",
@@ -314,7 +325,7 @@ void omp_batch(const py::dict& d) {
 // ---- gram ---------------------------------------------------------------------------------
 
 template <class T>
-py::array gram_typed(const py::array& d) {
+py::array gram_typed(const py::array& d, int n_threads) {
   require_c_contiguous(d, "dictionary");
   const index_t K = d.shape(0), n = d.shape(1);
   py::array_t<T> out({K, K});
@@ -322,15 +333,17 @@ py::array gram_typed(const py::array& d) {
   T* dst = out.mutable_data();
   {
     py::gil_scoped_release release;
-    sf::gram_matrix(src, K, n, dst);
+    sf::gram_matrix(src, K, n, dst, n_threads);
   }
   return std::move(out);
 }
 
-py::array gram(const py::array& d) {
+py::array gram(const py::array& d, long long n_threads) {
   if (d.ndim() != 2) fail("`dictionary` must have 2 dimensions");
-  if (equivalent(py::dtype::of<float>(), d.dtype())) return gram_typed<float>(d);
-  if (equivalent(py::dtype::of<double>(), d.dtype())) return gram_typed<double>(d);
+  if (n_threads < 0) fail("`n_threads` must be >= 0, got " + std::to_string(n_threads));
+  const int team = sf::resolve_threads(n_threads > INT_MAX ? INT_MAX : n_threads);
+  if (equivalent(py::dtype::of<float>(), d.dtype())) return gram_typed<float>(d, team);
+  if (equivalent(py::dtype::of<double>(), d.dtype())) return gram_typed<double>(d, team);
   fail("`dictionary` has dtype " + std::string(py::str(d.dtype())) +
        "; expected float32 or float64");
 }
@@ -799,11 +812,14 @@ PYBIND11_MODULE(_core, m) {
         "(bool/uint8 like x; row stride ldm), norms_sq (n_signals,; tol with cov), outputs "
         "out_index int32 (N, max_atoms), out_value (N, max_atoms), out_count int32 (N,), "
         "out_status int8 (N,), out_dense (N, K; row stride dense_stride; optional), "
-        "n_threads (0 = the OpenMP default), lane ('serial' | 'emulated_warp'). Strides are "
-        "in elements and default to the array's own. Releases the GIL.");
-  m.def("gram", &gram, py::arg("dictionary"),
+        "n_threads (0 = the OpenMP default), lane ('serial' | 'emulated_warp'), profile "
+        "(optional int64 (resolve_threads(n_threads), omp_phases) array: per-thread clock "
+        "ticks of each phase, overwritten; see sparseforge._profile). Strides are in elements "
+        "and default to the array's own. Releases the GIL.");
+  m.def("gram", &gram, py::arg("dictionary"), py::arg("n_threads") = 0,
         "dictionary @ dictionary.T for a C-contiguous (K, n) dictionary, exactly symmetric, "
-        "computed on the calling thread (no BLAS thread pool). Releases the GIL.");
+        "the upper triangle's tiles shared by an OpenMP team of `n_threads` (0 = the OpenMP "
+        "default; no BLAS thread pool; the same bits for any count). Releases the GIL.");
   m.def("ksvd_sweep", &ksvd_sweep, py::arg("args"),
         "One K-SVD dictionary-update sweep over all atoms in order, in place. `args` keys: "
         "n_signals, n_features, n_atoms, max_atoms, x (N, n), dictionary (K, n, updated), "
@@ -846,6 +862,10 @@ PYBIND11_MODULE(_core, m) {
         "and the optional outputs out_dcoefs (N, L; grad[i] . weight[indices[i, l]], 0 in padded "
         "slots) and out_dweight (A, F; sum of coefs[i, l] grad[i] over the slots using each "
         "row), overwritten. Deterministic for a given n_threads. Releases the GIL.");
+  m.attr("omp_phases") = py::int_(static_cast<int>(sf::kOmpProfilePhases));
+  m.def("clock_ticks", [] {
+    return sf::omp_clock_ticks();
+  }, "The phase counters' clock now (time-stamp counter ticks on x86, else nanoseconds).");
   m.def("build_info", &build_info, "Compiler, OpenMP and SIMD facts of this build.");
   m.def("resolve_threads", [](long long n) {
     if (n < 0) fail("`n_threads` must be >= 0 (0 = the OpenMP default)");

@@ -1,7 +1,12 @@
 // Picks, once per process, the best instruction set this CPU and this build support.
+#include <chrono>
 #include <cstdlib>
 #include <string>
 #include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+#endif
 
 #include "ksvd_sweep.hpp"
 #include "omp_batch.hpp"
@@ -85,15 +90,15 @@ void dispatch(const OmpBatchArgs<T>& args) {
 }
 
 template <class T>
-void dispatch_gram(const T* d, index_t K, index_t n, T* out) {
+void dispatch_gram(const T* d, index_t K, index_t n, T* out, int n_threads) {
   switch (active()) {
 #ifdef SF_HAVE_AVX512
-    case Isa::kAvx512: avx512::gram_matrix(d, K, n, out); return;
+    case Isa::kAvx512: avx512::gram_matrix(d, K, n, out, n_threads); return;
 #endif
 #ifdef SF_HAVE_AVX2
-    case Isa::kAvx2: avx2::gram_matrix(d, K, n, out); return;
+    case Isa::kAvx2: avx2::gram_matrix(d, K, n, out, n_threads); return;
 #endif
-    default: generic::gram_matrix(d, K, n, out); return;
+    default: generic::gram_matrix(d, K, n, out, n_threads); return;
   }
 }
 
@@ -115,9 +120,19 @@ void dispatch_ksvd(const KsvdSweepArgs<T>& args) {
 void ksvd_sweep(const KsvdSweepArgs<float>& args) { dispatch_ksvd(args); }
 void ksvd_sweep(const KsvdSweepArgs<double>& args) { dispatch_ksvd(args); }
 
-void gram_matrix(const float* d, index_t K, index_t n, float* out) { dispatch_gram(d, K, n, out); }
-void gram_matrix(const double* d, index_t K, index_t n, double* out) {
-  dispatch_gram(d, K, n, out);
+void gram_matrix(const float* d, index_t K, index_t n, float* out, int n_threads) {
+  dispatch_gram(d, K, n, out, n_threads);
+}
+void gram_matrix(const double* d, index_t K, index_t n, double* out, int n_threads) {
+  dispatch_gram(d, K, n, out, n_threads);
+}
+
+std::int64_t omp_clock_ticks() {  // the same clock as the drivers' (omp_batch.cpp)
+#if defined(__x86_64__) || defined(__i386__)
+  return static_cast<std::int64_t>(__rdtsc());
+#else
+  return std::chrono::steady_clock::now().time_since_epoch().count();
+#endif
 }
 
 std::vector<std::string> compiled_isas() {

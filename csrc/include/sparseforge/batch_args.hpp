@@ -52,6 +52,10 @@ struct OmpBatchArgs {
   // OpenMP default, capped at the CPU count, 1 in a fork()ed child).
   int n_threads = 0;
   LaneKind lane = LaneKind::kSerial;
+  // CPU only, opt-in phase counters (unmasked signals): when set, n_threads x kOmpPhases
+  // (omp_signal.hpp) time-stamp-counter ticks, row t for thread t, overwritten. The run is
+  // then an instantiation with the clock compiled in; without it none is (no cost).
+  std::int64_t* profile = nullptr;
 };
 
 }  // namespace sparseforge

@@ -29,6 +29,15 @@
 #define SF_SIMD_SUM(acc)
 #endif
 
+// Fully unroll a short constant-trip loop (keeps an array of vector accumulators in registers).
+#if defined(__CUDACC__)
+#define SF_UNROLL SF_PRAGMA(unroll)
+#elif defined(__clang__)
+#define SF_UNROLL SF_PRAGMA(unroll)
+#else
+#define SF_UNROLL SF_PRAGMA(GCC unroll 16)
+#endif
+
 namespace sparseforge {
 using index_t = long long;  // signal and atom counts; 64-bit so N*K never overflows
 }  // namespace sparseforge

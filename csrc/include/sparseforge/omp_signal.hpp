@@ -75,6 +75,23 @@ struct OmpWorkspace {
   }
 };
 
+// Phase counters (opt-in, CPU; see csrc/cpu/omp_batch.cpp): the time of a pursuit split into
+// the phases of the cost model. A clock's lap(phase) charges the time since its previous lap
+// to `phase`. NoPhaseClock, the default everywhere, compiles to nothing.
+enum OmpPhase : int {
+  kPhaseCorrelations = 0,  // the block's X D^T product
+  kPhaseSelection = 1,     // argmax |alpha| (and begin(): the copy and finiteness check)
+  kPhaseUpdate = 2,        // Cholesky row, pivot and the fused Q column / alpha pass
+  kPhaseSolve = 3,         // back-substitution L^T gamma = u into the output slots
+  kPhaseOutput = 4,        // the dense row (zeros, then the values)
+  kPhaseTotal = 5,         // the thread's whole run (the phases plus loop overhead)
+  kOmpPhases = 6
+};
+
+struct NoPhaseClock {
+  SF_HD SF_INLINE void lap(int) {}
+};
+
 // Row k of a precomputed Gram matrix (the usual case).
 template <class T>
 struct PrecomputedGramRows {
@@ -148,13 +165,22 @@ struct OmpPursuit {
   template <class Lane>
   SF_HD SF_INLINE bool step(const Lane& lane, const OmpProblem<T>& p,
                             const OmpWorkspace<T>& ws) {
-    return step(lane, p, ws, PrecomputedGramRows<T>{p.gram, p.n_atoms});
+    NoPhaseClock clock;
+    return step(lane, p, ws, PrecomputedGramRows<T>{p.gram, p.n_atoms}, clock);
   }
 
   // The same with the Gram rows supplied on demand (masked signals compute theirs).
   template <class Lane, class GramRows>
   SF_HD SF_INLINE bool step(const Lane& lane, const OmpProblem<T>& p,
                             const OmpWorkspace<T>& ws, const GramRows& gram) {
+    NoPhaseClock clock;
+    return step(lane, p, ws, gram, clock);
+  }
+
+  // The same, charging its update and its selection to `clock` (phase counters).
+  template <class Lane, class GramRows, class Clock>
+  SF_HD SF_INLINE bool step(const Lane& lane, const OmpProblem<T>& p,
+                            const OmpWorkspace<T>& ws, const GramRows& gram, Clock& clock) {
     if (!running) return false;
     const index_t K = p.n_atoms;
     const index_t M = p.max_atoms;
@@ -189,6 +215,7 @@ struct OmpPursuit {
       lane.sync();
       lane.gram_schmidt_step(K, gk, ws.q, layout, lrow, s, inv_diag, us, ws.alpha);
     }
+    clock.lap(kPhaseUpdate);
     ++s;
     if (p.use_tol) {
       residual_sq -= us * us;
@@ -198,6 +225,7 @@ struct OmpPursuit {
       return stop(p.use_tol ? kOmpMaxAtoms : kOmpOk);
     }
     best = lane.argmax_abs(ws.alpha, K);
+    clock.lap(kPhaseSelection);
     return true;
   }
 
