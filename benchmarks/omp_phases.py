@@ -21,12 +21,19 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _harness as H  # noqa: E402  (imports nothing heavy)
 
-import sparseforge as sf
-from sparseforge._profile import PHASES, omp_phase_times
+if __name__ == "__main__":  # the BLAS of the floor must not run on an overridden core type
+    H.scrub_blas_env_and_reexec()
+
+import numpy as np  # noqa: E402
+
+import sparseforge as sf  # noqa: E402
+from sparseforge._profile import PHASES, omp_phase_times  # noqa: E402
 
 CASES = {
     "64x256_L4": (64, 256, 4, None), "64x256_L8": (64, 256, 8, None),
@@ -73,7 +80,8 @@ def main():
     ap.add_argument("--signals", type=int, default=0,
                     help="signals per case (default 100,000; 20,000 for n = 256)")
     args = ap.parse_args()
-    rows, out = [], {"threads": args.threads, "cases": {}}
+    rows, out = [], {"threads": args.threads, "cases": {},
+                     "metadata": H.machine_info(threads=args.threads)}
     for name in args.cases:
         n, K, L, tol = CASES[name]
         N = args.signals or (20_000 if n >= 256 else 100_000)
