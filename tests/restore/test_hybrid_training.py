@@ -143,7 +143,7 @@ def test_load_pretrained_errors():
 def test_train_argument_errors(folders):
     with pytest.raises(ValueError, match="budget"):
         train("hybrid", train_dir=folders[0], val_dir=folders[1])
-    with pytest.raises(ValueError, match="denoise only"):
+    with pytest.raises(ValueError, match="DnCNN baselines denoise or upscale"):
         train("dncnn", task="inpaint", max_steps=1, train_dir=folders[0], val_dir=folders[1])
     with pytest.raises(ValueError, match="`model`"):
         train("unet", max_steps=1, train_dir=folders[0], val_dir=folders[1])
