@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Batch-OMP throughput: sparseforge against its peers, all timed in one run.
 
-    python benchmarks/bench_omp.py            # full run (~5-8 min on 2 cores)
-    python benchmarks/bench_omp.py --quick    # smoke test (~1 min)
+    python benchmarks/bench_omp.py            # all 8 cases (the 3 headline ones: ~6 min)
+    python benchmarks/bench_omp.py --quick    # smoke test, the 3 headline cases (~1 min)
     python benchmarks/bench_omp.py --cases 64x256_L8 --dtypes float32
 
 The problem, the methods, the timing protocol, the targets and the outputs are described

@@ -305,6 +305,8 @@ def test_readme_omp_table_is_bench_omp_json():
     labels = {"64x256_L8": "64, 256, 8", "64x256_tol": "64, 256, ‖r‖²≤0.01",
               "256x1024_L32": "256, 1024, 32"}
     for case in data["cases"]:
+        if case["case"] not in labels:  # the README shows the headline cases only
+            continue
         rate = {k: v["signals_per_s"] for k, v in case["methods"].items()}
         row = (f"| {labels[case['case']]} | {case['dtype']} | {_si(rate['sf_compact'])} | "
                f"{_si(rate['sf_dense'])} | {_si(rate['spams'])} | {_si(rate['sklearn'])} | "

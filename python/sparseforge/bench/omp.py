@@ -5,8 +5,8 @@ wrapper over :func:`sparseforge.bench.omp_main.main`) and of ``sparseforge bench
 ``--parts scaling`` adds the scaling curves (:mod:`sparseforge.bench.scaling`). A method
 whose codes fail verification is reported and not timed.
 
-    python benchmarks/bench_omp.py            # full run (~5-8 min on 2 cores)
-    python benchmarks/bench_omp.py --quick    # smoke test (~1 min)
+    python benchmarks/bench_omp.py            # all 8 cases (the 3 headline ones: ~6 min)
+    python benchmarks/bench_omp.py --quick    # smoke test, the 3 headline cases (~1 min)
     python benchmarks/bench_omp.py --cases 64x256_L8 --dtypes float32
 
 Cases (planted problems: Gaussian unit-norm dictionary, L-sparse signals + N(0, 0.01²) noise):
@@ -14,6 +14,8 @@ Cases (planted problems: Gaussian unit-norm dictionary, L-sparse signals + N(0, 
     64x256_L8      n_features=64,  K=256,  n_nonzero_coefs=8,   N=200,000
     64x256_tol     n_features=64,  K=256,  tol=0.01 (squared residual norm; 8-sparse planted)
     256x1024_L32   n_features=256, K=1024, n_nonzero_coefs=32,  N=20,000
+    64x256_L4, 64x256_L16, 64x512_L8, 144x576_L12, 256x1024_L8: the other sizes of issue 18's
+                   targets (N = 200,000 / 100,000 / 100,000 / 50,000 / 20,000)
 
 each in float32 and float64. For every case the script
 
@@ -63,6 +65,17 @@ CASES: dict[str, dict[str, Any]] = {
     "256x1024_L32": dict(n_features=256, n_components=1024, n_nonzero=32, tol=None,
                          n_full=20_000, n_verify=500,
                          label="n=256, K=1024, L=32"),
+    # The other sizes of issue 18's targets (>= 3.5x SPAMS in both dtypes).
+    "64x256_L4": dict(n_features=64, n_components=256, n_nonzero=4, tol=None,
+                      n_full=200_000, n_verify=2_000, label="n=64, K=256, L=4"),
+    "64x256_L16": dict(n_features=64, n_components=256, n_nonzero=16, tol=None,
+                       n_full=100_000, n_verify=2_000, label="n=64, K=256, L=16"),
+    "64x512_L8": dict(n_features=64, n_components=512, n_nonzero=8, tol=None,
+                      n_full=100_000, n_verify=2_000, label="n=64, K=512, L=8"),
+    "144x576_L12": dict(n_features=144, n_components=576, n_nonzero=12, tol=None,
+                        n_full=50_000, n_verify=1_000, label="n=144, K=576, L=12"),
+    "256x1024_L8": dict(n_features=256, n_components=1024, n_nonzero=8, tol=None,
+                        n_full=20_000, n_verify=500, label="n=256, K=1024, L=8"),
 }
 DTYPES = ("float32", "float64")
 NOISE = 0.01

@@ -14,6 +14,10 @@ from . import harness as H
 from .omp import (CASES, DTYPES, METHOD_ORDER, NOISE, load_peers, markdown_table, plot,
                   run_case)
 
+#: The cases of the README's table, and of ``--quick``.
+HEADLINE = ("64x256_L8", "64x256_tol", "256x1024_L32")
+
+
 def build_parser(prog: str | None = None, description: str | None = None,
                  results_dir: str | Path | None = None) -> argparse.ArgumentParser:
     """The options of ``benchmarks/bench_omp.py``."""
@@ -21,8 +25,9 @@ def build_parser(prog: str | None = None, description: str | None = None,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="smoke test: N/20, 1 repeat, no warm-up, short targets")
-    p.add_argument("--cases", default=",".join(CASES),
-                   help=f"comma-separated subset of {', '.join(CASES)}")
+    p.add_argument("--cases", default=None,
+                   help=f"comma-separated subset of {', '.join(CASES)} (default: all; with "
+                        f"--quick: {', '.join(HEADLINE)})")
     p.add_argument("--dtypes", default=",".join(DTYPES), help="float32,float64")
     p.add_argument("--methods", default=None,
                    help=f"comma-separated subset of {', '.join(METHOD_ORDER)} (default all)")
@@ -63,7 +68,8 @@ def main(argv: list[str] | None = None, *, prog: str | None = None,
     args.warmup = args.warmup if args.warmup is not None else (0 if args.quick else 1)
     args.target_seconds = args.target_seconds or (0.2 if args.quick else 1.5)
     args.methods = set(args.methods.split(",")) if args.methods else None
-    names = [c for c in args.cases.split(",") if c]
+    names = [c for c in (args.cases or ",".join(HEADLINE if args.quick else CASES)).split(",")
+             if c]
     dtypes = [d for d in args.dtypes.split(",") if d]
     for c in names:
         if c not in CASES:
