@@ -49,6 +49,19 @@ namespace {
 
 int team(int n_threads) { return n_threads < 1 ? 1 : n_threads; }
 
+// Inside a parallel region of `threads` threads: out[e] += the partial sums of threads 1..T-1
+// (`extra`, one block of `count` per thread), added in thread order so that a given thread
+// count always gives the same bits; the entries are shared out among the team.
+template <class T>
+void add_thread_partials(T* out, const T* extra, index_t count, int threads) {
+#pragma omp for schedule(static)
+  for (index_t e = 0; e < count; ++e) {
+    T v = out[e];
+    for (int k = 1; k < threads; ++k) v += extra[(k - 1) * count + e];
+    out[e] = v;
+  }
+}
+
 int thread_count() {
 #ifdef _OPENMP
   return omp_get_num_threads();
@@ -666,12 +679,7 @@ void lstsq_backward(const SupportLstsqBackwardArgs<T>& a) {
     }
     if (dd != nullptr && threads > 1) {
 #pragma omp barrier
-#pragma omp for schedule(static)
-      for (index_t e = 0; e < KN; ++e) {
-        T v = dd[e];
-        for (int k = 1; k < threads; ++k) v += extra[(k - 1) * KN + e];
-        dd[e] = v;
-      }
+      add_thread_partials(dd, extra.get(), KN, threads);
     }
   }
 }
@@ -900,12 +908,7 @@ void synthesis_backward(const SparseSynthesisBackwardArgs<T>& a) {
     }
     if (dw != nullptr && threads > 1) {
 #pragma omp barrier
-#pragma omp for schedule(static)
-      for (index_t e = 0; e < AF; ++e) {
-        T v = dw[e];
-        for (int k = 1; k < threads; ++k) v += extra[(k - 1) * AF + e];
-        dw[e] = v;
-      }
+      add_thread_partials(dw, extra.get(), AF, threads);
     }
   }
 }
