@@ -270,12 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     p = restoration_parser(__doc__, "denoise,inpaint,speed", repeats=5)
     p.add_argument("--methods", default=",".join(DENOISERS))
     p.add_argument("--quick", action="store_true", help="2 images, sigma 25, 50%% missing")
+    p.add_argument("--tag", default="", help="suffix of the output files, e.g. _low_sigma "
+                   "for a run that must not replace the canonical result")
     args = parse_lists(p.parse_args(argv))
     args.methods = args.methods.split(",")
-    suffix = ""
+    suffix = args.tag
     if args.quick:
         args.max_images, args.sigmas, args.missing, args.repeats = 2, [25], [0.5], 2
-        suffix = "_quick"
+        suffix = "_quick" + args.tag
 
     from threadpoolctl import threadpool_limits
 

@@ -243,15 +243,15 @@ class BM3DRows:
     """Per-image BM3D rows of a bench_denoise.py result, reused when this run's noisy image
     scores the same (same noise)."""
 
-    def __init__(self, path: Path | None) -> None:
-        self.path, self.rows = path, {}
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths, self.rows = list(paths), {}
         self.reused: dict[str, int] = {}
         self.computed: dict[str, int] = {}
-        if path is None:
-            return
-        for r in json.loads(Path(path).read_text())["records"]:
-            if r.get("method") in ("noisy", "bm3d"):
-                self.rows[(r["dataset"], int(r["sigma"]), r["image"], r["method"])] = r
+        for path in self.paths:
+            for r in json.loads(Path(path).read_text())["records"]:
+                if r.get("method") in ("noisy", "bm3d"):
+                    key = (r["dataset"], int(r["sigma"]), r["image"], r["method"])
+                    self.rows[key] = {**r, "from": str(path)}
 
     def lookup(self, dataset: str, sigma: int, image: str, noisy_psnr: float):
         noisy = self.rows.get((dataset, sigma, image, "noisy"))
@@ -259,20 +259,20 @@ class BM3DRows:
         if noisy is None or bm3d is None:
             return None
         if abs(noisy["psnr"] - noisy_psnr) > 1e-9:
-            raise SystemExit(f"{self.path}: its noisy {dataset}/{image} at sigma={sigma} "
+            raise SystemExit(f"{noisy['from']}: its noisy {dataset}/{image} at sigma={sigma} "
                              f"scores {noisy['psnr']:.6f} dB, this run's "
                              f"{noisy_psnr:.6f} dB (another --seed?); cannot reuse its BM3D")
         self.reused[f"{dataset}/{sigma}"] = self.reused.get(f"{dataset}/{sigma}", 0) + 1
         return {"psnr": bm3d["psnr"], "ssim": bm3d["ssim"], "seconds": bm3d["seconds"],
-                "from": str(self.path)}
+                "from": bm3d["from"]}
 
     def count(self, dataset: str, sigma: int) -> None:
         self.computed[f"{dataset}/{sigma}"] = self.computed.get(f"{dataset}/{sigma}", 0) + 1
 
     def report(self) -> dict[str, Any] | None:
-        if self.path is None and not self.computed:
+        if not self.paths and not self.computed:
             return None
-        return {"file": None if self.path is None else str(self.path),
+        return {"files": [str(p) for p in self.paths],
                 "reused_images": self.reused, "computed_images": self.computed}
 
 
@@ -701,10 +701,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inpaint-plain", default="plain-inpaint")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: throwaway models, 2 images, sigma 15 and 25, 50%% missing")
-    p.add_argument("--bm3d-from", type=Path, default=None, metavar="JSON",
+    p.add_argument("--bm3d-from", type=Path, action="append", default=[], metavar="JSON",
                    help="reuse BM3D's per-image rows of a bench_denoise.py result "
                         "(benchmarks/results/bench_denoise.json), same noise (checked); "
-                        "BM3D is computed for what it lacks unless --no-bm3d")
+                        "repeatable; BM3D is computed for what they lack unless --no-bm3d")
     p.add_argument("--self-ensemble", default="", metavar="NAMES",
                    help="models also run with the 8-view test-time average, as columns "
                         "NAME-x8 (8x the time)")

@@ -444,6 +444,10 @@ def placement(named: dict[str, Any]) -> Placement:
         dictionary / Gram matrix is a dask array.
     """
     given = {k: v for k, v in named.items() if _is_array_argument(v)}
+    # The common case first: plain numpy arrays (exact type, so no subclass exporting a CUDA
+    # interface) run on the CPU. Saves ~10 us of type probing per call on small batches.
+    if all(type(v) is np.ndarray for v in given.values()):
+        return Placement("cpu", {k: _from_numpy(v, k) for k, v in given.items()})
     if any(is_dask_array(v) for v in given.values()):
         return _dask_placement(given)
     cuda = {k: v for k, v in given.items() if is_cuda_array(v)}

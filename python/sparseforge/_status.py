@@ -87,12 +87,14 @@ def check_status(status: np.ndarray, source: str, stacklevel: int = 3,
         Row of the first status in the whole input (a block of a larger array), so the error
         names the global row.
     """
-    bad = np.flatnonzero(status == OMPStatus.NON_FINITE)
-    if bad.size:
+    # One pass counts every status (a call on a small batch pays per pass, not per signal).
+    tally = np.bincount(np.asarray(status).view(np.uint8).ravel(), minlength=5)
+    if tally[OMPStatus.NON_FINITE]:
+        bad = np.flatnonzero(status == OMPStatus.NON_FINITE)
         raise ValueError(f"`{source}` contains NaN or infinity (in {bad.size} signal(s), the "
                          f"first at row {row_offset + int(bad[0])}); in the `tol` mode a squared norm that "
                          "overflows the dtype counts too")
-    n_dep = int(np.count_nonzero(status == OMPStatus.LINEAR_DEPENDENCE))
+    n_dep = int(tally[OMPStatus.LINEAR_DEPENDENCE])
     if n_dep:
         warnings.warn(f"{SKLEARN_DEPENDENCE_MESSAGE} ({n_dep} of {status.size} signal(s); "
                       "duplicate, zero-norm or nearly collinear atoms)",
