@@ -4,6 +4,7 @@
     python benchmarks/omp_phases.py                  # every case, 2 threads, ~2 min idle
     python benchmarks/omp_phases.py --threads 1
     python benchmarks/omp_phases.py --cases 64x256_L8 --dtypes float32
+    python benchmarks/omp_phases.py --small-batch-only   # N = 1,000 vs large, 1 and 2 threads
 
 For each case and dtype: the kernel's own phase counters (sparseforge._profile:
 correlations, selection, update, solve, output), median fractions over --repeats calls, the
@@ -71,6 +72,49 @@ def floor_rate(X, D, repeats):
     return X.shape[0] / statistics.median(times)
 
 
+def small_batch_ratio(X, D, kw, threads, repeats=7):
+    """sparse_encode's signals/s at N = 1,000 per call (Gram cache warm, as a loop coding
+    batch after batch sees it) over its signals/s on all of `X` in one call, the two timed in
+    alternation (medians)."""
+    # First a pause: OpenBLAS's threads busy-wait ~0.1 s after a BLAS call (the floor, the
+    # planted data) and would take a core from the kernel's team (measured: 0.48 instead of
+    # 1.01 at (64, 256, 8) float64 on 2 threads).
+    small = X[:1000]
+    time.sleep(0.5)
+    sf.sparse_encode(small, D, n_jobs=threads, output="compact", **kw)
+    t_small, t_big = [], []
+    for _ in range(max(7, repeats)):
+        t = time.perf_counter()
+        for _ in range(20):
+            sf.sparse_encode(small, D, n_jobs=threads, output="compact", **kw)
+        t_small.append((time.perf_counter() - t) / 20)
+        t = time.perf_counter()
+        sf.sparse_encode(X, D, n_jobs=threads, output="compact", **kw)
+        t_big.append(time.perf_counter() - t)
+    return (1000 / statistics.median(t_small)) / (X.shape[0] / statistics.median(t_big))
+
+
+def small_batch_only(args):
+    """--small-batch-only: the small-batch ratio of every case at 1 and 2 threads
+    (omp_small_batch.json), without the phase counters."""
+    out = {"cases": {}, "metadata": H.machine_info(threads=2)}
+    for name in args.cases:
+        n, K, L, tol = CASES[name]
+        N = args.signals or (20_000 if n >= 256 else 100_000)
+        for dtype in args.dtypes:
+            X, D = planted(n, K, L, N, dtype)
+            kw = dict(tol=tol) if tol is not None else dict(n_nonzero_coefs=L)
+            rec = {f"{t}_threads": small_batch_ratio(X, D, kw, t, args.repeats) for t in (1, 2)}
+            out["cases"][f"{name}/{dtype}"] = rec
+            print(f"| {name} | {dtype} | {rec['1_threads']:.2f} | {rec['2_threads']:.2f} |",
+                  flush=True)
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                        "omp_small_batch.json")
+    with open(path, "w") as fh:
+        json.dump(out, fh, indent=1)
+    print(f"wrote {path}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", nargs="*", default=list(CASES))
@@ -79,7 +123,12 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--signals", type=int, default=0,
                     help="signals per case (default 100,000; 20,000 for n = 256)")
+    ap.add_argument("--small-batch-only", action="store_true",
+                    help="only the N = 1,000 check, at 1 and 2 threads "
+                         "(results/omp_small_batch.json)")
     args = ap.parse_args()
+    if args.small_batch_only:
+        return small_batch_only(args)
     rows, out = [], {"threads": args.threads, "cases": {},
                      "metadata": H.machine_info(threads=args.threads)}
     for name in args.cases:
@@ -101,22 +150,7 @@ def main():
             rec["floor_signals_per_s"] = floor_rate(X, D, args.repeats)
             corr_rate = N / (rec["compact"]["kernel_s"] * rec["compact"]["fractions"]["correlations"])
             rec["correlations_vs_floor"] = corr_rate / rec["floor_signals_per_s"]
-            # Small batches: N = 1,000 per call against the whole batch, same call.
-            small = X[:1000]
-            sf.sparse_encode(small, D, n_jobs=args.threads, output="compact", **kw)
-            t_small = []
-            for _ in range(max(5, args.repeats)):
-                t = time.perf_counter()
-                for _ in range(20):
-                    sf.sparse_encode(small, D, n_jobs=args.threads, output="compact", **kw)
-                t_small.append((time.perf_counter() - t) / 20)
-            t_big = []
-            for _ in range(args.repeats):
-                t = time.perf_counter()
-                sf.sparse_encode(X, D, n_jobs=args.threads, output="compact", **kw)
-                t_big.append(time.perf_counter() - t)
-            rec["small_batch_ratio"] = (1000 / statistics.median(t_small)) / (
-                N / statistics.median(t_big))
+            rec["small_batch_ratio"] = small_batch_ratio(X, D, kw, args.threads, args.repeats)
             out["cases"][f"{name}/{dtype}"] = rec
             f, fd = rec["compact"]["fractions"], rec["dense"]["fractions"]
             label = f"({n}, {K}, {'‖r‖² ≤ 0.01' if tol is not None else L})"
