@@ -72,6 +72,16 @@ def floor_rate(X, D, repeats):
     return X.shape[0] / statistics.median(times)
 
 
+def problems(args):
+    """(case name, dtype, X, D, sparse_encode keywords) of every case and dtype asked for."""
+    for name in args.cases:
+        n, K, L, tol = CASES[name]
+        N = args.signals or (20_000 if n >= 256 else 100_000)
+        for dtype in args.dtypes:
+            X, D = planted(n, K, L, N, dtype)
+            yield name, dtype, X, D, dict(tol=tol) if tol is not None else dict(n_nonzero_coefs=L)
+
+
 def small_batch_ratio(X, D, kw, threads, repeats=7):
     """sparse_encode's signals/s at N = 1,000 per call (Gram cache warm, as a loop coding
     batch after batch sees it) over its signals/s on all of `X` in one call, the two timed in
@@ -98,16 +108,11 @@ def small_batch_only(args):
     """--small-batch-only: the small-batch ratio of every case at 1 and 2 threads
     (omp_small_batch.json), without the phase counters."""
     out = {"cases": {}, "metadata": H.machine_info(threads=2)}
-    for name in args.cases:
-        n, K, L, tol = CASES[name]
-        N = args.signals or (20_000 if n >= 256 else 100_000)
-        for dtype in args.dtypes:
-            X, D = planted(n, K, L, N, dtype)
-            kw = dict(tol=tol) if tol is not None else dict(n_nonzero_coefs=L)
-            rec = {f"{t}_threads": small_batch_ratio(X, D, kw, t, args.repeats) for t in (1, 2)}
-            out["cases"][f"{name}/{dtype}"] = rec
-            print(f"| {name} | {dtype} | {rec['1_threads']:.2f} | {rec['2_threads']:.2f} |",
-                  flush=True)
+    for name, dtype, X, D, kw in problems(args):
+        rec = {f"{t}_threads": small_batch_ratio(X, D, kw, t, args.repeats) for t in (1, 2)}
+        out["cases"][f"{name}/{dtype}"] = rec
+        print(f"| {name} | {dtype} | {rec['1_threads']:.2f} | {rec['2_threads']:.2f} |",
+              flush=True)
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                         "omp_small_batch.json")
     with open(path, "w") as fh:
@@ -131,34 +136,31 @@ def main():
         return small_batch_only(args)
     rows, out = [], {"threads": args.threads, "cases": {},
                      "metadata": H.machine_info(threads=args.threads)}
-    for name in args.cases:
+    for name, dtype, X, D, kw in problems(args):
         n, K, L, tol = CASES[name]
-        N = args.signals or (20_000 if n >= 256 else 100_000)
-        for dtype in args.dtypes:
-            X, D = planted(n, K, L, N, dtype)
-            kw = dict(tol=tol) if tol is not None else dict(n_nonzero_coefs=L)
-            rec = {}
-            for output in ("compact", "dense"):
-                runs = [omp_phase_times(X, D, output=output, n_jobs=args.threads, **kw)
-                        for _ in range(args.repeats)]
-                frac = {p: statistics.median(r["fractions"][p] for r in runs)
-                        for p in (*PHASES, "other")}
-                kernel = statistics.median(r["kernel"] for r in runs)
-                rec[output] = {"fractions": frac, "kernel_s": kernel,
-                               "kernel_signals_per_s": N / kernel,
-                               "gram_s": statistics.median(r["gram"] for r in runs)}
-            rec["floor_signals_per_s"] = floor_rate(X, D, args.repeats)
-            corr_rate = N / (rec["compact"]["kernel_s"] * rec["compact"]["fractions"]["correlations"])
-            rec["correlations_vs_floor"] = corr_rate / rec["floor_signals_per_s"]
-            rec["small_batch_ratio"] = small_batch_ratio(X, D, kw, args.threads, args.repeats)
-            out["cases"][f"{name}/{dtype}"] = rec
-            f, fd = rec["compact"]["fractions"], rec["dense"]["fractions"]
-            label = f"({n}, {K}, {'‖r‖² ≤ 0.01' if tol is not None else L})"
-            rows.append(f"| {label} | {dtype} | " + " | ".join(
-                f"{100 * f[p]:.0f}%" for p in ("correlations", "selection", "update", "solve"))
-                + f" | {100 * fd['output']:.0f}% | {rec['correlations_vs_floor']:.2f} |"
-                f" small batch {rec['small_batch_ratio']:.2f}")
-            print(rows[-1], flush=True)
+        N = X.shape[0]
+        rec = {}
+        for output in ("compact", "dense"):
+            runs = [omp_phase_times(X, D, output=output, n_jobs=args.threads, **kw)
+                    for _ in range(args.repeats)]
+            frac = {p: statistics.median(r["fractions"][p] for r in runs)
+                    for p in (*PHASES, "other")}
+            kernel = statistics.median(r["kernel"] for r in runs)
+            rec[output] = {"fractions": frac, "kernel_s": kernel,
+                           "kernel_signals_per_s": N / kernel,
+                           "gram_s": statistics.median(r["gram"] for r in runs)}
+        rec["floor_signals_per_s"] = floor_rate(X, D, args.repeats)
+        corr_rate = N / (rec["compact"]["kernel_s"] * rec["compact"]["fractions"]["correlations"])
+        rec["correlations_vs_floor"] = corr_rate / rec["floor_signals_per_s"]
+        rec["small_batch_ratio"] = small_batch_ratio(X, D, kw, args.threads, args.repeats)
+        out["cases"][f"{name}/{dtype}"] = rec
+        f, fd = rec["compact"]["fractions"], rec["dense"]["fractions"]
+        label = f"({n}, {K}, {'‖r‖² ≤ 0.01' if tol is not None else L})"
+        rows.append(f"| {label} | {dtype} | " + " | ".join(
+            f"{100 * f[p]:.0f}%" for p in ("correlations", "selection", "update", "solve"))
+            + f" | {100 * fd['output']:.0f}% | {rec['correlations_vs_floor']:.2f} |"
+            f" small batch {rec['small_batch_ratio']:.2f}")
+        print(rows[-1], flush=True)
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                         "omp_phases.json" if args.threads == 2 else
                         f"omp_phases_{args.threads}t.json")
@@ -170,3 +172,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+
