@@ -313,6 +313,11 @@ def test_readme_omp_table_is_bench_omp_json():
                f"{rate['sf_compact'] / rate['spams']:.2f}× | "
                f"{rate['sf_compact'] / rate['sklearn']:.0f}× |")
         assert row in text, f"README's OMP table lacks {row}"
+        if (case["case"], case["dtype"]) == ("64x256_L8", "float32"):  # the intro's headline
+            headline = (f"**{_si(rate['sf_compact'])} signals/s on 2 cores at (n=64, K=256, 8 "
+                        f"atoms, float32): {rate['sf_compact'] / rate['spams']:.1f}x SPAMS and "
+                        f"{rate['sf_compact'] / rate['sklearn']:.0f}x scikit-learn**")
+            assert headline in " ".join(text.split()), f"README's intro lacks {headline}"
 
 
 def test_readme_restoration_table_is_bench_restore_json():
