@@ -200,8 +200,11 @@ def main(argv: list[str] | None = None) -> int:
                              if (d / f"{name}.json").is_file()), None)
             if previous is not None:
                 old = json.loads(previous.read_text())
-                commands = old.get("commands", [old.get("command")]) + commands
-                carried = {k: old[k] for k in ("note",) if k in old}
+                # Only the record of this same run (its history starts as ours does): a
+                # record left by an earlier model of that name is not this one's past.
+                if old.get("history", [None])[:1] == result.history[:1]:
+                    commands = old.get("commands", [old.get("command")]) + commands
+                    carried = {k: old[k] for k in ("note",) if k in old}
         record = {
             "name": name, "command": command, "commands": commands,
             "settings": {k: (list(v) if isinstance(v, tuple) else v)

@@ -174,7 +174,7 @@ def load_pretrained(name: str) -> Any:
     >>> type(model).__name__, model.task, model.sigma_range, model.training
     ('HybridRestorer', 'denoise', (0.0, 55.0), False)
     >>> sorted(model.meta)
-    ['history', 'steps', 'train_config', 'train_seconds']
+    ['cpu_seconds', 'history', 'steps', 'train_config', 'train_seconds']
     >>> load_pretrained("hybrid-sigma50")
     Traceback (most recent call last):
         ...
