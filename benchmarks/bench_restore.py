@@ -67,7 +67,11 @@ inpaint   (bench_restore_inpaint.json)  Set12 and BSD68 with 30, 50, 80, 90 % of
           as above. Methods: ``inpaint_ksvd`` (defaults, float32), scikit-image's
           ``inpaint_biharmonic``, then the inpainting models. ``targets``: ``--inpaint-hybrid``
           (default hybrid-inpaint) beats ``inpaint_ksvd`` at every fraction and dataset; and
-          ``codes_worth`` = it − ``--inpaint-plain`` (default plain-inpaint).
+          ``codes_worth`` = it − ``--inpaint-plain`` (default plain-inpaint). Each row records
+          its mask's SHA-1 (``mask_sha1``); ``--inpaint-from JSON`` (repeatable) reuses the
+          classical rows (``inpaint_ksvd``, biharmonic) of earlier results whose mask is the
+          same, so the models can be scored later without rerunning them (``--models ''``
+          runs the classical columns alone); ``inpaint_from`` lists the files and the count.
 speed     (bench_restore_speed.json)  seconds per 256x256 and 512x512 image (Set12 05.png and
           08.png): denoising at σ = 25 (``denoise_ksvd``, BM3D, every denoiser that serves
           σ = 25) and inpainting at 50 % missing (``inpaint_ksvd``, biharmonic, every
@@ -393,6 +397,38 @@ def inpaint_mask(shape, missing: float, seed: int, index: int) -> np.ndarray:
     return rng.random(shape) >= missing
 
 
+class InpaintRows:
+    """Per-image rows of the classical inpainters (``inpaint_ksvd``, biharmonic) of earlier
+    bench_restore_inpaint results, reused when this run's mask is the same (SHA-1 of the
+    packed mask, recorded in each row)."""
+
+    METHODS = ("inpaint_ksvd", "biharmonic")
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths, self.rows, self.reused = list(paths), {}, 0
+        for path in self.paths:
+            for r in json.loads(Path(path).read_text())["records"]:
+                if r.get("method") in self.METHODS and "mask_sha1" in r:
+                    key = (r["dataset"], float(r["missing"]), r["image"], r["method"],
+                           r["mask_sha1"])
+                    self.rows[key] = {**r, "from": str(path)}
+
+    def lookup(self, dataset: str, missing: float, image: str, method: str, mask_sha1: str):
+        row = self.rows.get((dataset, float(missing), image, method, mask_sha1))
+        self.reused += row is not None
+        return row
+
+    def report(self) -> dict[str, Any] | None:
+        return {"files": [str(p) for p in self.paths], "reused_rows": self.reused} \
+            if self.paths else None
+
+
+def mask_digest(mask: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha1(np.packbits(mask).tobytes() + str(mask.shape).encode()).hexdigest()
+
+
 def run_inpaint(args, models: Models) -> dict[str, Any]:
     from skimage.restoration import inpaint_biharmonic
 
@@ -403,6 +439,7 @@ def run_inpaint(args, models: Models) -> dict[str, Any]:
     fns = {col: column_fn(models, name, variant, args.threads)
            for col, name, variant in columns if variant != "est"}
     fns = {col: fn for col, fn in fns.items() if fn is not None}
+    reuse = InpaintRows(args.inpaint_from)
     records = []
     for dataset in args.datasets:
         images = load_dataset(dataset, args.max_images)
@@ -416,12 +453,17 @@ def run_inpaint(args, models: Models) -> dict[str, Any]:
                         "biharmonic": lambda: inpaint_biharmonic(observed, ~mask),
                         **{col: (lambda fn=fn: fn(observed, mask=mask))
                            for col, fn in fns.items()}}
+                digest = mask_digest(mask)
                 for method, fn in runs.items():
+                    row = reuse.lookup(dataset, missing, image, method, digest)
+                    if row is not None:
+                        records.append(row)
+                        continue
                     t0 = time.perf_counter()
                     restored = fn()
                     records.append({"dataset": dataset, "missing": missing, "image": image,
                                     "method": method, "seconds": time.perf_counter() - t0,
-                                    **scores(clean, restored)})
+                                    **scores(clean, restored), "mask_sha1": digest})
     summary = summarise(records, ("dataset", "missing", "method"))
     keys = [f"{d}/{m}" for d in args.datasets for m in args.missing]
     targets = finish_targets({
@@ -432,7 +474,7 @@ def run_inpaint(args, models: Models) -> dict[str, Any]:
                         for k in keys}}, ("beats_ksvd",))
     return {"records": records, "summary": summary,
             "columns": ["inpaint_ksvd", "biharmonic", *(c for c, _, v in columns if v != "est")],
-            "targets": targets,
+            "targets": targets, "inpaint_from": reuse.report(),
             "missing_weights": sorted(n for n in names if models.get(n) is None),
             "weights_used": {n: models.sources[n] for n in names if n in models.sources},
             "mask": "uniform random, True = observed = default_rng([seed, percent_missing, "
@@ -705,6 +747,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="reuse BM3D's per-image rows of a bench_denoise.py result "
                         "(benchmarks/results/bench_denoise.json), same noise (checked); "
                         "repeatable; BM3D is computed for what they lack unless --no-bm3d")
+    p.add_argument("--inpaint-from", type=Path, action="append", default=[], metavar="JSON",
+                   help="reuse inpaint_ksvd's and biharmonic's per-image rows of earlier "
+                        "bench_restore_inpaint results with the same masks (checked); "
+                        "repeatable")
     p.add_argument("--self-ensemble", default="", metavar="NAMES",
                    help="models also run with the 8-view test-time average, as columns "
                         "NAME-x8 (8x the time)")

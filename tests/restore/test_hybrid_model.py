@@ -115,6 +115,32 @@ def test_channel0_is_classical_inpaint(clean, atoms64):
     np.testing.assert_array_equal(out[mask], clean[mask])
 
 
+def test_ksvd_prior_inpaint(clean, tmp_path):
+    """``ksvd_rounds``: the CNN refines inpaint_ksvd's estimate; untrained it returns that
+    estimate per image of the batch; gradients reach the CNN, not the classical stage."""
+    from sparseforge.restore import load_model, save_model
+
+    rng = np.random.default_rng(2)
+    masks = rng.random((2, *clean.shape)) > np.array([0.3, 0.8])[:, None, None]
+    images = np.stack([clean, clean[::-1]])
+    model = HybridRestorer(task="inpaint", ksvd_rounds=3, **SMALL).double()
+    x = torch.from_numpy(np.where(masks, images, 0))[:, None]
+    m = torch.from_numpy(masks)[:, None]
+    out = model(x, mask=m)
+    for i in range(2):
+        reference = inpaint_ksvd(np.where(masks[i], images[i], 0).astype(np.float32),
+                                 masks[i], n_iter=3, n_jobs=1)
+        np.testing.assert_allclose(out[i, 0].detach().numpy(), reference, atol=1e-3)
+    assert not np.allclose(out[0, 0].detach().numpy(),  # the rounds matter
+                           inpaint_ksvd(np.where(masks[0], images[0], 0), masks[0],
+                                        n_iter=0, n_jobs=1), atol=1e-3)
+    out.square().mean().backward()
+    assert model.cnn[-1].weight.grad.abs().sum() > 0
+    loaded = load_model(save_model(model, tmp_path / "m.pt"))
+    assert loaded.config["ksvd_rounds"] == 3 and loaded.ksvd_rounds == 3
+    assert HybridRestorer(task="inpaint", **SMALL).config["ksvd_rounds"] is None
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("options", [dict(), dict(code_channels=False),
                                      dict(image_input=False), dict(step=4)])
@@ -220,6 +246,11 @@ def test_bad_inputs():
         inpaint(x, mask=torch.ones(1, 1, 16, 16))
     with pytest.raises(ValueError, match="`mask` has shape"):
         restore_image(inpaint, np.zeros((16, 16)), mask=np.ones((16, 17), bool))
+    with pytest.raises(ValueError, match="`ksvd_rounds` is for inpainting"):
+        HybridRestorer(ksvd_rounds=10, **SMALL)
+    for bad in (-1, True, 2.5):
+        with pytest.raises(ValueError, match="`ksvd_rounds` must be"):
+            HybridRestorer(task="inpaint", ksvd_rounds=bad, **SMALL)
     with pytest.raises(ValueError, match="`task`"):
         HybridRestorer(task="deblur")
     with pytest.raises(ValueError, match="`dictionary`"):

@@ -63,11 +63,13 @@ def test_untrained_unshuffled_model_returns_the_classical_estimate():
     ("denoise", dict(sigma_range=(0, 55), unshuffle=2, depth=5, width=16)),
     ("denoise", dict(sigma_range=(25, 25), depth=4, width=12)),
     ("inpaint", dict(unshuffle=2, depth=4, width=20)),
+    ("inpaint", dict(unshuffle=2, depth=4, width=20, ksvd_rounds=2)),
 ])
 def test_matched_plain_cnn(task, options):
     hybrid = HybridRestorer(task=task, **options)
     plain = matched_plain_cnn(hybrid)
     assert not plain.code_channels and plain.task == task
+    assert plain.ksvd_rounds is None  # no classical stage either
     assert plain.sigma_range == hybrid.sigma_range
     assert plain.config["depth"] == hybrid.config["depth"]
     assert plain.unshuffle == hybrid.unshuffle

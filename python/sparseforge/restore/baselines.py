@@ -212,7 +212,7 @@ def matched_plain_cnn(hybrid: Any, *, widths: range = range(8, 257),
     """The pure-torch CNN matched to a hybrid: the same network without the sparse codes.
 
     A :class:`~sparseforge.restore.HybridRestorer` with ``code_channels=False`` (no OMP, no
-    dictionary, no synthesis: the CNN sees the degraded image and the noise-level or mask
+    dictionary, no synthesis, no ``inpaint_ksvd`` estimate: the CNN sees the degraded image and the noise-level or mask
     map, and its output is a residual on the degraded image), the hybrid's depth, resolution
     factor, batch normalisation and task, and the width whose trainable parameter count is
     nearest the hybrid's (within `tolerance`): the parameter-matched baseline that isolates
@@ -250,7 +250,7 @@ def matched_plain_cnn(hybrid: Any, *, widths: range = range(8, 257),
     from .hybrid import HybridRestorer
 
     config = {k: v for k, v in hybrid.config.items()
-              if k not in ("n_atoms", "channels", "train_dictionary", "width")}
+              if k not in ("n_atoms", "channels", "train_dictionary", "width", "ksvd_rounds")}
     config["code_channels"] = False
     target = count_parameters(hybrid)
     s2, depth, bn = config.get("unshuffle", 1) ** 2, config["depth"], config["batch_norm"]

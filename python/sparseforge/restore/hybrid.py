@@ -63,6 +63,12 @@ class HybridRestorer(nn.Module):
         Denoising: atom cap per patch (default None: 64, as the classical denoiser).
     inpaint_atoms : int
         Inpainting: atoms per patch of the masked OMP (4, as ``inpaint_ksvd``).
+    ksvd_rounds : int, optional
+        Inpainting: when set, the CNN also sees the estimate of
+        :func:`~sparseforge.restore.inpaint_ksvd` (its masked pass and this many refinement
+        rounds over the universal dictionary, computed without gradients), and its output is
+        a residual on that estimate instead of on the masked pass's synthesis: the untrained
+        model returns ``inpaint_ksvd``'s result exactly. Default None: the masked pass only.
     code_channels : bool
         Ablation switch: False drops the codes (the CNN sees the image and the map only, and
         its residual is on the degraded image).
@@ -104,13 +110,23 @@ class HybridRestorer(nn.Module):
     torch.Size([1, 1, 32, 32])
     >>> HybridRestorer(task="inpaint").config["inpaint_atoms"]
     4
+
+    An inpainting hybrid on ``inpaint_ksvd``'s estimate starts as that estimate:
+
+    >>> from sparseforge.restore import inpaint_ksvd
+    >>> model = HybridRestorer(task="inpaint", ksvd_rounds=10)
+    >>> mask = np.random.default_rng(1).random(clean.shape) >= 0.5
+    >>> observed = np.where(mask, clean, 0.0)
+    >>> bool(np.allclose(restore_image(model, observed, mask=mask),
+    ...                  inpaint_ksvd(observed.astype(np.float32), mask), atol=1e-3))
+    True
     """
 
     def __init__(self, dictionary: Any = None, *, task: str = "denoise",
                  sigma_range: tuple[float, float] = (25.0, 25.0), channels: int = 4,
                  depth: int = 12, width: int = 48, step: int = 1, gain: float = 1.15,
                  max_atoms: int | None = None, inpaint_atoms: int = 4,
-                 code_channels: bool = True, image_input: bool = True,
+                 ksvd_rounds: int | None = None, code_channels: bool = True, image_input: bool = True,
                  train_dictionary: bool = True, batch_norm: bool = True,
                  unshuffle: int = 1, n_jobs: int | None = None) -> None:
         super().__init__()
@@ -130,12 +146,22 @@ class HybridRestorer(nn.Module):
             raise ValueError(f"`dictionary` must have shape (K, {PATCH * PATCH}), got {D.shape}")
         self.step, self.gain, self.max_atoms = int(step), float(gain), max_atoms
         self.inpaint_atoms = int(inpaint_atoms)
+        if ksvd_rounds is not None:
+            if self.task != "inpaint":
+                raise ValueError("`ksvd_rounds` is for inpainting models (task='inpaint')")
+            if (isinstance(ksvd_rounds, bool) or not isinstance(ksvd_rounds, numbers.Integral)
+                    or ksvd_rounds < 0):
+                raise ValueError(f"`ksvd_rounds` must be a non-negative integer or None, "
+                                 f"got {ksvd_rounds!r}")
+            ksvd_rounds = int(ksvd_rounds)
+        self.ksvd_rounds = ksvd_rounds
         self.code_channels, self.image_input = bool(code_channels), bool(image_input)
         self.n_jobs = n_jobs
         self.config = {"task": self.task, "sigma_range": list(self.sigma_range),
                        "channels": int(channels), "depth": int(depth), "width": int(width),
                        "step": self.step, "gain": self.gain, "max_atoms": max_atoms,
-                       "inpaint_atoms": self.inpaint_atoms, "code_channels": self.code_channels,
+                       "inpaint_atoms": self.inpaint_atoms, "ksvd_rounds": ksvd_rounds,
+                       "code_channels": self.code_channels,
                        "image_input": self.image_input,
                        "train_dictionary": bool(train_dictionary),
                        "batch_norm": bool(batch_norm), "unshuffle": int(unshuffle),
@@ -152,7 +178,8 @@ class HybridRestorer(nn.Module):
                 self.synthesis.weight[k, 1:] = 0.0
                 self.synthesis.weight[:k, 0] = dict_t.view(k, PATCH, PATCH)
                 self.synthesis.weight[k, 0] = 1.0   # the DC "atom": coefficient = patch mean
-        n_in = (channels if code_channels else 0) + (1 if image_input else 0) + 1
+        n_in = ((channels if code_channels else 0) + (1 if image_input else 0) + 1
+                + (ksvd_rounds is not None))
         self.unshuffle = int(unshuffle)
         self.cnn = dncnn_body(n_in * self.unshuffle ** 2, self.unshuffle ** 2, depth, width,
                               batch_norm)
@@ -254,9 +281,23 @@ class HybridRestorer(nn.Module):
         if self.image_input:
             inputs.append(seen / 255.0)
         inputs.append(level)
+        if self.ksvd_rounds is not None:
+            base = self._ksvd_estimate(seen, observed)
+            inputs.append(base / 255.0)
         out = base + 255.0 * self._refine(torch.cat(inputs, dim=1))
         return out if observed is None else torch.where(observed, degraded, out)
 
+
+    def _ksvd_estimate(self, seen: Any, observed: Any) -> Any:
+        """``inpaint_ksvd``'s estimate of each image of the batch (no gradient flows through
+        it: the classical rounds are a fixed first stage)."""
+        from .classical import inpaint_ksvd
+
+        y = seen.detach().cpu().numpy().astype(np.float32)
+        m = observed.cpu().numpy()
+        out = np.stack([inpaint_ksvd(y[i, 0], m[i, 0], n_iter=self.ksvd_rounds,
+                                     n_jobs=self.n_jobs) for i in range(len(y))])[:, None]
+        return torch.from_numpy(out).to(seen.device, seen.dtype)
 
     def _refine(self, x: Any) -> Any:
         """The CNN on (B, C, H, W) inputs, at 1/`unshuffle` resolution when > 1."""
