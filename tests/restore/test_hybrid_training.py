@@ -51,6 +51,39 @@ def test_short_training_lowers_the_loss(folders):
     assert all(np.isfinite(h["val_psnr"]) for h in result.history)
 
 
+def test_balanced_loss(folders):
+    """loss="balanced": its gradient is that of the crops' mean log-MSE times the batch's
+    mean MSE (every crop weighs the same), its reported value is the plain MSE, and a short
+    run with it lowers the loss."""
+    from sparseforge.restore.training import step_loss
+
+    class Scale(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
+
+        def forward(self, x, sigma=None, mask=None):
+            return x * self.a
+
+    clean = torch.rand(4, 1, 8, 8, dtype=torch.float64, generator=torch.Generator()
+                       .manual_seed(0)) * 255
+    degraded = clean + torch.tensor([1.0, 2.0, 4.0, 30.0], dtype=torch.float64).view(4, 1, 1, 1)
+    model = Scale()
+    loss, reported = step_loss(model, clean, {"degraded": degraded}, loss="balanced")
+    loss.backward()
+    per_crop = ((model(degraded) - clean) / 255).square().flatten(1).mean(1)
+    assert float(reported) == pytest.approx(float(per_crop.detach().mean()), rel=1e-12)
+    ours, model.a.grad = model.a.grad.clone(), None
+    (per_crop.log().mean() * per_crop.detach().mean()).backward()
+    torch.testing.assert_close(ours, model.a.grad, rtol=1e-3, atol=0)
+
+    result = train(DnCNN(3, 8), train_dir=folders[0], val_dir=folders[1], crop_size=24,
+                   batch_size=4, max_steps=30, val_every=10, val_crop=None, threads=1,
+                   progress=False, lr=1e-2, loss="balanced")
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
 @pytest.mark.parametrize("task, config", [
     ("denoise", SMALL), ("denoise", {**SMALL, "unshuffle": 2}),
     ("inpaint", {**SMALL, "unshuffle": 2})])
@@ -141,6 +174,10 @@ def test_load_pretrained_errors():
 
 
 def test_train_argument_errors(folders):
+    with pytest.raises(ValueError, match="`loss` must be"):
+        _run(folders, max_steps=1, loss="l1")
+    with pytest.raises(ValueError, match="`loss`='balanced'.*nproc=1"):
+        _run(folders, max_steps=1, loss="balanced", nproc=2, batch_size=4)
     with pytest.raises(ValueError, match="budget"):
         train("hybrid", train_dir=folders[0], val_dir=folders[1])
     with pytest.raises(ValueError, match="DnCNN baselines denoise or upscale"):

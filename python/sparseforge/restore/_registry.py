@@ -12,13 +12,14 @@ from pathlib import Path
 PRETRAINED = {
     "hybrid-sigma25": "hybrid restorer, Gaussian noise sigma = 25",
     "hybrid-blind": "hybrid restorer, blind Gaussian noise, sigma in [0, 55]",
-    "hybrid-inpaint": "hybrid restorer, inpainting of 30-90% missing pixels",
+    "hybrid-inpaint": "hybrid restorer, inpainting of 30-90% missing pixels (refines "
+                      "inpaint_ksvd's estimate)",
     "dncnn-sigma25": "DnCNN (17 x 64), sigma = 25, same wall-clock budget as the hybrid",
     "dncnn-matched-sigma25": "DnCNN with the hybrid's parameter count and budget, sigma = 25",
     "plain-blind": "pure-torch CNN: hybrid-blind's network without the sparse codes, same "
                    "parameter count and training budget, sigma in [0, 55]",
-    "plain-inpaint": "pure-torch CNN: hybrid-inpaint's network without the sparse codes, "
-                     "same parameter count and training budget",
+    "plain-inpaint": "pure-torch CNN: hybrid-inpaint's network without the sparse codes "
+                     "or inpaint_ksvd's estimate, same parameter count and training budget",
     "dncnn-matched-upscale": "pure-torch super-resolution CNN (DnCNN on the bicubic "
                              "interpolation, scales 2-4), hybrid-blind's parameter count and "
                              "budget",

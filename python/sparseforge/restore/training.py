@@ -253,7 +253,7 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
           train_dir: str | os.PathLike | None = None, val_dir: str | os.PathLike | None = None,
           crop_size: int = 40, batch_size: int = 16, max_steps: int | None = None,
           max_seconds: float | None = None, budget_clock: str = "wall",
-          lr: float = 1e-3, seed: int = 0,
+          lr: float = 1e-3, seed: int = 0, loss: str = "mse",
           val_every: int = 500, val_crop: int | None = 128, val_images: int | None = None,
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 500,
           resume: bool = False, output: str | os.PathLike | None = None,
@@ -300,6 +300,14 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
         history entry records the learning rate in use.
     seed : int
         Seeds the model initialisation, the crops and the degradations.
+    loss : {"mse", "balanced"}
+        ``"mse"``: the batch's MSE. ``"balanced"``: each crop's MSE divided by its own
+        (detached) value, times the batch's mean MSE: the same scale as the MSE, but every
+        crop weighs the same in the gradient, which is the gradient of the crops' mean
+        log-MSE (mean PSNR). Without it the crops with the largest errors (90% missing,
+        strong noise) dominate and the easy ones (30% missing) barely train. A resumed run
+        may change it; the history's ``loss`` is the plain MSE either way. Single process
+        only (`nproc` = 1).
     val_every : int
         Validate (and report) every this many steps and at the end.
     val_crop, val_images
@@ -377,6 +385,8 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
         raise ValueError("give a budget: `max_steps`, `max_seconds` or both")
     if budget_clock not in ("wall", "cpu"):
         raise ValueError(f"`budget_clock` must be 'wall' or 'cpu', got {budget_clock!r}")
+    if loss not in ("mse", "balanced"):
+        raise ValueError(f"`loss` must be 'mse' or 'balanced', got {loss!r}")
     if crop_size < 8 or batch_size < 1:
         raise ValueError(f"`crop_size` must be >= 8 and `batch_size` >= 1, got {crop_size} "
                          f"and {batch_size}")
@@ -395,6 +405,9 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
     elif nproc < 1 or nproc > distributed.cpu_count():
         raise ValueError(f"`nproc` must be from 1 to the {distributed.cpu_count()} CPUs, "
                          f"got {nproc}")
+    if loss == "balanced" and nproc != 1:
+        raise ValueError("`loss`='balanced' needs every crop's error, which one process of "
+                         "several does not see: use nproc=1")
     if nproc > batch_size:
         raise ValueError(f"`batch_size` {batch_size} is less than `nproc` {nproc}: each "
                          "process needs at least one crop")
@@ -449,7 +462,7 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
                                 seed) if str(val_folder) else [])
     options = dict(task=task, sigma_range=sigma_range, missing=missing, crop_size=crop_size,
                    batch_size=batch_size, max_steps=max_steps, max_seconds=max_seconds,
-                   budget_clock=budget_clock, lr=lr,
+                   budget_clock=budget_clock, lr=lr, loss=loss,
                    seed=seed, val_every=val_every, checkpoint_every=checkpoint_every,
                    checkpoint=None if checkpoint is None else Path(checkpoint), resume=resume,
                    output=output, progress=progress, threads=threads)
@@ -491,16 +504,23 @@ def _fit_rank(rank: int, world: int, payload: bytes, options, result_path) -> No
 
 
 def step_loss(model: Any, clean: Any, batch: dict[str, Any], rank: int = 0,
-              world: int = 1) -> tuple[Any, Any]:
+              world: int = 1, loss: str = "mse") -> tuple[Any, Any]:
     """Forward pass of one training step on process `rank`'s share of the global batch
     (`clean` and `batch` of :func:`degrade` hold the whole batch): (loss to back-propagate,
     the share's detached part of the global batch's MSE; the parts sum to the MSE). With
     `world` > 1 the loss is scaled so that DDP's average of the processes' gradients is the
-    gradient of the global batch's MSE."""
+    gradient of the global batch's MSE. ``loss="balanced"`` (one process): see
+    :func:`train`."""
     if world == 1:
         out = model(batch["degraded"], sigma=batch.get("sigma"), mask=batch.get("mask"))
-        loss = torch.nn.functional.mse_loss(out / 255.0, clean / 255.0)
-        return loss, loss.detach()
+        if loss == "balanced":
+            per_crop = ((out / 255.0 - clean / 255.0) ** 2).flatten(1).mean(dim=1)
+            weight = per_crop.detach()
+            # 1e-8: a crop restored to within 0.0255 grey levels stops gaining weight.
+            balanced = (per_crop / (weight + 1e-8)).mean() * weight.mean()
+            return balanced, weight.mean()
+        mse = torch.nn.functional.mse_loss(out / 255.0, clean / 255.0)
+        return mse, mse.detach()
     from .distributed import shard
 
     part = shard(clean.shape[0], rank, world)
@@ -530,7 +550,7 @@ def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
     ckpt = o["checkpoint"]
     run_config = {"task": task, "sigma_range": list(sigma_range), "missing": list(missing),
                   "crop_size": o["crop_size"], "batch_size": o["batch_size"], "lr": lr,
-                  "seed": seed, "parameters": count_parameters(net)}
+                  "seed": seed, "loss": o["loss"], "parameters": count_parameters(net)}
     if world > 1:
         run_config["nproc"] = world
     if o["resume"] and ckpt is not None and ckpt.is_file():
@@ -567,7 +587,7 @@ def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
             crops = random_crops(images, o["batch_size"], o["crop_size"], rng)
             clean = torch.from_numpy(crops)
             batch = degrade(clean, task, sigma_range, missing, generator)
-            loss, part = step_loss(model, clean, batch, rank, world)
+            loss, part = step_loss(model, clean, batch, rank, world, o["loss"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
