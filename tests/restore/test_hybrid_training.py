@@ -52,9 +52,10 @@ def test_short_training_lowers_the_loss(folders):
 
 
 def test_balanced_loss(folders):
-    """loss="balanced": its gradient is that of the crops' mean log-MSE times the batch's
-    mean MSE (every crop weighs the same), its reported value is the plain MSE, and a short
-    run with it lowers the loss."""
+    """loss="balanced": the gradient is the mean of each crop's MSE gradient weighted by
+    2 m / (e_i + m) (m the mean MSE, e_i the crop's), computed here crop by crop; the weights
+    lie in (0, 2], the hard crop weighs least; the reported value is the plain MSE; and a
+    short run with it lowers the loss."""
     from sparseforge.restore.training import step_loss
 
     class Scale(torch.nn.Module):
@@ -67,15 +68,27 @@ def test_balanced_loss(folders):
 
     clean = torch.rand(4, 1, 8, 8, dtype=torch.float64, generator=torch.Generator()
                        .manual_seed(0)) * 255
-    degraded = clean + torch.tensor([1.0, 2.0, 4.0, 30.0], dtype=torch.float64).view(4, 1, 1, 1)
+    offsets = [0.0, 2.0, 4.0, 30.0]
+    degraded = clean + torch.tensor(offsets, dtype=torch.float64).view(4, 1, 1, 1)
     model = Scale()
     loss, reported = step_loss(model, clean, {"degraded": degraded}, loss="balanced")
     loss.backward()
-    per_crop = ((model(degraded) - clean) / 255).square().flatten(1).mean(1)
-    assert float(reported) == pytest.approx(float(per_crop.detach().mean()), rel=1e-12)
-    ours, model.a.grad = model.a.grad.clone(), None
-    (per_crop.log().mean() * per_crop.detach().mean()).backward()
-    torch.testing.assert_close(ours, model.a.grad, rtol=1e-3, atol=0)
+    errors, grads = [], []
+    for i in range(4):  # each crop alone: its MSE and that MSE's gradient
+        model.a.grad = None
+        e = ((model(degraded[i]) - clean[i]) / 255).square().mean()
+        e.backward()
+        errors.append(float(e))
+        grads.append(float(model.a.grad))
+    m = np.mean(errors)
+    weights = [2 * m / (e + m) for e in errors]
+    assert float(reported) == pytest.approx(m, rel=1e-12)
+    assert 2 >= weights[0] > weights[1] > weights[2] > weights[3] > 0
+    expected = np.mean([w * g for w, g in zip(weights, grads)])
+    loss, _ = step_loss(model, clean, {"degraded": degraded}, loss="balanced")
+    model.a.grad = None
+    loss.backward()
+    assert float(model.a.grad) == pytest.approx(expected, rel=1e-9)
 
     result = train(DnCNN(3, 8), train_dir=folders[0], val_dir=folders[1], crop_size=24,
                    batch_size=4, max_steps=30, val_every=10, val_crop=None, threads=1,

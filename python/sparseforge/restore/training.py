@@ -301,13 +301,14 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
     seed : int
         Seeds the model initialisation, the crops and the degradations.
     loss : {"mse", "balanced"}
-        ``"mse"``: the batch's MSE. ``"balanced"``: each crop's MSE divided by its own
-        (detached) value, times the batch's mean MSE: the same scale as the MSE, but every
-        crop weighs the same in the gradient, which is the gradient of the crops' mean
-        log-MSE (mean PSNR). Without it the crops with the largest errors (90% missing,
-        strong noise) dominate and the easy ones (30% missing) barely train. A resumed run
-        may change it; the history's ``loss`` is the plain MSE either way. Single process
-        only (`nproc` = 1).
+        ``"mse"``: the batch's MSE, in which the crops with the largest errors (90% missing,
+        strong noise) dominate and the easy ones (30% missing) barely train.
+        ``"balanced"``: the mean of each crop's MSE ``e_i`` times the detached weight
+        ``2 m / (e_i + m)``, ``m`` the batch's mean MSE: a crop at the mean error weighs 1,
+        one with 10x the mean 0.18, a perfectly restored one 2 (bounded: the mean log-MSE,
+        weight ``m / e_i``, lets near-perfect flat crops take over, and collapsed an
+        inpainting hybrid's residual within 500 steps). A resumed run may change it; the
+        history's ``loss`` is the plain MSE either way. Single process only (`nproc` = 1).
     val_every : int
         Validate (and report) every this many steps and at the end.
     val_crop, val_images
@@ -515,10 +516,9 @@ def step_loss(model: Any, clean: Any, batch: dict[str, Any], rank: int = 0,
         out = model(batch["degraded"], sigma=batch.get("sigma"), mask=batch.get("mask"))
         if loss == "balanced":
             per_crop = ((out / 255.0 - clean / 255.0) ** 2).flatten(1).mean(dim=1)
-            weight = per_crop.detach()
-            # 1e-8: a crop restored to within 0.0255 grey levels stops gaining weight.
-            balanced = (per_crop / (weight + 1e-8)).mean() * weight.mean()
-            return balanced, weight.mean()
+            error = per_crop.detach()
+            weight = 2 * error.mean() / (error + error.mean() + 1e-12)
+            return (per_crop * weight).mean(), error.mean()
         mse = torch.nn.functional.mse_loss(out / 255.0, clean / 255.0)
         return mse, mse.detach()
     from .distributed import shard
