@@ -229,16 +229,20 @@ def test_shipped_denoising_weights_beat_denoise_ksvd(name, sigma, given):
     assert _psnr(clean, ours) > _psnr(clean, denoise_ksvd(noisy, sigma)) + 0.1
 
 
-def test_shipped_inpainting_weights_beat_the_sparse_estimate():
-    """hybrid-inpaint fills 60% missing pixels of the camera crop better than the masked-OMP
-    patch average it starts from (inpaint_ksvd without refinement rounds), and keeps the
-    observed pixels."""
+@pytest.mark.parametrize("missing, floor_db", [
+    (0.3, -0.02), (0.5, 0.05), (0.6, 0.1), (0.8, 0.3), (0.9, 0.3)])
+def test_shipped_inpainting_weights_beat_inpaint_ksvd(missing, floor_db):
+    """hybrid-inpaint refines inpaint_ksvd's estimate: on the shipped camera crop it beats
+    inpaint_ksvd (10 rounds) by +0.11 / +0.20 / +0.76 / +0.57 dB at 50 / 60 / 80 / 90%
+    missing (floors below those) and keeps the observed pixels; at 30% it is level
+    (+0.003 dB, so the floor there only says it is not worse)."""
     from sparseforge.restore import inpaint_ksvd, restore_image
 
     model = load_pretrained("hybrid-inpaint")
+    assert model.ksvd_rounds == 10
     clean = _camera_crop()
-    mask = np.random.default_rng(8).random(clean.shape) >= 0.6
+    mask = np.random.default_rng(8).random(clean.shape) >= missing
     observed = np.where(mask, clean, 0.0)
     ours = restore_image(model, observed, mask=mask)
     np.testing.assert_allclose(ours[mask], clean[mask], atol=1e-3)
-    assert _psnr(clean, ours) > _psnr(clean, inpaint_ksvd(observed, mask, n_iter=0)) + 0.5
+    assert _psnr(clean, ours) > _psnr(clean, inpaint_ksvd(observed, mask)) + floor_db

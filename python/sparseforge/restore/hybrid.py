@@ -365,13 +365,17 @@ def restore_image(model: Any, image: Any, *, sigma: float | None = None, mask: A
     >>> psnr(restore_image(model, noisy, sigma=25, self_ensemble=True))  # 8x the time
     28.5
 
-    Inpainting, with the mask of observed pixels:
+    Inpainting, with the mask of observed pixels (the shipped inpainter refines
+    ``inpaint_ksvd``'s estimate; on this 32x32 crop they are level, on whole images it gains
+    up to 0.6 dB, most at high missing fractions):
 
+    >>> from sparseforge.restore import inpaint_ksvd
     >>> mask = np.random.default_rng(0).random(clean.shape) >= 0.5
-    >>> filled = restore_image(load_pretrained("hybrid-inpaint"),
-    ...                        np.where(mask, clean, 0.0), mask=mask)
-    >>> psnr(filled), bool(np.array_equal(filled[mask], clean[mask]))
-    (33.2, True)
+    >>> observed = np.where(mask, clean, 0.0)
+    >>> filled = restore_image(load_pretrained("hybrid-inpaint"), observed, mask=mask)
+    >>> psnr(filled), psnr(inpaint_ksvd(observed, mask)), bool(np.array_equal(filled[mask],
+    ...                                                                        clean[mask]))
+    (33.1, 33.2, True)
     """
     image = np.asarray(image)
     if image.ndim != 2:
