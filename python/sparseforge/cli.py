@@ -1285,10 +1285,10 @@ zeyde (Zeyde et al. 2010: sparse coding over the shipped K-SVD dictionaries), bi
 (MATLAB's imresize), pnp-ksvd (plug-and-play with the K-SVD prior), pnp-cnn
 (plug-and-play with a pure-torch blind DnCNN; needs --weights).
 
-default: pnp-hybrid, because it is the best measured (Set5 x2, Y channel: 36.21 dB;
-zeyde 35.74, pnp-ksvd 35.66, bicubic 33.65). It is slow: 15-170 s per Set5 image on one
-thread (about 50 s on average, 100x zeyde's 0.5 s), growing with the output's size; for
-large images or many files give --method zeyde (0.47 dB less on Set5 x2). Without
+default: pnp-hybrid, because it is the best measured (Set5 x2, Y channel: 36.35 dB;
+pnp-cnn 35.83, zeyde 35.74, pnp-ksvd 35.66, bicubic 33.65). It is slow: about 3.6 s per
+Set5 image on two threads (30-100x zeyde), growing with the output's size; for large
+images or many files give --method zeyde (0.61 dB less on Set5 x2). Without
 PyTorch or its weights the default falls back to zeyde (pnp-ksvd when --sigma or
 --n-iter is given), saying so; an explicit pnp-hybrid or pnp-cnn that cannot run is an
 error.
