@@ -96,6 +96,7 @@ missing, and writes ``*_quick`` files only: a smoke test of the harness, never r
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -424,8 +425,6 @@ class InpaintRows:
 
 
 def mask_digest(mask: np.ndarray) -> str:
-    import hashlib
-
     return hashlib.sha1(np.packbits(mask).tobytes() + str(mask.shape).encode()).hexdigest()
 
 
