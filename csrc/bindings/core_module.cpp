@@ -64,6 +64,19 @@ sf::LaneKind lane_field(const py::dict& d) {
   fail("`lane` must be 'serial' or 'emulated_warp', got '" + lane + "'");
 }
 
+sf::QPrecision q_precision_field(const py::dict& d) {
+  const py::object obj = get(d, "q_precision");
+  if (obj.is_none()) return sf::QPrecision::kAuto;
+  if (!py::isinstance<py::str>(obj)) {
+    type_fail("`q_precision` must be a string, got " + type_name(obj));
+  }
+  const std::string q = py::str(obj);
+  if (q == "auto") return sf::QPrecision::kAuto;
+  if (q == "native") return sf::QPrecision::kNative;
+  if (q == "float32") return sf::QPrecision::kFloat32;
+  fail("`q_precision` must be 'auto', 'native' or 'float32', got '" + q + "'");
+}
+
 // An array field: a numpy array, or a null handle when absent / None (py::array() would be
 // an empty array, not "none").
 py::array array(const py::dict& d, const char* key) {
@@ -244,6 +257,11 @@ void omp_batch_typed(const py::dict& d, const OmpArrays& r) {
   a.dense_stride = stride_field(d, "dense_stride", r.out_dense, 0, 2, a.n_atoms);
   a.n_threads = threads_field(d);
   a.lane = lane_field(d);
+  a.q_precision = q_precision_field(d);
+  if (a.q_precision == sf::QPrecision::kFloat32 &&
+      (present(r.mask) || a.lane != sf::LaneKind::kSerial)) {
+    fail("`q_precision` 'float32' is available for unmasked signals on the serial lane only");
+  }
 
   // 3. the shared check.
   sf::check_args(a, sf::Backend::kCpu);
@@ -814,7 +832,9 @@ PYBIND11_MODULE(_core, m) {
         "out_status int8 (N,), out_dense (N, K; row stride dense_stride; optional), "
         "n_threads (0 = the OpenMP default), lane ('serial' | 'emulated_warp'), profile "
         "(optional int64 (resolve_threads(n_threads), omp_phases) array: per-thread clock "
-        "ticks of each phase, overwritten; see sparseforge._profile). Strides are in elements "
+        "ticks of each phase, overwritten; see sparseforge._profile), q_precision ('auto' | "
+        "'native' | 'float32': the float64 pursuit's Q workspace storage, by default chosen "
+        "by size; the same atoms and codes up to float64 round-off). Strides are in elements "
         "and default to the array's own. Releases the GIL.");
   m.def("gram", &gram, py::arg("dictionary"), py::arg("n_threads") = 0,
         "dictionary @ dictionary.T for a C-contiguous (K, n) dictionary, exactly symmetric, "

@@ -19,6 +19,7 @@
 #include "block_gemm.hpp"
 #include "sparseforge/omp_masked.hpp"
 #include "sparseforge/omp_signal.hpp"
+#include "sparseforge/omp_signal_mixed.hpp"
 #include "threads.hpp"
 
 namespace sparseforge {
@@ -73,10 +74,26 @@ T squared_norm(const T* x, index_t n) {
   return acc;
 }
 
+// The pursuit and its workspace: Q in the signal's dtype, or float32 for float64 signals
+// (omp_signal_mixed.hpp).
+template <class T>
+struct NativeQ {
+  using Workspace = OmpWorkspace<T>;
+  using Pursuit = OmpPursuit<T>;
+  static T*& alpha(Workspace& ws) { return ws.alpha; }
+};
+struct Float32Q {
+  using Workspace = MixedOmpWorkspace;
+  using Pursuit = MixedOmpPursuit;
+  static double*& alpha(Workspace& ws) { return ws.base.alpha; }
+};
+
 // kProfile: with the phase counters (a.profile); NoPhaseClock otherwise, whose laps compile
 // to nothing, so the production instantiation carries no counter code at all.
-template <class T, class Lane, bool kProfile>
+template <class T, class Lane, bool kProfile, class Q = NativeQ<T>>
 void run_batch(const OmpBatchArgs<T>& a, const Lane& lane) {
+  using Workspace = typename Q::Workspace;
+  using Pursuit = typename Q::Pursuit;
   using Clock = std::conditional_t<kProfile, TickClock, NoPhaseClock>;
   const index_t K = a.n_atoms;
   const index_t M = a.max_atoms;
@@ -86,14 +103,16 @@ void run_batch(const OmpBatchArgs<T>& a, const Lane& lane) {
   const index_t n_blocks = (N + kBlock - 1) / kBlock;
   const int n_threads =
       static_cast<int>(std::max<index_t>(1, std::min<index_t>(a.n_threads, n_blocks)));
-  const index_t ws_scalars = padded<T>(OmpWorkspace<T>::scalars(K, M));
-  const index_t ws_ints = padded<int>(OmpWorkspace<T>::ints(M));
+  const index_t ws_scalars = padded<T>(Workspace::scalars(K, M));
+  const index_t ws_ints = padded<int>(Workspace::ints(M));
   const index_t scalars = kInterleave * ws_scalars + (fused ? padded<T>(kBlock * K) : 0);
   const index_t ints = kInterleave * ws_ints;
   // Allocated before the parallel region: a bad_alloc here becomes a Python MemoryError
   // instead of escaping an OpenMP region (which would terminate the process).
   std::vector<T> scalar_buf(static_cast<size_t>(scalars * n_threads));
   std::vector<int> int_buf(static_cast<size_t>(ints * n_threads));
+  constexpr bool kFloat32Gram = std::is_same_v<Q, Float32Q>;
+  std::vector<float> gram_f(kFloat32Gram ? static_cast<size_t>(K * K) : 0);
   const OmpProblem<T> problem{a.gram, K, a.max_atoms, a.use_tol, a.tol};
   if constexpr (kProfile) {
     std::fill(a.profile, a.profile + static_cast<index_t>(a.n_threads) * kOmpPhases, 0);
@@ -112,10 +131,15 @@ void run_batch(const OmpBatchArgs<T>& a, const Lane& lane) {
     const PrecomputedGramRows<T> gram_rows{a.gram, K};
     T* mine = scalar_buf.data() + t * scalars;
     T* cov_block = mine + kInterleave * ws_scalars;
-    OmpWorkspace<T> ws[kInterleave];
+    Workspace ws[kInterleave];
     for (int g = 0; g < kInterleave; ++g) {
-      ws[g] = OmpWorkspace<T>::carve(mine + g * ws_scalars, int_buf.data() + t * ints + g * ws_ints,
+      ws[g] = Workspace::carve(mine + g * ws_scalars, int_buf.data() + t * ints + g * ws_ints,
                                      K, M);
+    }
+    if constexpr (kFloat32Gram) {  // the float32 Q pass reads float32 Gram rows
+#pragma omp for schedule(static)
+      for (index_t i = 0; i < K * K; ++i) gram_f[i] = static_cast<float>(a.gram[i]);
+      for (int g = 0; g < kInterleave; ++g) ws[g].gram_f = gram_f.data();
     }
     // nowait: nothing follows the loop but the end of the region (and its barrier), so each
     // thread's total ends when its own work does.
@@ -135,7 +159,7 @@ void run_batch(const OmpBatchArgs<T>& a, const Lane& lane) {
       // Signals are coded kInterleave at a time, their steps alternating (see OmpPursuit).
       for (index_t r0 = 0; r0 < rows; r0 += kInterleave) {
         const int group = static_cast<int>(std::min<index_t>(kInterleave, rows - r0));
-        OmpPursuit<T> pursuit[kInterleave];
+        Pursuit pursuit[kInterleave];
         for (int g = 0; g < group; ++g) {
           const index_t n = start + r0 + g;
           T norm_sq = T(0);
@@ -143,7 +167,7 @@ void run_batch(const OmpBatchArgs<T>& a, const Lane& lane) {
             norm_sq = fused ? squared_norm(a.x + n * a.ldx, a.n_features) : a.norms_sq[n];
           }
           const T* cov_row = cov + (r0 + g) * stride_signal;
-          if (fused) ws[g].alpha = cov_block + (r0 + g) * K;  // in place: no copy
+          if (fused) Q::alpha(ws[g]) = cov_block + (r0 + g) * K;  // in place: no copy
           pursuit[g].begin(lane, problem, cov_row, stride_atom, norm_sq, ws[g]);
         }
         clock.lap(kPhaseSelection);
@@ -204,6 +228,27 @@ void run_masked(const OmpBatchArgs<T>& a, const Lane& lane) {
   }
 }
 
+// Float64 pursuits whose Q workspace (K x L per signal) would take this many bytes or more
+// rank their candidates in float32 under q_precision 'auto' (omp_signal_mixed.hpp). Measured
+// (1 thread, float32 / float64 Q signals per second, 2026-11-30, AVX-512): 1.05x at
+// (64, 256, 16) and (64, 512, 8) (32 KiB), 1.11x at (144, 576, 12), 1.12x at (256, 1024, 8),
+// 1.19x at (256, 1024, 16), 1.32x at (256, 1024, 32), 1.26x at (256, 1024, 64); at
+// (64, 256, 8) (16 KiB, Q in L1) 0.88x: the exact bookkeeping then costs more than it saves.
+constexpr index_t kFloat32QBytes = 32 * 1024;
+
+template <class T>
+bool float32_q(const OmpBatchArgs<T>& a) {
+  if constexpr (!std::is_same_v<T, double>) {
+    return false;
+  } else {
+    if (a.mask != nullptr || a.lane != LaneKind::kSerial) return false;
+    if (a.q_precision == QPrecision::kAuto) {
+      return QLayout<double>::size(a.n_atoms, a.max_atoms) * 8 >= kFloat32QBytes;
+    }
+    return a.q_precision == QPrecision::kFloat32;
+  }
+}
+
 template <class T>
 void dispatch_lane(const OmpBatchArgs<T>& a) {
   if (a.mask != nullptr) {
@@ -216,6 +261,14 @@ void dispatch_lane(const OmpBatchArgs<T>& a) {
   }
   if (a.lane == LaneKind::kEmulatedWarp) {
     run_batch<T, EmulatedWarpLane, false>(a, EmulatedWarpLane{});
+  } else if (float32_q(a)) {
+    if constexpr (std::is_same_v<T, double>) {
+      if (a.profile != nullptr) {
+        run_batch<T, SerialLane, true, Float32Q>(a, SerialLane{});
+      } else {
+        run_batch<T, SerialLane, false, Float32Q>(a, SerialLane{});
+      }
+    }
   } else if (a.profile != nullptr) {
     run_batch<T, SerialLane, true>(a, SerialLane{});
   } else {

@@ -14,6 +14,11 @@ namespace sparseforge {
 // on the host, for the tests).
 enum class LaneKind { kSerial, kEmulatedWarp };
 
+// The CPU driver's storage of the pursuit's Q workspace for float64 signals: float64, float32
+// (csrc/include/sparseforge/omp_signal_mixed.hpp: half the bytes, the same atoms and codes up
+// to float64 round-off), or chosen by size (kAuto). float32 signals always use float32.
+enum class QPrecision { kAuto, kNative, kFloat32 };
+
 // One batch: N signals coded against one Gram matrix. Pointers are host memory for the CPU
 // driver and device memory for the CUDA launcher; sizes in elements. Outputs: out_index /
 // out_value are N x M row-major, out_count / out_status N.
@@ -52,6 +57,8 @@ struct OmpBatchArgs {
   // OpenMP default, capped at the CPU count, 1 in a fork()ed child).
   int n_threads = 0;
   LaneKind lane = LaneKind::kSerial;
+  // CPU only (unmasked signals, serial lane): see QPrecision.
+  QPrecision q_precision = QPrecision::kAuto;
   // CPU only, opt-in phase counters (unmasked signals): when set, n_threads x kOmpPhases
   // (omp_signal.hpp) time-stamp-counter ticks, row t for thread t, overwritten. The run is
   // then an instantiation with the clock compiled in; without it none is (no cost).
