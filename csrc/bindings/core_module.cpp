@@ -24,6 +24,7 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 #ifdef _OPENMP
@@ -207,7 +208,7 @@ void dispatch_float(std::initializer_list<std::pair<const py::array*, const char
 
 struct OmpArrays {
   py::array gram, cov, norms_sq, x, mask, dt, out_index, out_value, out_count, out_status,
-      out_dense, profile;
+      out_dense, profile, gram_f32;
 };
 
 template <class T>
@@ -225,6 +226,7 @@ void omp_batch_typed(const py::dict& d, const OmpArrays& r) {
   typed<std::int8_t>(r.out_status, "out_status", 1);
   typed<T>(r.out_dense, "out_dense", 2);
   typed<std::int64_t>(r.profile, "profile", 2);
+  typed<float>(r.gram_f32, "gram_f32", 2);
   // Rows with a unit element stride (the row stride is a field, checked below).
   if (present(r.x)) require_unit_rows(r.x, "x");
   if (present(r.mask)) require_unit_rows(r.mask, "mask");
@@ -262,6 +264,10 @@ void omp_batch_typed(const py::dict& d, const OmpArrays& r) {
       (present(r.mask) || a.lane != sf::LaneKind::kSerial)) {
     fail("`q_precision` 'float32' is available for unmasked signals on the serial lane only");
   }
+  if (present(r.gram_f32)) {
+    if (!std::is_same_v<T, double>) fail("`gram_f32` is for float64 signals only");
+    a.gram_f32 = data<const float>(r.gram_f32);
+  }
 
   // 3. the shared check.
   sf::check_args(a, sf::Backend::kCpu);
@@ -271,6 +277,10 @@ void omp_batch_typed(const py::dict& d, const OmpArrays& r) {
   if (present(r.gram)) {
     require_shape(r.gram, "gram", {K, K});
     require_c_contiguous(r.gram, "gram");
+  }
+  if (present(r.gram_f32)) {
+    require_shape(r.gram_f32, "gram_f32", {K, K});
+    require_c_contiguous(r.gram_f32, "gram_f32");
   }
   if (present(r.cov)) {
     require_shape(r.cov, "cov", {N, K});
@@ -333,7 +343,8 @@ void omp_batch(const py::dict& d) {
   OmpArrays r{array(d, "gram"),      array(d, "cov"),       array(d, "norms_sq"),
               array(d, "x"),         array(d, "mask"),      array(d, "dt"),
               array(d, "out_index"), array(d, "out_value"), array(d, "out_count"),
-              array(d, "out_status"), array(d, "out_dense"), array(d, "profile")};
+              array(d, "out_status"), array(d, "out_dense"), array(d, "profile"),
+              array(d, "gram_f32")};
   // The dtype of the inputs; the outputs must match it.
   dispatch_float({{&r.gram, "gram"}, {&r.cov, "cov"}, {&r.x, "x"}, {&r.out_value, "out_value"}},
                  "pass exactly one of `cov` and `x`",
@@ -834,7 +845,8 @@ PYBIND11_MODULE(_core, m) {
         "(optional int64 (resolve_threads(n_threads), omp_phases) array: per-thread clock "
         "ticks of each phase, overwritten; see sparseforge._profile), q_precision ('auto' | "
         "'native' | 'float32': the float64 pursuit's Q workspace storage, by default chosen "
-        "by size; the same atoms and codes up to float64 round-off). Strides are in elements "
+        "by size; the same atoms and codes up to float64 round-off), gram_f32 (optional float32 "
+        "(K, K) copy of gram for float32 Q; else converted per call). Strides are in elements "
         "and default to the array's own. Releases the GIL.");
   m.def("gram", &gram, py::arg("dictionary"), py::arg("n_threads") = 0,
         "dictionary @ dictionary.T for a C-contiguous (K, n) dictionary, exactly symmetric, "
@@ -886,6 +898,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("clock_ticks", [] {
     return sf::omp_clock_ticks();
   }, "The phase counters' clock now (time-stamp counter ticks on x86, else nanoseconds).");
+  m.def("float32_q_by_size", &sf::float32_q_by_size, py::arg("n_atoms"), py::arg("max_atoms"),
+        "Whether q_precision 'auto' ranks a float64 pursuit of this size in float32 (its Q "
+        "workspace would take 32 KiB or more): then omp_batch can use a cached gram_f32.");
   m.def("build_info", &build_info, "Compiler, OpenMP and SIMD facts of this build.");
   m.def("resolve_threads", [](long long n) {
     if (n < 0) fail("`n_threads` must be >= 0 (0 = the OpenMP default)");

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -100,7 +101,13 @@ void run_batch(const OmpBatchArgs<T>& a, const Lane& lane) {
   const index_t N = a.n_signals;
   if (N <= 0) return;
   const bool fused = a.x != nullptr;
-  const index_t n_blocks = (N + kBlock - 1) / kBlock;
+  // Small batches take smaller blocks, so that the dynamic schedule's last item (the idle
+  // time of the other threads) is short: at N = 1,000 on 2 threads, 16 blocks of 64 left the
+  // batch at 0.78 of the large-batch throughput at (64, 512, 8) float64. The block size never
+  // changes a result (block_gemm's elements are the same chains whatever the tile).
+  index_t block = kBlock;
+  while (block > 16 && (N + block - 1) / block < 16 * a.n_threads) block /= 2;
+  const index_t n_blocks = (N + block - 1) / block;
   const int n_threads =
       static_cast<int>(std::max<index_t>(1, std::min<index_t>(a.n_threads, n_blocks)));
   const index_t ws_scalars = padded<T>(Workspace::scalars(K, M));
@@ -109,10 +116,13 @@ void run_batch(const OmpBatchArgs<T>& a, const Lane& lane) {
   const index_t ints = kInterleave * ws_ints;
   // Allocated before the parallel region: a bad_alloc here becomes a Python MemoryError
   // instead of escaping an OpenMP region (which would terminate the process).
-  std::vector<T> scalar_buf(static_cast<size_t>(scalars * n_threads));
-  std::vector<int> int_buf(static_cast<size_t>(ints * n_threads));
+  // Not value-initialised (every workspace element is written before it is read): zeroing
+  // them cost a measurable share of a 1,000-signal call.
+  const std::unique_ptr<T[]> scalar_buf(new T[static_cast<size_t>(scalars * n_threads)]);
+  const std::unique_ptr<int[]> int_buf(new int[static_cast<size_t>(ints * n_threads)]);
   constexpr bool kFloat32Gram = std::is_same_v<Q, Float32Q>;
-  std::vector<float> gram_f(kFloat32Gram ? static_cast<size_t>(K * K) : 0);
+  const bool convert_gram = kFloat32Gram && a.gram_f32 == nullptr;
+  std::vector<float> gram_f(convert_gram ? static_cast<size_t>(K * K) : 0);
   const OmpProblem<T> problem{a.gram, K, a.max_atoms, a.use_tol, a.tol};
   if constexpr (kProfile) {
     std::fill(a.profile, a.profile + static_cast<index_t>(a.n_threads) * kOmpPhases, 0);
@@ -129,24 +139,28 @@ void run_batch(const OmpBatchArgs<T>& a, const Lane& lane) {
       clock.last = started = clock_ticks();
     }
     const PrecomputedGramRows<T> gram_rows{a.gram, K};
-    T* mine = scalar_buf.data() + t * scalars;
+    T* mine = scalar_buf.get() + t * scalars;
     T* cov_block = mine + kInterleave * ws_scalars;
     Workspace ws[kInterleave];
     for (int g = 0; g < kInterleave; ++g) {
-      ws[g] = Workspace::carve(mine + g * ws_scalars, int_buf.data() + t * ints + g * ws_ints,
+      ws[g] = Workspace::carve(mine + g * ws_scalars, int_buf.get() + t * ints + g * ws_ints,
                                      K, M);
     }
     if constexpr (kFloat32Gram) {  // the float32 Q pass reads float32 Gram rows
+      if (convert_gram) {
 #pragma omp for schedule(static)
-      for (index_t i = 0; i < K * K; ++i) gram_f[i] = static_cast<float>(a.gram[i]);
-      for (int g = 0; g < kInterleave; ++g) ws[g].gram_f = gram_f.data();
+        for (index_t i = 0; i < K * K; ++i) gram_f[i] = static_cast<float>(a.gram[i]);
+      }
+      for (int g = 0; g < kInterleave; ++g) {
+        ws[g].gram_f = convert_gram ? gram_f.data() : a.gram_f32;
+      }
     }
     // nowait: nothing follows the loop but the end of the region (and its barrier), so each
     // thread's total ends when its own work does.
 #pragma omp for schedule(dynamic, 1) nowait
     for (index_t blk = 0; blk < n_blocks; ++blk) {
-      const index_t start = blk * kBlock;
-      const index_t rows = std::min(kBlock, N - start);
+      const index_t start = blk * block;
+      const index_t rows = std::min(block, N - start);
       const T* cov = fused ? nullptr : a.cov + start * a.cov_stride_signal;
       index_t stride_signal = a.cov_stride_signal, stride_atom = a.cov_stride_atom;
       if (fused) {
@@ -228,13 +242,6 @@ void run_masked(const OmpBatchArgs<T>& a, const Lane& lane) {
   }
 }
 
-// Float64 pursuits whose Q workspace (K x L per signal) would take this many bytes or more
-// rank their candidates in float32 under q_precision 'auto' (omp_signal_mixed.hpp). Measured
-// (1 thread, float32 / float64 Q signals per second, 2026-11-30, AVX-512): 1.05x at
-// (64, 256, 16) and (64, 512, 8) (32 KiB), 1.11x at (144, 576, 12), 1.12x at (256, 1024, 8),
-// 1.19x at (256, 1024, 16), 1.32x at (256, 1024, 32), 1.26x at (256, 1024, 64); at
-// (64, 256, 8) (16 KiB, Q in L1) 0.88x: the exact bookkeeping then costs more than it saves.
-constexpr index_t kFloat32QBytes = 32 * 1024;
 
 template <class T>
 bool float32_q(const OmpBatchArgs<T>& a) {
@@ -243,7 +250,7 @@ bool float32_q(const OmpBatchArgs<T>& a) {
   } else {
     if (a.mask != nullptr || a.lane != LaneKind::kSerial) return false;
     if (a.q_precision == QPrecision::kAuto) {
-      return QLayout<double>::size(a.n_atoms, a.max_atoms) * 8 >= kFloat32QBytes;
+      return float32_q_by_size(a.n_atoms, a.max_atoms);
     }
     return a.q_precision == QPrecision::kFloat32;
   }

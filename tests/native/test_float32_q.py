@@ -171,6 +171,31 @@ def test_public_api_large_case_agrees_with_sklearn():
     np.testing.assert_allclose(codes, ref, rtol=0, atol=1e-10 * np.abs(ref).max())
 
 
+def test_cached_float32_gram_same_bits_and_checked():
+    X, D = _planted(64, 512, 12, 100, seed=12)
+    a = _code(X, D, 12, "float32")
+    args = dict(a, gram_f32=a["gram"].astype(np.float32), out_value=np.empty_like(a["out_value"]))
+    core.omp_batch(args)
+    np.testing.assert_array_equal(args["out_value"], a["out_value"])
+    with pytest.raises(ValueError, match="gram_f32"):
+        core.omp_batch(dict(args, gram_f32=np.zeros((3, 3), np.float32)))
+    with pytest.raises(ValueError, match="gram_f32.*float32"):
+        core.omp_batch(dict(args, gram_f32=a["gram"]))  # float64
+
+
+def test_backend_caches_float32_gram_with_the_dictionary():
+    from sparseforge.backends.cpu import omp as cpu_omp
+    X, D = _planted(64, 512, 12, 50, seed=13)
+    sf.sparse_encode(X, D, n_nonzero_coefs=12)
+    entry = cpu_omp._GRAM_CACHE
+    assert entry is not None and entry[3][0] is not None
+    np.testing.assert_array_equal(entry[3][0], entry[1].astype(np.float32))
+    first = entry[3][0]
+    sf.sparse_encode(X, D, n_nonzero_coefs=12)
+    assert cpu_omp._GRAM_CACHE[3][0] is first  # reused, not converted again
+    assert core.float32_q_by_size(512, 12) and not core.float32_q_by_size(256, 8)
+
+
 def test_q_precision_field_checks():
     X, D = _planted(16, 64, 4, 5, seed=11)
     base = _code(X, D, 4, "native")

@@ -30,7 +30,8 @@ inline constexpr const char* kOmpBatch[] = {
     "n_atoms", "n_signals", "n_features", "max_atoms", "tol", "gram", "cov",
     "cov_stride_signal", "cov_stride_atom", "norms_sq", "x", "ldx", "mask", "ldm", "dt",
     "out_index", "out_value", "out_count", "out_status", "out_dense", "dense_stride"};
-inline constexpr const char* kOmpBatchCpu[] = {"n_threads", "lane", "profile", "q_precision"};
+inline constexpr const char* kOmpBatchCpu[] = {"n_threads", "lane", "profile", "q_precision",
+                                               "gram_f32"};
 inline constexpr const char* kOmpBatchCuda[] = {"ws_scalars", "ws_ints", "ws_scalar_stride",
                                                 "ws_int_stride", "n_warps"};
 inline constexpr const char* kKsvdSweep[] = {

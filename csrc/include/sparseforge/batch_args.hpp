@@ -57,8 +57,11 @@ struct OmpBatchArgs {
   // OpenMP default, capped at the CPU count, 1 in a fork()ed child).
   int n_threads = 0;
   LaneKind lane = LaneKind::kSerial;
-  // CPU only (unmasked signals, serial lane): see QPrecision.
+  // CPU only (unmasked signals, serial lane): see QPrecision. With float32 Q, the Gram
+  // matrix in float32 (K x K, C-contiguous) when the caller keeps one (the Python backend
+  // caches it with the dictionary's Gram matrix); else the driver converts `gram` per call.
   QPrecision q_precision = QPrecision::kAuto;
+  const float* gram_f32 = nullptr;
   // CPU only, opt-in phase counters (unmasked signals): when set, n_threads x kOmpPhases
   // (omp_signal.hpp) time-stamp-counter ticks, row t for thread t, overwritten. The run is
   // then an instantiation with the clock compiled in; without it none is (no cost).

@@ -203,6 +203,14 @@ struct MixedOmpPursuit {
     const ArgMax<float> best = lane.argmax_abs(ws.alpha, K);
     core.best = ArgMax<double>{static_cast<double>(best.value), best.index};
     top = core.best.value;
+    // The next step reads G[k, I] for this candidate: s + 1 scattered float64 elements of a
+    // Gram matrix that lives in L3 or memory. Fetched now, they arrive while the driver runs
+    // the interleaved signal's step (perf: the gather was the step's costliest line without).
+    if (best.index >= 0) {
+      const double* next = gram.row(best.index);
+      for (int j = 0; j <= s; ++j) __builtin_prefetch(next + support[j]);
+      __builtin_prefetch(next + best.index);
+    }
     clock.lap(kPhaseSelection);
     return true;
   }
