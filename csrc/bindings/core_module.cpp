@@ -899,8 +899,9 @@ PYBIND11_MODULE(_core, m) {
     return sf::omp_clock_ticks();
   }, "The phase counters' clock now (time-stamp counter ticks on x86, else nanoseconds).");
   m.def("float32_q_by_size", &sf::float32_q_by_size, py::arg("n_atoms"), py::arg("max_atoms"),
-        "Whether q_precision 'auto' ranks a float64 pursuit of this size in float32 (its Q "
-        "workspace would take 32 KiB or more): then omp_batch can use a cached gram_f32.");
+        "Whether q_precision 'auto' ranks a float64 pursuit of this size in float32 (K >= 512 "
+        "and its Q workspace would take 32 KiB or more): then omp_batch can use a cached "
+        "gram_f32.");
   m.def("build_info", &build_info, "Compiler, OpenMP and SIMD facts of this build.");
   m.def("resolve_threads", [](long long n) {
     if (n < 0) fail("`n_threads` must be >= 0 (0 = the OpenMP default)");

@@ -30,15 +30,19 @@ std::string active_isa();
 void omp_batch(const OmpBatchArgs<float>& args);
 void omp_batch(const OmpBatchArgs<double>& args);
 
-// Float64 pursuits whose Q workspace (K x L per signal) would take this many bytes or more
-// rank their candidates in float32 under q_precision 'auto' (omp_signal_mixed.hpp). Measured
-// (1 thread, float32 / float64 Q signals per second, 2026-11-30, AVX-512): 1.05x at
-// (64, 256, 16) and (64, 512, 8) (32 KiB), 1.11x at (144, 576, 12), 1.12x at (256, 1024, 8),
-// 1.19x at (256, 1024, 16), 1.32x at (256, 1024, 32), 1.26x at (256, 1024, 64); at
-// (64, 256, 8) (16 KiB, Q in L1) 0.88x: the exact bookkeeping then costs more than it saves.
+// Float64 pursuits rank their candidates in float32 under q_precision 'auto'
+// (omp_signal_mixed.hpp) when their Q workspace (K x L per signal) would take 32 KiB or more
+// and K >= 512. Measured (idle machine, 2026-11-30, AVX-512, float32 ranking over float64,
+// signals per second on 1 and 2 threads): 1.19x / 1.19x at (64, 512, 8), 1.27x / 1.26x at
+// (144, 576, 12), 1.20x / 1.17x at (256, 1024, 8), 1.32x / 1.31x at (256, 1024, 16),
+// 1.40x / 1.37x at (256, 1024, 32), 1.30x / 1.25x at (256, 1024, 64); but 0.96x at
+// (64, 256, 16) (32 KiB too) and 0.85x at (64, 256, 8) (16 KiB): with K = 256 the per-step
+// bookkeeping (forward solve, candidate window, Gram gathers) weighs more against a short
+// Q pass than the halved bytes save.
 constexpr index_t kFloat32QBytes = 32 * 1024;
+constexpr index_t kFloat32QMinAtoms = 512;
 inline bool float32_q_by_size(index_t n_atoms, index_t max_atoms) {
-  return n_atoms * max_atoms * 8 >= kFloat32QBytes;
+  return n_atoms >= kFloat32QMinAtoms && n_atoms * max_atoms * 8 >= kFloat32QBytes;
 }
 
 // The phase counters (OmpBatchArgs::profile): columns per thread (the OmpPhase values of

@@ -164,7 +164,7 @@ def test_nonfinite_signal_reported():
 
 
 def test_public_api_large_case_agrees_with_sklearn():
-    # (64, 512, 12) float64 takes the float32 ranking by default (Q of 48 KiB >= 32 KiB).
+    # (64, 512, 12) float64 takes the float32 ranking by default (K >= 512, Q of 48 KiB).
     X, D = _planted(64, 512, 12, 200, seed=10)
     codes = sf.sparse_encode(X, D, n_nonzero_coefs=12, output="dense")
     ref = orthogonal_mp_gram(D @ D.T, (X @ D.T).T, n_nonzero_coefs=12).T
@@ -193,7 +193,8 @@ def test_backend_caches_float32_gram_with_the_dictionary():
     first = entry[3][0]
     sf.sparse_encode(X, D, n_nonzero_coefs=12)
     assert cpu_omp._GRAM_CACHE[3][0] is first  # reused, not converted again
-    assert core.float32_q_by_size(512, 12) and not core.float32_q_by_size(256, 8)
+    assert core.float32_q_by_size(512, 12) and core.float32_q_by_size(1024, 4)
+    assert not core.float32_q_by_size(256, 8) and not core.float32_q_by_size(256, 16)
 
 
 def test_q_precision_field_checks():
