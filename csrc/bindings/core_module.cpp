@@ -846,7 +846,8 @@ PYBIND11_MODULE(_core, m) {
         "ticks of each phase, overwritten; see sparseforge._profile), q_precision ('auto' | "
         "'native' | 'float32': the float64 pursuit's Q workspace storage, by default chosen "
         "by size; the same atoms and codes up to float64 round-off), gram_f32 (optional float32 "
-        "(K, K) copy of gram for float32 Q; else converted per call). Strides are in elements "
+        "(K, K) copy of gram for float32 Q, which must equal gram rounded to float32 (the exact "
+        "selection relies on it); else converted per call). Strides are in elements "
         "and default to the array's own. Releases the GIL.");
   m.def("gram", &gram, py::arg("dictionary"), py::arg("n_threads") = 0,
         "dictionary @ dictionary.T for a C-contiguous (K, n) dictionary, exactly symmetric, "

@@ -33,12 +33,12 @@ void omp_batch(const OmpBatchArgs<double>& args);
 // Float64 pursuits rank their candidates in float32 under q_precision 'auto'
 // (omp_signal_mixed.hpp) when their Q workspace (K x L per signal) would take 32 KiB or more
 // and K >= 512. Measured (idle machine, 2026-11-30, AVX-512, float32 ranking over float64,
-// signals per second on 1 and 2 threads): 1.19x / 1.19x at (64, 512, 8), 1.27x / 1.26x at
-// (144, 576, 12), 1.20x / 1.17x at (256, 1024, 8), 1.32x / 1.31x at (256, 1024, 16),
-// 1.40x / 1.37x at (256, 1024, 32), 1.30x / 1.25x at (256, 1024, 64); but 0.96x at
-// (64, 256, 16) (32 KiB too) and 0.85x at (64, 256, 8) (16 KiB): with K = 256 the per-step
-// bookkeeping (forward solve, candidate window, Gram gathers) weighs more against a short
-// Q pass than the halved bytes save.
+// paired medians on 1 / 2 threads): 1.30x / 1.28x at (64, 512, 8), 1.22x / 1.22x at
+// (144, 576, 12), 1.16x / 1.16x at (256, 1024, 8), 1.39x / 1.38x at (256, 1024, 16),
+// 1.50x / 1.50x at (256, 1024, 32), 1.46x / 1.45x at (256, 1024, 64); with K = 256 nil or
+// negative and unstable between runs: 0.90x / 0.89x at (64, 256, 8), 1.07x / 0.88-1.08x at
+// (64, 256, 16), 0.99x / 0.96x at (64, 256, 32): the per-step bookkeeping (forward solve,
+// candidate window, Gram gathers) weighs more against a short Q pass.
 constexpr index_t kFloat32QBytes = 32 * 1024;
 constexpr index_t kFloat32QMinAtoms = 512;
 inline bool float32_q_by_size(index_t n_atoms, index_t max_atoms) {

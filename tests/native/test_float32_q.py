@@ -148,10 +148,21 @@ def test_tol_mode_dense_and_precomputed_correlations(fused, dense):
 
 
 def test_thread_count_changes_no_bit():
-    X, D = _planted(64, 512, 12, 333, seed=8)
+    # 1,500 signals: blocks of 64 on 1 thread, of 32 on 2 (small batches take smaller blocks).
+    X, D = _planted(64, 512, 12, 1500, seed=8)
     one, two = _code(X, D, 12, "float32", threads=1), _code(X, D, 12, "float32", threads=2)
     for key in ("out_index", "out_value", "out_count", "out_status"):
         np.testing.assert_array_equal(one[key], two[key])
+
+
+@pytest.mark.parametrize("x_scale, d_scale", [(1e-21, 1e-21), (1e20, 1e20), (1e39, 1.0),
+                                              (1e-36, 1.0), (1e-39, 1.0), (1.0, 1e-19)])
+def test_values_beyond_float32_range_rank_exactly(x_scale, d_scale):
+    # Valid float64 data whose Gram matrix or correlations float32 cannot hold (overflow or
+    # subnormal): the pursuit must still choose the float64 kernel's atoms.
+    X, D = _planted(64, 512, 12, 300, seed=3)
+    X, D = X * x_scale, D * d_scale
+    _assert_same_pursuit(_code(X, D, 12, "native"), _code(X, D, 12, "float32"))
 
 
 def test_nonfinite_signal_reported():

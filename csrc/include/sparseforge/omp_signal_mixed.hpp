@@ -28,6 +28,8 @@
 // kernel, near-ties and dependent atoms included.
 #pragma once
 
+#include <cstdint>
+
 #include "sparseforge/config.hpp"
 #include "sparseforge/lanes.hpp"
 #include "sparseforge/omp_signal.hpp"
@@ -58,7 +60,7 @@ struct MixedOmpWorkspace {
     return K + QLayout<float>::size(K, M) + M;
   }
   static constexpr index_t scalars(index_t K, index_t M) {
-    return K + 2 * M * M + 4 * M + 1 + (floats(K, M) + 1) / 2;
+    return K + 2 * M * M + 4 * M + 1 + 8 + (floats(K, M) + 1) / 2;  // + 8: 64-byte alignment
   }
   static constexpr index_t ints(index_t M) { return M; }
 
@@ -74,7 +76,9 @@ struct MixedOmpWorkspace {
     ws.err = ws.gamma + M;
     ws.max_diag = ws.err + M;
     *ws.max_diag = -1.0;
-    ws.alpha = reinterpret_cast<float*>(ws.max_diag + 1);
+    // The float32 region on a 64-byte boundary, so each 256-byte Q~ tile is 4 cache lines.
+    const std::uintptr_t at = reinterpret_cast<std::uintptr_t>(ws.max_diag + 1);
+    ws.alpha = reinterpret_cast<float*>((at + 63) & ~static_cast<std::uintptr_t>(63));
     ws.q = ws.alpha + K;
     ws.gram_f = nullptr;
     ws.wf = ws.q + QLayout<float>::size(K, M);
@@ -94,6 +98,7 @@ struct MixedOmpPursuit {
   double tau_first;  // the first-order bound
   double q_bound;    // sqrt(max_i G_ii) >= |Q[i, j]|
   double top;        // max_i |alpha~_i| at the last ranking
+  bool exact_only;   // float32 cannot hold this signal's values (see begin): rank exactly
 
   // `cov` as OmpPursuit::begin; with the fused CPU path it is the block's float64 row itself,
   // which then serves as alpha0 (read only).
@@ -115,6 +120,14 @@ struct MixedOmpPursuit {
     top = core.best.value;
     tau_first = kUnit32 * top;
     tau = kMargin * tau_first;
+    // The bound assumes every float32 rounding is relative (2^-24): values must stay far from
+    // float32's overflow (3.4e38: inf and NaN in the Q pass) and subnormal (1.2e-38: absolute
+    // rounding) ranges. With a Gram diagonal or a largest correlation outside [2^-60, 2^60]
+    // (valid float64 data) every atom is ranked exactly instead: K * s multiply-adds a step,
+    // correct and slower, never relying on how NaN falls through the float32 ranking.
+    const double md = *ws.max_diag;
+    constexpr double kLow = 0x1p-60, kHigh = 0x1p60;
+    exact_only = !(md >= kLow && md <= kHigh) || top > kHigh || (top > 0.0 && top < kLow);
   }
 
   template <class Lane, class Clock>
@@ -128,8 +141,11 @@ struct MixedOmpPursuit {
     double* chol = ws.base.chol;
     double* u = ws.base.u;
     int* support = ws.base.support;
-    if (core.best.index < 0) return stop(kOmpResidualOrthogonal);
-    if (s > 0) {  // core.best is float32's ranking: make it exact where it could be wrong
+    if (s > 0 && exact_only) {
+      core.best = exact_best(p, ws, gram, -1.0);  // every atom
+    } else if (core.best.index < 0) {
+      return stop(kOmpResidualOrthogonal);
+    } else if (s > 0) {  // core.best is float32's ranking: make it exact where it could be wrong
       const double v = core.best.value;
       if (v + tau <= core.negligible) return stop(kOmpResidualOrthogonal);
       const double lo = v - 2.0 * tau;
@@ -137,7 +153,9 @@ struct MixedOmpPursuit {
         core.best = exact_best(p, ws, gram, lo);
       }
     }
-    if (core.best.value <= core.negligible) return stop(kOmpResidualOrthogonal);
+    if (core.best.index < 0 || core.best.value <= core.negligible) {
+      return stop(kOmpResidualOrthogonal);
+    }
     const index_t k = core.best.index;
     bool reselected = false;
     for (int j = 0; j < s; ++j) reselected = reselected || (support[j] == k);
@@ -170,7 +188,7 @@ struct MixedOmpPursuit {
     const double us = alpha_k * inv_diag;
     u[s] = us;
     support[s] = static_cast<int>(k);
-    if (s + 1 < M) {
+    if (s + 1 < M && !exact_only) {
       const float* gf = ws.gram_f + k * K;
       double propagated = 0.0;
       double magnitude = sf_sqrt(gkk) * q_bound;  // >= |G[i, k]|
@@ -200,6 +218,7 @@ struct MixedOmpPursuit {
       if (core.residual_sq <= p.tol) return stop(kOmpOk);
     }
     if (core.s == M) return stop(p.use_tol ? kOmpMaxAtoms : kOmpOk);
+    if (exact_only) return true;  // the next step ranks every atom exactly
     const ArgMax<float> best = lane.argmax_abs(ws.alpha, K);
     core.best = ArgMax<double>{static_cast<double>(best.value), best.index};
     top = core.best.value;
