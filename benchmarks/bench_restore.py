@@ -719,6 +719,8 @@ def smoke_models(folder: Path, names: list[str], threads: int) -> None:
             config["code_channels"] = False
         elif family == "hybrid-noimage":
             config["image_input"] = False
+        if family == "hybrid" and task == "inpaint":  # as train_hybrid.py: refine inpaint_ksvd
+            config["ksvd_rounds"] = 1
         train(kind, task=task, sigma_range=sigma_range, model_config=config, crop_size=24,
               batch_size=4, max_steps=3, val_dir="", threads=threads, progress=False,
               output=folder / f"{name}.pt")
