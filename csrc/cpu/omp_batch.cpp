@@ -30,6 +30,13 @@ namespace {
 // Pad each thread's workspace to a cache line so threads never share one.
 constexpr index_t kLine = 64;
 
+// The first cache-line boundary at or after p.
+template <class T>
+T* line_aligned(T* p) {
+  const std::uintptr_t at = reinterpret_cast<std::uintptr_t>(p);
+  return reinterpret_cast<T*>((at + kLine - 1) & ~static_cast<std::uintptr_t>(kLine - 1));
+}
+
 template <class T>
 index_t padded(index_t n) {
   const index_t per_line = kLine / static_cast<index_t>(sizeof(T));
@@ -118,7 +125,11 @@ void run_batch(const OmpBatchArgs<T>& a, const Lane& lane) {
   // instead of escaping an OpenMP region (which would terminate the process).
   // Not value-initialised (every workspace element is written before it is read): zeroing
   // them cost a measurable share of a 1,000-signal call.
-  const std::unique_ptr<T[]> scalar_buf(new T[static_cast<size_t>(scalars * n_threads)]);
+  // The scalars start on a cache line (over-allocated by one), so that the per-thread
+  // regions, each a whole number of lines (padded), never share one.
+  const std::unique_ptr<T[]> scalar_buf(
+      new T[static_cast<size_t>(scalars * n_threads + kLine / static_cast<index_t>(sizeof(T)))]);
+  T* const scalar_base = line_aligned(scalar_buf.get());
   const std::unique_ptr<int[]> int_buf(new int[static_cast<size_t>(ints * n_threads)]);
   constexpr bool kFloat32Gram = std::is_same_v<Q, Float32Q>;
   const bool convert_gram = kFloat32Gram && a.gram_f32 == nullptr;
@@ -139,12 +150,12 @@ void run_batch(const OmpBatchArgs<T>& a, const Lane& lane) {
       clock.last = started = clock_ticks();
     }
     const PrecomputedGramRows<T> gram_rows{a.gram, K};
-    T* mine = scalar_buf.get() + t * scalars;
+    T* mine = scalar_base + t * scalars;
     T* cov_block = mine + kInterleave * ws_scalars;
     Workspace ws[kInterleave];
     for (int g = 0; g < kInterleave; ++g) {
       ws[g] = Workspace::carve(mine + g * ws_scalars, int_buf.get() + t * ints + g * ws_ints,
-                                     K, M);
+                               K, M);
     }
     if constexpr (kFloat32Gram) {  // the float32 Q pass reads float32 Gram rows
       if (convert_gram) {
@@ -241,7 +252,6 @@ void run_masked(const OmpBatchArgs<T>& a, const Lane& lane) {
     }
   }
 }
-
 
 template <class T>
 bool float32_q(const OmpBatchArgs<T>& a) {
