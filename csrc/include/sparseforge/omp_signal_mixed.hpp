@@ -246,11 +246,16 @@ struct MixedOmpPursuit {
     return false;
   }
 
+  // A float32 threshold at or below `lo` (its own rounding undone), for comparing alpha~.
+  static SF_INLINE float float32_floor(double lo) {
+    return static_cast<float>(lo) * (1.0f - 2.0f * static_cast<float>(kUnit32));
+  }
+
   // Whether more than one |alpha~_i| reaches lo (int lanes: a 64-bit count vectorised at
   // half the width).
   static SF_INLINE bool several_at_least(const float* a, index_t n, double lo) {
     if (!(lo > 0.0)) return true;
-    const float lo_f = static_cast<float>(lo) * (1.0f - 2.0f * static_cast<float>(kUnit32));
+    const float lo_f = float32_floor(lo);
     constexpr index_t kChunk = index_t(1) << 30;
     index_t total = 0;
     for (index_t i0 = 0; i0 < n; i0 += kChunk) {
@@ -278,7 +283,7 @@ struct MixedOmpPursuit {
       for (int j = i + 1; j < s; ++j) g -= chol[j * M + i] * gamma[j];
       gamma[i] = g * ws.inv_diag[i];
     }
-    const float lo_f = static_cast<float>(lo) * (1.0f - 2.0f * static_cast<float>(kUnit32));
+    const float lo_f = float32_floor(lo);
     ArgMax<double> best{-1.0, -1};
     for (index_t i = 0; i < p.n_atoms; ++i) {
       if (lo > 0.0 && !(abs_value(ws.alpha[i]) >= lo_f)) continue;
