@@ -31,6 +31,7 @@
 #include <omp.h>
 #endif
 
+#include "../cpu/array_checks.hpp"
 #include "../cpu/ksvd_sweep.hpp"
 #include "../cpu/omp_batch.hpp"
 #include "../cpu/patches.hpp"
@@ -375,6 +376,40 @@ py::array gram(const py::array& d, long long n_threads) {
   if (equivalent(py::dtype::of<double>(), d.dtype())) return gram_typed<double>(d, team);
   fail("`dictionary` has dtype " + std::string(py::str(d.dtype())) +
        "; expected float32 or float64");
+}
+
+// ---- array checks -------------------------------------------------------------------------
+
+// The array's bytes as one run: C- or Fortran-contiguous (or empty); else a ValueError (the
+// Python callers fall back to numpy for strided arrays).
+const void* contiguous_data(const py::array& a, const char* name) {
+  if (a.size() > 0 && !(a.flags() & (py::array::c_style | py::array::f_style))) {
+    fail(quoted(name) + " must be contiguous");
+  }
+  return a.data();
+}
+
+template <class T>
+bool all_finite_typed(const py::array& a) {
+  const T* p = static_cast<const T*>(contiguous_data(a, "array"));
+  const auto n = static_cast<std::size_t>(a.size());
+  py::gil_scoped_release release;
+  return sf::all_finite(p, n);
+}
+
+bool all_finite(const py::array& a) {
+  if (equivalent(py::dtype::of<float>(), a.dtype())) return all_finite_typed<float>(a);
+  if (equivalent(py::dtype::of<double>(), a.dtype())) return all_finite_typed<double>(a);
+  fail("`array` has dtype " + std::string(py::str(a.dtype())) + "; expected float32 or float64");
+}
+
+bool same_bytes(const py::array& a, const py::array& b) {
+  const void* pa = contiguous_data(a, "a");
+  const void* pb = contiguous_data(b, "b");
+  if (a.nbytes() != b.nbytes()) return false;
+  const auto n = static_cast<std::size_t>(a.nbytes());
+  py::gil_scoped_release release;
+  return sf::same_bytes(pa, pb, n);
 }
 
 // ---- ksvd_sweep ---------------------------------------------------------------------------
@@ -896,6 +931,12 @@ PYBIND11_MODULE(_core, m) {
         "slots) and out_dweight (A, F; sum of coefs[i, l] grad[i] over the slots using each "
         "row), overwritten. Deterministic for a given n_threads. Releases the GIL.");
   m.attr("omp_phases") = py::int_(static_cast<int>(sf::kOmpProfilePhases));
+  m.def("all_finite", &all_finite, py::arg("array"),
+        "No NaN or infinity in a contiguous float32 or float64 array: one streaming pass, "
+        "no temporary, stopping at the first non-finite chunk. Releases the GIL.");
+  m.def("same_bytes", &same_bytes, py::arg("a"), py::arg("b"),
+        "Whether two contiguous arrays hold the same bytes (memcmp; shapes and dtypes are the "
+        "caller's to compare). Releases the GIL.");
   m.def("clock_ticks", [] {
     return sf::omp_clock_ticks();
   }, "The phase counters' clock now (time-stamp counter ticks on x86, else nanoseconds).");

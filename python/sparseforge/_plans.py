@@ -102,7 +102,9 @@ class OmpPlan:
     status_source : str
         The argument blamed for non-finite values.
     check_input : bool
-        Check the dictionary and Gram values (finite, symmetric).
+        Check the dictionary's and Gram matrix's values (finite, symmetric): the Gram
+        matrix in the front door, the dictionary in the backend that reads it (the CPU
+        backend skips the pass for the dictionary its Gram cache verified last).
     """
 
     n_samples: int
@@ -251,9 +253,10 @@ def plan_orthogonal_mp(place: Placement, *, n_nonzero_coefs: Any, tol: Any, prec
         max_atoms = check_n_nonzero_coefs(n_nonzero_coefs, n_components)
     copy_rows = _needs_copy(signals)
     row_bytes = n_samples * x.dtype.itemsize
+    # check_input False: the front door checks the design matrix itself, under its name `X`.
     return OmpPlan(n_targets, n_samples, n_components, max_atoms, tol, x.dtype, "dense",
                    "signals", False, copy_rows,
-                   _chunk(n_targets, row_bytes, tol, copy_rows, None), n_threads, "y", True)
+                   _chunk(n_targets, row_bytes, tol, copy_rows, None), n_threads, "y", False)
 
 
 def plan_orthogonal_mp_gram(place: Placement, *, n_nonzero_coefs: Any, tol: Any,

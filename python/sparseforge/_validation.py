@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
 from ._arrays import ArrayInfo, DeviceContext, framework_module
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -281,7 +282,12 @@ def check_finite(arr: Any, name: str, ctx: DeviceContext | None = None) -> None:
     """No NaN or infinity in `arr` (host, or a device reduction through `ctx`)."""
     if ctx is None:
         arr = np.asarray(arr)
-        ok = arr.size == 0 or bool(np.isfinite(arr).all())
+        if arr.dtype in FLOAT_DTYPES and (arr.flags.c_contiguous or arr.flags.f_contiguous):
+            # One native pass, no temporary (np.isfinite(arr).all() writes and re-reads a
+            # boolean array: ~100 us for a cache-cold (1024, 256) float64 dictionary).
+            ok = _core.all_finite(arr)
+        else:
+            ok = arr.size == 0 or bool(np.isfinite(arr).all())
     else:
         ok = ctx.all_finite(arr)
     if not ok:

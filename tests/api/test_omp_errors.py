@@ -83,13 +83,41 @@ def test_non_finite_X_with_cov_in_tol_mode(XD, dtype, backend):
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_non_finite_dictionary(XD, bad, backend):
+@pytest.mark.parametrize("extra", ["none", "gram", "cov", "mask"])
+def test_non_finite_dictionary(XD, bad, extra, backend):
+    """Named on every path to the kernel (the backends check it where they read it)."""
     X, D = XD
     B = backend.asarray
+    G, C = D @ D.T, D @ X.T
     D = D.copy()
     D[4, 2] = bad
+    kw = {"none": {}, "gram": {"gram": B(G)}, "cov": {"cov": B(C)},
+          "mask": {"mask": B(np.ones(X.shape, bool))}}[extra]
     with raises_naming(ValueError, "dictionary"):
-        sf.sparse_encode(B(X), B(D))
+        sf.sparse_encode(B(X), B(D), **kw)
+
+
+def test_unchecked_dictionary_is_checked_when_asked(XD):
+    """The CPU Gram cache remembers whether its dictionary was checked: an infinite one first
+    coded with check_input=False (cached unchecked) still raises when checked later, and a
+    checked one modified in place is checked again."""
+    X, D = XD
+    D = D.copy()
+    D[1, 1] = np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            sf.sparse_encode(X, D, check_input=False, n_nonzero_coefs=2)
+        except ValueError:
+            pass  # the kernel may still refuse the non-finite correlations; cached either way
+    with raises_naming(ValueError, "dictionary"):
+        sf.sparse_encode(X, D, n_nonzero_coefs=2)
+    D[1, 1] = 0.5
+    sf.sparse_encode(X, D, n_nonzero_coefs=2)  # checked and cached
+    sf.sparse_encode(X, D, n_nonzero_coefs=2)  # a checked hit
+    D[3, 0] = np.nan
+    with raises_naming(ValueError, "dictionary"):
+        sf.sparse_encode(X, D, n_nonzero_coefs=2)
 
 
 def test_non_finite_cov_is_named(XD, backend):

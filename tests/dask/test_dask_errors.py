@@ -52,6 +52,18 @@ def test_feature_chunks_are_merged_not_refused(X_D):
                                   sf.sparse_encode(X, D, n_nonzero_coefs=k))
 
 
+@pytest.mark.parametrize("extra", ["none", "gram", "mask"])
+def test_non_finite_dictionary_at_call_time(X_D, extra):
+    """Checked once when the graph is built (the blocks do not check it again)."""
+    Xd, X, D, k = X_D
+    kw = {"none": {}, "gram": {"gram": D @ D.T},
+          "mask": {"mask": da.ones(Xd.shape, dtype=bool, chunks=Xd.chunks)}}[extra]
+    bad = D.copy()
+    bad[3, 4] = np.nan
+    with pytest.raises(ValueError, match=r"`dictionary` contains NaN or infinity"):
+        sf.sparse_encode(Xd, bad, n_nonzero_coefs=k, **kw)
+
+
 def test_wrong_shapes(X_D):
     Xd, _, D, k = X_D
     with pytest.raises(ValueError, match=r"`dictionary` has 20 features but `X` has 24"):

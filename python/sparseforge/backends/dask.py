@@ -42,6 +42,7 @@ import numpy as np
 from .._arrays import DaskContext, is_dask_array, placement
 from .._plans import COPY_CHUNK_BYTES, OmpPlan
 from .._status import check_status
+from .._validation import check_finite
 from ._chunks import OmpOutputs, _fill
 
 # How each per-signal argument is laid out: "rows" (n_signals, width), "cols" (width,
@@ -151,7 +152,7 @@ def _block_plan(spec: _BlockSpec, place: Any, rows: int) -> OmpPlan:
         width = plan.n_components if plan.inputs == "cov" else plan.n_features
         chunk = min(chunk, COPY_CHUNK_BYTES // max(1, width * plan.dtype.itemsize))
     return dataclasses.replace(plan, n_samples=rows, chunk=max(1, chunk), copy_rows=copy,
-                               gram_given=spec.gram_given,
+                               gram_given=spec.gram_given, check_input=False,
                                n_threads=block_threads(plan.n_threads),
                                output="compact" if spec.compact else "dense")
 
@@ -252,6 +253,8 @@ def omp_batch(plan: OmpPlan, arrays: dict[str, Any], ctx: DaskContext) -> OmpOut
         gram_given = True
     else:
         dictionary = arrays["dictionary"]
+        if plan.check_input:  # once, here: the block plans do not check it again
+            check_finite(dictionary, "dictionary", ctx)
         token = tokenize(dictionary)
         d = _shared("dictionary", dictionary, token, device)
         shared = {"dictionary": d}

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 
 from ... import _backend
 from ..._plans import OmpPlan
+from ..._validation import check_finite
 from .._chunks import OmpOutputs, run_omp
 
 
@@ -49,35 +50,56 @@ def gram(dictionary: np.ndarray, ctx: Any = None, n_threads: int = 0) -> np.ndar
 
 # The last dictionary's Gram matrix and transpose, reused while callers pass an equal
 # dictionary (estimators and loops coding batch after batch): (copy of D, gram, D^T). Checked
-# by value on every call (element-wise ==, as np.array_equal: ~2 us at K = 256, n = 64,
-# against forming the Gram matrix and the transpose again), so a dictionary modified in place
-# is never served stale.
+# by value on every call (its bytes against the copy's: ~2 us at K = 256, n = 64, against
+# forming the Gram matrix and the transpose again), so a dictionary modified in place is
+# never served stale.
 # Gram matrices above _GRAM_CACHE_BYTES are not kept. The entry is (D, D @ D.T, D.T, and a
-# one-slot list for the float32 copy of D @ D.T that large float64 pursuits rank with).
+# slot list: [the float32 copy of D @ D.T that large float64 pursuits rank with, whether D
+# was checked finite]). A hit on a checked entry skips the finiteness pass over D, which
+# cost as much as the comparison (~100 us at (1024, 256) float64, cache-cold).
 _GRAM_CACHE: tuple[np.ndarray, np.ndarray, np.ndarray, list] | None = None
 _GRAM_CACHE_BYTES = 32 << 20
 
 
-def _gram_entry(D: np.ndarray, n_threads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+def _gram_entry(D: np.ndarray, n_threads: int,
+                check: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
     """The cache entry of `D` (same shape, dtype and values as the last dictionary seen), or a
-    fresh one, cached when small enough."""
+    fresh one, cached when small enough; with `check`, `D` is first checked finite (once per
+    cached dictionary)."""
     global _GRAM_CACHE
-    entry = _GRAM_CACHE
+    entry = _cached_entry(D)
     if entry is not None:
-        d0 = entry[0]
-        # np.array_equal's own test, without its wrapper's conversions and shape test (both
-        # are numpy arrays of one shape here): element-wise ==, so NaN never matches.
-        if d0.shape == D.shape and d0.dtype == D.dtype and bool((d0 == D).all()):
-            return entry
+        if check and not entry[3][1]:
+            check_finite(D, "dictionary")
+            entry[3][1] = True
+        return entry
+    if check:
+        check_finite(D, "dictionary")
     g = gram(D, n_threads=n_threads)
     dt = np.array(D.T, order="C")
-    entry = (D, g, dt, [None])
+    entry = (D, g, dt, [None, check])
     if g.nbytes <= _GRAM_CACHE_BYTES:
         g.setflags(write=False)
         dt.setflags(write=False)
-        entry = (np.array(D, order="C"), g, dt, [None])
+        entry = (np.array(D, order="C"), g, dt, [None, check])
         _GRAM_CACHE = entry
     return entry
+
+
+def _cached_entry(D: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list] | None:
+    """The cache entry when `D` holds the values of the last cached dictionary, else None."""
+    entry = _GRAM_CACHE
+    if entry is not None:
+        d0 = entry[0]
+        # The same bytes (one memcmp pass; (d0 == D).all() wrote and re-read a boolean
+        # temporary, ~100 us a call at (1024, 256) float64): identical bits give the
+        # identical Gram matrix (-0.0 against 0.0 only costs a recomputation).
+        # A strided D (a transposed view, say) is compared element-wise, as before.
+        if d0.shape == D.shape and d0.dtype == D.dtype and (
+                _backend._core.same_bytes(d0, D) if D.flags.c_contiguous
+                else bool((d0 == D).all())):
+            return entry
+    return None
 
 
 def _gram_f32(g: np.ndarray, slot: list, max_atoms: int) -> np.ndarray | None:
@@ -113,6 +135,8 @@ def omp_batch(plan: OmpPlan, arrays: dict[str, Any], ctx: Any = None) -> OmpOutp
             return _cov_fields(chunk, gram_, None if norms is None else norms[a:b])
         return _run(plan, fields, inputs)
     X, D = arrays["X"], arrays["dictionary"]
+    if plan.check_input and (plan.inputs == "masked" or plan.gram_given):
+        check_finite(D, "dictionary")  # (the Gram cache path below checks it itself)
     if plan.inputs == "masked":
         dt = aligned(D.T)
         mask = arrays["mask"]
@@ -125,7 +149,7 @@ def omp_batch(plan: OmpPlan, arrays: dict[str, Any], ctx: Any = None) -> OmpOutp
         gram_ = aligned(arrays["gram"])
         dt = None
     else:
-        _, gram_, dt, slot = _gram_entry(D, plan.n_threads)
+        _, gram_, dt, slot = _gram_entry(D, plan.n_threads, plan.check_input)
         fields["gram_f32"] = _gram_f32(gram_, slot, plan.max_atoms)
     if plan.inputs == "cov":
         cov = arrays["cov"]

@@ -9,6 +9,7 @@ import numpy as np
 from ... import _backend
 from ..._arrays import DeviceContext, describe, no_tf32
 from ..._plans import OmpPlan
+from ..._validation import check_finite
 from .._chunks import OmpOutputs, run_omp
 
 # Scratch memory the OMP kernel may take for its per-warp workspaces; fewer warps run (each
@@ -52,6 +53,8 @@ def omp_batch(plan: OmpPlan, arrays: dict[str, Any], ctx: DeviceContext) -> OmpO
                     "norms_sq": 0 if norms is None else p(norms) + a * itemsize}
         return _run(plan, ctx, inputs, keep=(gram_, norms))
     X, D = arrays["X"], ctx.contiguous(arrays["dictionary"])
+    if plan.check_input:
+        check_finite(D, "dictionary", ctx)
     if plan.inputs == "masked":
         dt = ctx.contiguous(D.T)  # (n_features, K): what the masked kernel reads
         mask = arrays["mask"]
