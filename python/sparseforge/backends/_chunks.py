@@ -51,12 +51,19 @@ def run_omp(plan: OmpPlan, empty: Callable, launch: Callable,
     whole = plan.fixed and plan.output != "dense"
     indices = empty((n, m), np.int32) if whole else None
     values = empty((n, m), plan.dtype) if whole else None
+    chunks = plan.chunks()
+    if not whole and chunks:
+        # One scratch pair for every chunk (each chunk's rows are copied out or expanded
+        # before the next): fresh ones per chunk faulted in their pages every time, 48 MiB a
+        # chunk in the tol mode at K = 256 (max_atoms 64).
+        rows = max(stop - start for start, stop in chunks)
+        scratch_idx, scratch_val = empty((rows, m), np.int32), empty((rows, m), plan.dtype)
     kept: list[tuple[int, Any, Any]] = []
-    for start, stop in plan.chunks():
+    for start, stop in chunks:
         if whole:
             idx, val = indices[start:stop], values[start:stop]
         else:
-            idx, val = empty((stop - start, m), np.int32), empty((stop - start, m), plan.dtype)
+            idx, val = scratch_idx[:stop - start], scratch_val[:stop - start]
         launch(start, stop, {"out_index": idx, "out_value": val,
                              "out_count": counts[start:stop], "out_status": status[start:stop],
                              "out_dense": None if dense is None else dense[start:stop]})
