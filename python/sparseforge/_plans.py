@@ -20,7 +20,7 @@ from sklearn.utils import check_random_state
 
 from ._arrays import ArrayInfo, Placement, describe, new_frozen, placement
 from ._validation import (check_algorithm, check_bool, check_chunk_size, check_choice,
-                          check_float, check_int, check_mask, check_n_jobs,
+                          check_float, check_int, check_mask, check_n_jobs, check_out,
                           check_n_nonzero_coefs, check_omp_ignored, check_positive,
                           check_precompute, check_shape, check_signals, check_tol,
                           default_n_nonzero_coefs, resolve_alpha, resolve_sparsity)
@@ -203,6 +203,15 @@ def plan_sparse_encode(place: Placement, *, algorithm: Any, n_nonzero_coefs: Any
     else:
         inputs, copy_rows = "signals", _needs_copy(x)
         row_bytes = n_features * x.dtype.itemsize
+    out = infos.get("out")
+    if out is not None:
+        if output != "dense":
+            raise ValueError(f"`out` is for output='dense' only, got output={output!r}")
+        if place.kind == "dask":
+            raise ValueError("`out` is not available for dask arrays (the result is lazy: "
+                             "write it with dask.array.store)")
+        check_out(out, (n_samples, n_components), x.dtype,
+                  [infos[k] for k in ("X", "dictionary", "gram", "cov", "mask") if k in infos])
     source = "cov" if cov is not None else "X" if check_input else "X` or `dictionary"
     # new_frozen: OmpPlan(...) without the frozen __init__'s 14 __setattr__ calls.
     return new_frozen(OmpPlan, n_samples=n_samples, n_features=n_features,

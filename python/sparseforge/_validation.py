@@ -312,6 +312,52 @@ def check_gram_values(gram: Any, name: str, ctx: DeviceContext | None = None) ->
         raise ValueError(f"`{name}` is not symmetric; pass dictionary @ dictionary.T")
 
 
+def _byte_range(info: ArrayInfo) -> tuple[int, int]:
+    """[first, last) bytes an array's elements can occupy (from its address, shape and
+    strides: the bounds numpy's may_share_memory compares)."""
+    item = info.dtype.itemsize
+    lo = hi = 0
+    for n, st in zip(info.shape, info.strides):
+        if n == 0:
+            return info.ptr, info.ptr
+        reach = (n - 1) * st * item
+        lo, hi = lo + min(0, reach), hi + max(0, reach)
+    return info.ptr + lo, info.ptr + hi + item
+
+
+def check_out(out: ArrayInfo, shape: tuple[int, ...], dtype: np.dtype,
+              inputs: list[ArrayInfo]) -> None:
+    """A caller's output array: `shape` and `dtype`, writeable, aligned, unit element stride
+    along its last axis (rows may be strided, never overlapping), and no memory shared with
+    an input (compared by address ranges, as np.may_share_memory: conservative)."""
+    if out.framework in ("dask", "scipy.sparse"):
+        raise TypeError(f"`out` must be an in-memory array (numpy, or torch / CuPy on the "
+                        f"device of the inputs), got a {out.framework} array")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"`out` has shape {tuple(out.shape)}; expected {tuple(shape)} "
+                         "(n_samples, n_components)")
+    if out.dtype != dtype:
+        raise TypeError(f"`out` has dtype {out.dtype}; expected {dtype} (the dtype of `X`)")
+    if out.readonly:
+        raise ValueError("`out` is read-only")
+    if not out.aligned:
+        raise ValueError("`out` is not aligned to its dtype")
+    rows, cols = shape
+    if cols > 1 and rows > 0 and out.strides[1] != 1:
+        raise ValueError("`out` must have unit stride along its columns (rows may be strided, "
+                         "e.g. a column slice of a wider array)")
+    if rows > 1 and out.strides[0] < cols:
+        raise ValueError(f"`out` has row stride {out.strides[0]} elements; at least "
+                         f"n_components={cols} is needed (rows must not overlap)")
+    a0, a1 = _byte_range(out)
+    for info in inputs:
+        if info.framework in ("dask", "scipy.sparse") or info.ptr == 0:
+            continue
+        b0, b1 = _byte_range(info)
+        if a0 < b1 and b0 < a1:
+            raise ValueError(f"`out` shares memory with `{info.name}`")
+
+
 def check_non_negative(arr: Any, name: str, ctx: DeviceContext | None = None) -> None:
     """Every entry of `arr` is >= 0 (NaN counts as negative). Lazy (dask) arrays are checked
     by their block tasks instead, never computed here."""

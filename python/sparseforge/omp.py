@@ -57,6 +57,7 @@ def sparse_encode(
     output: Output = "dense",
     chunk_size: int | None = None,
     mask: Any = None,
+    out: Any = None,
 ) -> Any:
     """Sparse-code the rows of `X` over `dictionary` with Batch-OMP.
 
@@ -133,6 +134,15 @@ def sparse_encode(
         `tol` then bounds the squared residual on the observed entries. A signal with
         nothing observed gets zero codes. `gram` and `cov` cannot be used with a mask
         (every signal has its own Gram matrix).
+    out : ndarray of shape (n_samples, n_components), optional
+        With ``output="dense"``: the array the codes are written into, and returned (numpy
+        for host inputs; a torch tensor or CuPy array on the inputs' device for CUDA ones;
+        not for dask arrays). Same dtype as `X`, writeable, unit stride along its columns
+        (rows may be strided, e.g. ``buf[:, :n_components]``), sharing no memory with an
+        input. Every element is overwritten. A loop coding batch after batch into one
+        buffer skips faulting in a fresh N x K array per call, which can cost more than the
+        pursuit itself (docs/performance.md). If the call raises, `out`'s contents are
+        unspecified.
 
     Returns
     -------
@@ -171,7 +181,7 @@ def sparse_encode(
 
     del init  # ignored for OMP, as by scikit-learn
     place = place_signals({"X": X, "dictionary": dictionary, "gram": gram, "cov": cov,
-                           "mask": mask})
+                           "mask": mask, "out": out})
     plan = plan_sparse_encode(place, algorithm=algorithm, n_nonzero_coefs=n_nonzero_coefs,
                               tol=tol, n_jobs=n_jobs, output=output, check_input=check_input,
                               chunk_size=chunk_size, alpha=alpha, copy_cov=copy_cov,

@@ -379,3 +379,58 @@ def test_orthogonal_mp_gram_device_matches_host(backend, dtype):
     np.testing.assert_allclose(H(one), sf.orthogonal_mp_gram(G, Xy[:, 2], n_nonzero_coefs=3),
                                rtol=0, atol=1e-5)
     assert n_iter == 3
+
+
+# --- out= --------------------------------------------------------------------------------------
+
+@MODES
+@pytest.mark.parametrize("chunk_size", [None, 7])
+def test_out_receives_the_dense_codes(problem, kw, chunk_size, backend):
+    """`out` is returned, holds exactly the codes of a call without it (every stale element
+    overwritten), and a column slice of a wider buffer leaves the other columns alone."""
+    X, D = problem
+    B, H = backend.asarray, backend.result
+    want = H(sf.sparse_encode(B(X), B(D), chunk_size=chunk_size, **kw))
+    n, k = want.shape
+    out = B(np.full((n, k), np.nan, X.dtype))
+    got = sf.sparse_encode(B(X), B(D), chunk_size=chunk_size, out=out, **kw)
+    assert got is out
+    np.testing.assert_array_equal(H(got), want)
+    wide = B(np.full((n, k + 5), -3.0, X.dtype))
+    sf.sparse_encode(B(X), B(D), chunk_size=chunk_size, out=wide[:, 2:k + 2], **kw)
+    wide = H(wide)
+    np.testing.assert_array_equal(wide[:, 2:k + 2], want)
+    assert (wide[:, :2] == -3).all() and (wide[:, k + 2:] == -3).all()
+
+
+def test_out_one_row_with_zero_stride(problem):
+    """A single row whose row stride numpy reports as 0 (``a[None]``) is written correctly."""
+    X, D = problem
+    row = np.zeros(D.shape[0], X.dtype)[None]
+    sf.sparse_encode(X[:1], D, n_nonzero_coefs=3, out=row)
+    np.testing.assert_array_equal(row, sf.sparse_encode(X[:1], D, n_nonzero_coefs=3))
+
+
+def test_out_errors(problem, backend):
+    X, D = problem
+    B = backend.asarray
+    n, k = X.shape[0], D.shape[0]
+    other = np.float32 if X.dtype == np.float64 else np.float64
+    cases = [
+        (ValueError, "has shape", B(np.empty((n, k - 1), X.dtype)), {}),
+        (TypeError, "has dtype", B(np.empty((n, k), other)), {}),
+        (ValueError, "unit stride", B(np.empty((n, 2 * k), X.dtype))[:, ::2], {}),
+        (ValueError, "output='dense' only", B(np.empty((n, k), X.dtype)), {"output": "compact"}),
+    ]
+    for exc, words, out, extra in cases:
+        with pytest.raises(exc, match=re.escape("`out`") + ".*" + re.escape(words)):
+            sf.sparse_encode(B(X), B(D), n_nonzero_coefs=3, out=out, **extra)
+    # sharing memory with an input: X's own buffer
+    arena = B(np.zeros((n, X.shape[1] + k), X.dtype))
+    arena[:, :X.shape[1]] = B(X)
+    with pytest.raises(ValueError, match=r"`out` shares memory with `X`"):
+        sf.sparse_encode(arena[:, :X.shape[1]], B(D), out=arena[:, X.shape[1]:])
+    ro = B(np.empty((n, k), X.dtype))
+    if backend.readonly(ro):
+        with pytest.raises(ValueError, match=r"`out` is read-only"):
+            sf.sparse_encode(B(X), B(D), out=ro)

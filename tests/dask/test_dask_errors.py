@@ -64,6 +64,12 @@ def test_non_finite_dictionary_at_call_time(X_D, extra):
         sf.sparse_encode(Xd, bad, n_nonzero_coefs=k, **kw)
 
 
+def test_out_is_refused(X_D):
+    Xd, X, D, k = X_D
+    with pytest.raises(ValueError, match=r"`out` is not available for dask arrays"):
+        sf.sparse_encode(Xd, D, n_nonzero_coefs=k, out=np.empty((X.shape[0], D.shape[0])))
+
+
 def test_wrong_shapes(X_D):
     Xd, _, D, k = X_D
     with pytest.raises(ValueError, match=r"`dictionary` has 20 features but `X` has 24"):

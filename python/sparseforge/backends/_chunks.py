@@ -38,12 +38,15 @@ def _copy(arr: Any) -> Any:
 
 
 def run_omp(plan: OmpPlan, empty: Callable, launch: Callable,
-            to_host: Callable) -> OmpOutputs:
-    """Run `plan` chunk by chunk through `launch`; see the module docstring."""
+            to_host: Callable, out: Any = None) -> OmpOutputs:
+    """Run `plan` chunk by chunk through `launch`; see the module docstring. The dense
+    output is written into `out` when given (the caller's array, validated by the plan)."""
     n, k, m = plan.n_samples, plan.n_components, plan.max_atoms
     status = empty((n,), np.int8)
     counts = empty((n,), np.int32)
-    dense = empty((n, k), plan.dtype) if plan.output == "dense" else None
+    dense = None
+    if plan.output == "dense":
+        dense = empty((n, k), plan.dtype) if out is None else out
     # Fixed sparsity: every signal has at most m atoms, so the final compact arrays are
     # allocated once. Error-constrained: the width is unknown until the end, so each chunk
     # is trimmed to its own widest row and the chunks are assembled afterwards. Dense output

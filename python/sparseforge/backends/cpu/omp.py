@@ -134,7 +134,7 @@ def omp_batch(plan: OmpPlan, arrays: dict[str, Any], ctx: Any = None) -> OmpOutp
                 chunk = aligned(chunk)
             return _cov_fields(chunk, gram_, None if norms is None else norms[a:b])
         return _run(plan, fields, inputs)
-    X, D = arrays["X"], arrays["dictionary"]
+    X, D, out = arrays["X"], arrays["dictionary"], arrays.get("out")
     if plan.check_input and (plan.inputs == "masked" or plan.gram_given):
         check_finite(D, "dictionary")  # (the Gram cache path below checks it itself)
     if plan.inputs == "masked":
@@ -144,7 +144,7 @@ def omp_batch(plan: OmpPlan, arrays: dict[str, Any], ctx: Any = None) -> OmpOutp
         def inputs(a: int, b: int) -> dict[str, Any]:
             x, m = rows(X[a:b], plan.copy_rows), rows(mask[a:b], plan.copy_rows)
             return {"x": x, "ldx": _row_stride(x), "mask": m, "ldm": _row_stride(m), "dt": dt}
-        return _run(plan, fields, inputs)
+        return _run(plan, fields, inputs, out)
     if plan.gram_given:
         gram_ = aligned(arrays["gram"])
         dt = None
@@ -162,14 +162,14 @@ def omp_batch(plan: OmpPlan, arrays: dict[str, Any], ctx: Any = None) -> OmpOutp
                     raise ValueError("`X` contains NaN or infinity (or its squared norms "
                                      "overflow the dtype)")
             return _cov_fields(rows(cov[:, a:b].T, plan.copy_rows), gram_, norms)
-        return _run(plan, fields, inputs)
+        return _run(plan, fields, inputs, out)
     if dt is None:
         dt = aligned(D.T)
 
     def inputs(a: int, b: int) -> dict[str, Any]:
         x = rows(X[a:b], plan.copy_rows)
         return {"gram": gram_, "x": x, "ldx": _row_stride(x), "dt": dt}
-    return _run(plan, fields, inputs)
+    return _run(plan, fields, inputs, out)
 
 
 def _row_stride(arr: np.ndarray) -> int:
@@ -182,12 +182,13 @@ def _cov_fields(cov: np.ndarray, gram_: np.ndarray, norms: Any) -> dict[str, Any
             "cov_stride_atom": cov.strides[1] // item, "norms_sq": norms}
 
 
-def _run(plan: OmpPlan, fields: dict[str, Any], inputs) -> OmpOutputs:
+def _run(plan: OmpPlan, fields: dict[str, Any], inputs, out: Any = None) -> OmpOutputs:
     def launch(a: int, b: int, outputs: dict[str, Any]) -> None:
         dense = outputs["out_dense"]
+        # (one row: its stride is meaningless, numpy may report anything)
         args = {**plan.kernel_args(a, b), **fields, **inputs(a, b), **outputs,
-                "dense_stride": plan.n_components if dense is None else
-                dense.strides[0] // dense.itemsize}
+                "dense_stride": plan.n_components if dense is None or dense.shape[0] < 2
+                else dense.strides[0] // dense.itemsize}
         _backend._core.omp_batch(args)
 
-    return run_omp(plan, np.empty, launch, np.asarray)
+    return run_omp(plan, np.empty, launch, np.asarray, out)

@@ -65,7 +65,7 @@ def omp_batch(plan: OmpPlan, arrays: dict[str, Any], ctx: DeviceContext) -> OmpO
             held[:] = [x, m]  # alive until the status read-back of the chunk loop
             return {"x": p(x), "ldx": _row_stride(ctx, x, "X"), "mask": p(m),
                     "ldm": _row_stride(ctx, m, "mask"), "dt": p(dt)}
-        return _run(plan, ctx, inputs, keep=(dt, held))
+        return _run(plan, ctx, inputs, keep=(dt, held), out=arrays.get("out"))
     if plan.gram_given:
         gram_ = ctx.contiguous(arrays["gram"])
     else:
@@ -93,10 +93,11 @@ def omp_batch(plan: OmpPlan, arrays: dict[str, Any], ctx: DeviceContext) -> OmpO
         held[:] = [cov, norms]
         return {"gram": p(gram_), "cov": info.ptr, "cov_stride_signal": info.strides[0],
                 "cov_stride_atom": info.strides[1], "norms_sq": p(norms)}
-    return _run(plan, ctx, inputs, keep=(gram_, held))
+    return _run(plan, ctx, inputs, keep=(gram_, held), out=arrays.get("out"))
 
 
-def _run(plan: OmpPlan, ctx: DeviceContext, inputs, keep: Any) -> OmpOutputs:
+def _run(plan: OmpPlan, ctx: DeviceContext, inputs, keep: Any,
+         out: Any = None) -> OmpOutputs:
     """The chunk loop with this device's launcher; `keep` holds the inputs' buffers alive
     until the statuses are read back (which synchronises)."""
     cuda = _backend._cuda
@@ -114,8 +115,8 @@ def _run(plan: OmpPlan, ctx: DeviceContext, inputs, keep: Any) -> OmpOutputs:
         dense = outputs["out_dense"]
         args = {**plan.kernel_args(a, b), **inputs(a, b),
                 **{k: p(v) for k, v in outputs.items()},
-                "dense_stride": plan.n_components if dense is None else
-                describe(dense, "out_dense").strides[0],
+                "dense_stride": plan.n_components if dense is None or dense.shape[0] < 2
+                else describe(dense, "out_dense").strides[0],
                 "ws_scalars": p(ws_scalars), "ws_ints": p(ws_ints),
                 "ws_scalar_stride": per_warp, "ws_int_stride": per_warp_ints,
                 "n_warps": n_warps}
@@ -123,6 +124,6 @@ def _run(plan: OmpPlan, ctx: DeviceContext, inputs, keep: Any) -> OmpOutputs:
         # The workspace goes back to the framework's caching allocator, which hands it out
         # again only to work on the same stream, ordered after this kernel.
 
-    out = run_omp(plan, ctx.empty, launch, ctx.to_host)
+    raw = run_omp(plan, ctx.empty, launch, ctx.to_host, out)
     del keep
-    return out
+    return raw
