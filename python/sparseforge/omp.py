@@ -62,9 +62,9 @@ def sparse_encode(
     """Sparse-code the rows of `X` over `dictionary` with Batch-OMP.
 
     ``sklearn.decomposition.sparse_encode(..., algorithm="omp")`` with the same arguments in
-    the same order (then sparseforge's own: `tol`, `output`, `chunk_size`, `mask`), the same
-    shapes and default sparsity, float32 kept float32, and `alpha` honoured as the tolerance
-    scikit-learn documents for OMP. The deliberate differences from scikit-learn are listed
+    the same order (then sparseforge's own: `tol`, `output`, `chunk_size`, `mask`, `out`), the
+    same shapes and default sparsity, float32 kept float32, and `alpha` honoured as the
+    tolerance scikit-learn documents for OMP. The deliberate differences from scikit-learn are listed
     in :mod:`sparseforge._compat`.
 
     Parameters
