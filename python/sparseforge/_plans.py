@@ -156,8 +156,9 @@ def _needs_copy(info: ArrayInfo) -> bool:
 def plan_sparse_encode(place: Placement, *, algorithm: Any, n_nonzero_coefs: Any, tol: Any,
                        n_jobs: Any, output: Any, check_input: bool, chunk_size: Any,
                        alpha: Any = None, copy_cov: Any = True, max_iter: Any = 1000,
-                       verbose: Any = 0, positive: Any = False) -> OmpPlan:
-    """Validate :func:`sparseforge.sparse_encode`'s arguments into a plan.
+                       verbose: Any = 0, positive: Any = False, out: Any = None) -> OmpPlan:
+    """Validate :func:`sparseforge.sparse_encode`'s arguments into a plan (`out`: the
+    caller's object, which its description in `place` must be, not a converted copy).
 
     scikit-learn's `alpha` is the `tol` of OMP; its `copy_cov`, `max_iter` and `verbose` are
     validated with scikit-learn's constraints and unused (as scikit-learn does for OMP), and
@@ -203,14 +204,14 @@ def plan_sparse_encode(place: Placement, *, algorithm: Any, n_nonzero_coefs: Any
     else:
         inputs, copy_rows = "signals", _needs_copy(x)
         row_bytes = n_features * x.dtype.itemsize
-    out = infos.get("out")
-    if out is not None:
+    out_info = infos.get("out")
+    if out is not None or out_info is not None:
         if output != "dense":
             raise ValueError(f"`out` is for output='dense' only, got output={output!r}")
         if place.kind == "dask":
             raise ValueError("`out` is not available for dask arrays (the result is lazy: "
                              "write it with dask.array.store)")
-        check_out(out, (n_samples, n_components), x.dtype,
+        check_out(out_info, out, (n_samples, n_components), x.dtype,
                   [infos[k] for k in ("X", "dictionary", "gram", "cov", "mask") if k in infos])
     source = "cov" if cov is not None else "X" if check_input else "X` or `dictionary"
     # new_frozen: OmpPlan(...) without the frozen __init__'s 14 __setattr__ calls.

@@ -325,14 +325,20 @@ def _byte_range(info: ArrayInfo) -> tuple[int, int]:
     return info.ptr + lo, info.ptr + hi + item
 
 
-def check_out(out: ArrayInfo, shape: tuple[int, ...], dtype: np.dtype,
+def check_out(out: ArrayInfo | None, given: Any, shape: tuple[int, ...], dtype: np.dtype,
               inputs: list[ArrayInfo]) -> None:
-    """A caller's output array: `shape` and `dtype`, writeable, aligned, unit element stride
-    along its last axis (rows may be strided, never overlapping), and no memory shared with
-    an input (compared by address ranges, as np.may_share_memory: conservative)."""
-    if out.framework in ("dask", "scipy.sparse"):
-        raise TypeError(f"`out` must be an in-memory array (numpy, or torch / CuPy on the "
-                        f"device of the inputs), got a {out.framework} array")
+    """A caller's output array `given` (described as `out`): the array itself (not a copy a
+    conversion made), `shape` and `dtype`, writeable, aligned, unit element stride along its
+    last axis (rows may be strided, never overlapping), not tracked by autograd, and no memory
+    shared with an input (compared by address ranges, as np.may_share_memory: conservative;
+    a scipy.sparse input by its index and value arrays)."""
+    if out is None or out.obj is not given or out.framework in ("dask", "scipy.sparse"):
+        raise TypeError(f"`out` must be an array the codes can be written into (a numpy "
+                        f"array, or a torch / CuPy array on the inputs' device), got "
+                        f"{type(given).__name__}")
+    if getattr(given, "requires_grad", False):
+        raise ValueError("`out` requires grad: pass a tensor autograd does not track "
+                         "(e.g. `out.detach()`)")
     if tuple(out.shape) != tuple(shape):
         raise ValueError(f"`out` has shape {tuple(out.shape)}; expected {tuple(shape)} "
                          "(n_samples, n_components)")
@@ -351,7 +357,13 @@ def check_out(out: ArrayInfo, shape: tuple[int, ...], dtype: np.dtype,
                          f"n_components={cols} is needed (rows must not overlap)")
     a0, a1 = _byte_range(out)
     for info in inputs:
-        if info.framework in ("dask", "scipy.sparse") or info.ptr == 0:
+        if info.framework == "scipy.sparse":  # its rows are densified from these, chunk-wise
+            parts = [getattr(info.obj, k, None) for k in
+                     ("data", "indices", "indptr", "row", "col", "offsets")]
+            if any(isinstance(p, np.ndarray) and np.may_share_memory(given, p) for p in parts):
+                raise ValueError(f"`out` shares memory with `{info.name}`")
+            continue
+        if info.framework == "dask" or info.ptr == 0:
             continue
         b0, b1 = _byte_range(info)
         if a0 < b1 and b0 < a1:

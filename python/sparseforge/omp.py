@@ -64,8 +64,8 @@ def sparse_encode(
     ``sklearn.decomposition.sparse_encode(..., algorithm="omp")`` with the same arguments in
     the same order (then sparseforge's own: `tol`, `output`, `chunk_size`, `mask`, `out`), the
     same shapes and default sparsity, float32 kept float32, and `alpha` honoured as the
-    tolerance scikit-learn documents for OMP. The deliberate differences from scikit-learn are listed
-    in :mod:`sparseforge._compat`.
+    tolerance scikit-learn documents for OMP. The deliberate differences from scikit-learn are
+    listed in :mod:`sparseforge._compat`.
 
     Parameters
     ----------
@@ -185,12 +185,17 @@ def sparse_encode(
     plan = plan_sparse_encode(place, algorithm=algorithm, n_nonzero_coefs=n_nonzero_coefs,
                               tol=tol, n_jobs=n_jobs, output=output, check_input=check_input,
                               chunk_size=chunk_size, alpha=alpha, copy_cov=copy_cov,
-                              max_iter=max_iter, verbose=verbose, positive=positive)
+                              max_iter=max_iter, verbose=verbose, positive=positive,
+                              out=out)
     arrays = {name: info.obj for name, info in place.infos.items()}
     if plan.check_input and plan.gram_given:
+        # The dictionary first, so that a non-finite one is blamed before a Gram matrix made
+        # from it.
+        check_finite(arrays["dictionary"], "dictionary", place.ctx)
         check_gram_values(arrays["gram"], "gram", place.ctx)
-    # The backend checks the dictionary's values (plan.check_input) where it reads it: the
-    # CPU backend's Gram cache then skips the pass for the dictionary it verified last.
+    # Without `gram`, the backend checks the dictionary's values (plan.check_input) where it
+    # reads it: the CPU backend's Gram cache then skips the pass for the dictionary it
+    # verified last.
     raw = backend_for(place).omp_batch(plan, arrays, place.ctx)
     check_status(raw.status_host, plan.status_source, stacklevel=3)
     if plan.output == "dense":

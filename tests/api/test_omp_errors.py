@@ -97,6 +97,17 @@ def test_non_finite_dictionary(XD, bad, extra, backend):
         sf.sparse_encode(B(X), B(D), **kw)
 
 
+def test_non_finite_dictionary_is_blamed_before_its_gram(XD, backend):
+    """A Gram matrix formed from a non-finite dictionary is non-finite too: the dictionary is
+    named, not the Gram matrix."""
+    X, D = XD
+    B = backend.asarray
+    D = D.copy()
+    D[4, 2] = np.nan
+    with raises_naming(ValueError, "dictionary"):
+        sf.sparse_encode(B(X), B(D), gram=B(D @ D.T))
+
+
 def test_unchecked_dictionary_is_checked_when_asked(XD):
     """The CPU Gram cache remembers whether its dictionary was checked: an infinite one first
     coded with check_input=False (cached unchecked) still raises when checked later, and a

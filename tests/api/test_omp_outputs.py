@@ -430,7 +430,35 @@ def test_out_errors(problem, backend):
     arena[:, :X.shape[1]] = B(X)
     with pytest.raises(ValueError, match=r"`out` shares memory with `X`"):
         sf.sparse_encode(arena[:, :X.shape[1]], B(D), out=arena[:, X.shape[1]:])
+    # not an array the codes can be written into: refused, never written into a copy (next
+    # to device inputs a host list is refused as host memory, naming `out` too)
+    for bad in ([[0.0] * k] * n, "dense"):
+        with pytest.raises((TypeError, ValueError), match=r"`out`"):
+            sf.sparse_encode(B(X), B(D), n_nonzero_coefs=3, out=bad)
     ro = B(np.empty((n, k), X.dtype))
     if backend.readonly(ro):
         with pytest.raises(ValueError, match=r"`out` is read-only"):
             sf.sparse_encode(B(X), B(D), out=ro)
+
+
+def test_out_sharing_memory_with_a_sparse_X_is_refused(problem):
+    """A scipy.sparse `X` is densified chunk by chunk: an `out` over its value array would
+    be read after the kernel wrote it."""
+    X, D = problem
+    n, k = X.shape[0], D.shape[0]
+    Xs = sp.csr_matrix(X)
+    buf = np.zeros(n * k + Xs.nnz, X.dtype)
+    buf[:Xs.nnz] = Xs.data
+    Xs.data = buf[:Xs.nnz]
+    with pytest.raises(ValueError, match=r"`out` shares memory with `X`"):
+        sf.sparse_encode(Xs, D, n_nonzero_coefs=2, out=buf[:n * k].reshape(n, k), chunk_size=5)
+    got = sf.sparse_encode(Xs, D, n_nonzero_coefs=2, out=buf[Xs.nnz:].reshape(n, k))
+    np.testing.assert_array_equal(got, sf.sparse_encode(X, D, n_nonzero_coefs=2))
+
+
+def test_out_tracked_by_autograd_is_refused(problem):
+    torch = pytest.importorskip("torch")
+    X, D = problem
+    out = torch.zeros(X.shape[0], D.shape[0], dtype=torch.float64, requires_grad=True)
+    with pytest.raises((TypeError, ValueError), match=r"`out`"):
+        sf.sparse_encode(X.astype(np.float64), D.astype(np.float64), out=out)

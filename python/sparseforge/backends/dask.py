@@ -253,7 +253,8 @@ def omp_batch(plan: OmpPlan, arrays: dict[str, Any], ctx: DaskContext) -> OmpOut
         gram_given = True
     else:
         dictionary = arrays["dictionary"]
-        if plan.check_input:  # once, here: the block plans do not check it again
+        # Once, here (the block plans do not check it again); with `gram`, the front door did.
+        if plan.check_input and not plan.gram_given:
             check_finite(dictionary, "dictionary", ctx)
         token = tokenize(dictionary)
         d = _shared("dictionary", dictionary, token, device)

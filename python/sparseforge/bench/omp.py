@@ -81,8 +81,8 @@ DTYPES = ("float32", "float64")
 NOISE = 0.01
 
 # Column order of the table and plot.
-METHOD_ORDER = ["sf_dense", "sf_dense_out", "sf_compact", "spams", "ompgpu_naive", "ompgpu_v0_blas",
-                "dictlearn", "sklearn", "floor", "floor_alloc"]
+METHOD_ORDER = ["sf_dense", "sf_dense_out", "sf_compact", "spams", "ompgpu_naive",
+                "ompgpu_v0_blas", "dictlearn", "sklearn", "floor", "floor_alloc"]
 LABELS = {
     "sf_dense": "sparseforge dense",
     "sf_dense_out": "sparseforge dense, reused out=",

@@ -135,8 +135,10 @@ def omp_batch(plan: OmpPlan, arrays: dict[str, Any], ctx: Any = None) -> OmpOutp
             return _cov_fields(chunk, gram_, None if norms is None else norms[a:b])
         return _run(plan, fields, inputs)
     X, D, out = arrays["X"], arrays["dictionary"], arrays.get("out")
-    if plan.check_input and (plan.inputs == "masked" or plan.gram_given):
-        check_finite(D, "dictionary")  # (the Gram cache path below checks it itself)
+    # The dictionary's values (plan.check_input): the front door checked them when `gram` was
+    # given; the Gram cache path below checks them once per cached dictionary.
+    if plan.check_input and plan.inputs == "masked":
+        check_finite(D, "dictionary")
     if plan.inputs == "masked":
         dt = aligned(D.T)
         mask = arrays["mask"]

@@ -53,7 +53,7 @@ def omp_batch(plan: OmpPlan, arrays: dict[str, Any], ctx: DeviceContext) -> OmpO
                     "norms_sq": 0 if norms is None else p(norms) + a * itemsize}
         return _run(plan, ctx, inputs, keep=(gram_, norms))
     X, D = arrays["X"], ctx.contiguous(arrays["dictionary"])
-    if plan.check_input:
+    if plan.check_input and not plan.gram_given:  # (with `gram`, the front door checked it)
         check_finite(D, "dictionary", ctx)
     if plan.inputs == "masked":
         dt = ctx.contiguous(D.T)  # (n_features, K): what the masked kernel reads
