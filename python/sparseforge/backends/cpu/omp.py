@@ -135,11 +135,12 @@ def omp_batch(plan: OmpPlan, arrays: dict[str, Any], ctx: Any = None) -> OmpOutp
             return _cov_fields(chunk, gram_, None if norms is None else norms[a:b])
         return _run(plan, fields, inputs)
     X, D, out = arrays["X"], arrays["dictionary"], arrays.get("out")
-    # The dictionary's values (plan.check_input): the front door checked them when `gram` was
-    # given; the Gram cache path below checks them once per cached dictionary.
-    if plan.check_input and plan.inputs == "masked":
-        check_finite(D, "dictionary")
+    # The dictionary's values (plan.check_input): checked here for the masked kernel; the
+    # front door checked them when `gram` was given; the Gram cache path below checks them
+    # once per cached dictionary.
     if plan.inputs == "masked":
+        if plan.check_input:
+            check_finite(D, "dictionary")
         dt = aligned(D.T)
         mask = arrays["mask"]
 
