@@ -11,6 +11,10 @@
    and a batched pure-torch Batch-OMP written here. Every method's supports are checked
    against the sparseforge CPU codes on a subset first; timings are medians with
    ``torch.cuda.synchronize()`` around each call.
+3. K-SVD on the GPU against the CPU (all its cores): 20,000 planted-sparse signals of 64
+   features, 256 atoms, 8 per signal, 5 iterations, float32 and float64, the same initial
+   dictionary: seconds per call (median) and each run's final RMSE (the two should agree to
+   round-off and near-tie decisions, not bit for bit).
 
 Results go to benchmarks/results/gpu_check.json. Without a CUDA build, a GPU or a CUDA torch
 it says which is missing and exits 2.
@@ -178,6 +182,42 @@ def throughput(sf, torch, repeats, quick):
     return rows
 
 
+def ksvd_throughput(sf, torch, repeats, quick):
+    """K-SVD seconds on the GPU (torch tensors) and on the CPU, and the final RMSE of each."""
+    import numpy as np
+
+    n, K, L, iters = 64, 256, 8, 5
+    N = 20_000 // (10 if quick else 1)
+    rows = []
+    for dtype in DTYPES:
+        X, _, _, _ = H.planted_sparse_problem(N, n, K, L, seed=5, dtype=dtype)
+        init = X[np.random.default_rng(6).choice(N, K, replace=False)]
+        kw = {"n_nonzero_coefs": L, "n_iter": iters}
+        Xd, initd = torch.as_tensor(X, device="cuda"), torch.as_tensor(init, device="cuda")
+        errors = {"cpu": sf.ksvd(X, K, dict_init=init, **kw)[2],
+                  "cuda": np.asarray(sf.ksvd(Xd, K, dict_init=initd, **kw)[2])}
+
+        def on_gpu():
+            torch.cuda.synchronize()
+            sf.ksvd(Xd, K, dict_init=initd, **kw)
+            torch.cuda.synchronize()
+
+        t_gpu = H.time_call(on_gpu, repeats=repeats, warmup=0)
+        t_cpu = H.time_call(lambda: sf.ksvd(X, K, dict_init=init, **kw), repeats=repeats,
+                            warmup=0)
+        row = {"case": f"{N}x{n}_K{K}_L{L}_iter{iters}", "dtype": dtype,
+               "cpu_s": t_cpu["median_s"], "cuda_s": t_gpu["median_s"],
+               "speedup": t_cpu["median_s"] / t_gpu["median_s"],
+               "final_rmse_cpu": float(errors["cpu"][-1]),
+               "final_rmse_cuda": float(errors["cuda"][-1]),
+               "timing_cpu": t_cpu, "timing_cuda": t_gpu}
+        rows.append(row)
+        print(f"[ksvd] {row['case']} {dtype}: CPU {row['cpu_s']:.3f} s, GPU "
+              f"{row['cuda_s']:.3f} s ({row['speedup']:.1f}x); final RMSE "
+              f"{row['final_rmse_cpu']:.5f} / {row['final_rmse_cuda']:.5f}")
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the signals")
@@ -196,6 +236,7 @@ def main(argv=None):
     result = {"gpu": torch.cuda.get_device_name(), "parity": parity_rows, "parity_ok": ok}
     if ok:
         result["throughput"] = throughput(sf, torch, args.repeats, args.quick)
+        result["ksvd"] = ksvd_throughput(sf, torch, min(args.repeats, 3), args.quick)
     result["seconds"] = time.time() - started
     result["machine"] = H.machine_info()
     path = H.write_json("gpu_check_quick" if args.quick else "gpu_check", result)

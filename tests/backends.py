@@ -87,6 +87,13 @@ class Backend(abc.ABC):
         """A zero-stride broadcast view of the backend array `a`."""
         return np.broadcast_to(a, shape, subok=True)
 
+    def flip(self, a: Any, axis: int) -> Any:
+        """`a` reversed along `axis`: a negative-stride view where the framework has them
+        (numpy, CuPy, the emulated arrays)."""
+        index = [slice(None)] * a.ndim
+        index[axis] = slice(None, None, -1)
+        return a[tuple(index)]
+
     def readonly(self, a: Any) -> bool:
         """Make the backend array `a` read-only where the framework can say so (numpy flags,
         the emulated arrays' CUDA-array-interface flag); returns whether it could."""
@@ -194,6 +201,10 @@ class TorchCudaBackend(Backend):
 
     def broadcast_to(self, a, shape):
         return a.expand(shape)
+
+    def flip(self, a, axis):
+        # torch has no negative strides (`t[::-1]` raises): a reversed copy is the nearest.
+        return a.flip(axis)
 
 
 class CupyBackend(Backend):

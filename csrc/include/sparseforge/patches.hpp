@@ -9,6 +9,7 @@
 #pragma once
 
 #include "sparseforge/config.hpp"
+#include "sparseforge/scalar_math.hpp"
 
 namespace sparseforge {
 inline namespace SF_KERNEL_NS {
@@ -60,7 +61,7 @@ SF_HD SF_INLINE void gather_pixel(const T* patches, const T* weights, index_t H,
       if (px > x || x >= px + pw) continue;
       const index_t p = r * cols + q;
       const T w = weights ? weights[p] : T(1);
-      sum += w * patches[((p * ph + (y - py)) * pw + (x - px)) * C + c];
+      sum += mul_rn(w, patches[((p * ph + (y - py)) * pw + (x - px)) * C + c]);
       wsum += w;
     }
   }
