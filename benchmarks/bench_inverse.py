@@ -73,7 +73,10 @@ as given), refuses a case present twice (same dataset, scale or kernel and sigma
 method), refuses inputs run with other settings (iterations, K-SVD step, seed, threads) or
 other weights (sha256), recomputes the summary and targets with the same code and writes
 ``bench_inverse_<part><tag>.json`` (records in the order of a single run; ``merged_from``
-lists the inputs).
+lists the inputs). ``--replace METHODS`` (with --merge) takes each of those methods' records
+and weights from the last input that has records of it and drops them from the others: a
+method rerun (new weights, say) replaces its old rows in an earlier merged file; ``replaced``
+names where each came from.
 """
 
 from __future__ import annotations
@@ -578,10 +581,23 @@ def _order(part: str, methods: dict[str, int]) -> Callable[[dict[str, Any]], tup
                       r["sigma"], methods[r["method"]])
 
 
-def combine(inputs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """The merged result of ``(name, data)`` result files of one part (see --merge)."""
+def combine(inputs: list[tuple[str, dict[str, Any]]],
+            replace: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The merged result of ``(name, data)`` result files of one part (see --merge); the
+    methods in `replace` come from the last input with records of each (see --replace)."""
     if not inputs:
         raise MergeError("nothing to merge")
+    source: dict[str, str] = {}
+    for method in replace:
+        having = [name for name, data in inputs
+                  if any(r.get("method") == method for r in data.get("records") or [])]
+        if not having:
+            raise MergeError(f"--replace {method}: no input has records of it")
+        source[method] = having[-1]
+
+    def kept(method: str, name: str) -> bool:
+        return source.get(method, name) == name
+
     parts = {name: part_of(data, name) for name, data in inputs}
     part = next(iter(parts.values()))
     if len(set(parts.values())) > 1:
@@ -602,6 +618,8 @@ def combine(inputs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
                     raise MergeError(f"{name} was run with other settings than "
                                      f"{first_settings[0]}: {diff}")
         for method, rec in (data.get("weights") or {}).items():
+            if not kept(method, name):
+                continue
             if method in weights and weights[method].get("sha256") != rec.get("sha256"):
                 raise MergeError(
                     f"{method} used other weights in {name} ({rec.get('path')}, sha256 "
@@ -615,6 +633,8 @@ def combine(inputs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     records: list[dict[str, Any]] = []
     for name, data in inputs:
         for r in data.get("records") or []:
+            if not kept(r["method"], name):
+                continue
             case = _case(part, r)
             if case in seen:
                 duplicates.append(f"{dict(zip(CASE_KEYS[part], case))} in {seen[case]} and "
@@ -651,6 +671,7 @@ def combine(inputs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
             "settings": first_settings[1] if first_settings else None,
             "images": ",".join(specs) if all(specs) else None,
             "pnp_cnn": pnp_cnn, "left_out": left_out, "weights": weights,
+            "replaced": source,
             "merged_from": [{"file": name, "argv": data.get("argv"),
                              "images": data.get("images"),
                              "records": len(data.get("records") or []),
@@ -669,7 +690,7 @@ def _result_path(name: str) -> Path:
 
 
 def merge(names: list[str], tag: str = "", argv: list[str] | None = None,
-          results_dir: Path | None = None) -> Path:
+          results_dir: Path | None = None, replace: tuple[str, ...] = ()) -> Path:
     """--merge: combine result files of one part into ``bench_inverse_<part><tag>.json``."""
     from sparseforge.bench.output import write_json
 
@@ -681,7 +702,7 @@ def merge(names: list[str], tag: str = "", argv: list[str] | None = None,
         except ValueError as exc:
             raise MergeError(f"{path}: not JSON ({exc})") from None
         inputs.append((_shown(path), data))
-    merged = combine(inputs)
+    merged = combine(inputs, replace)
     merged["argv"] = argv
     return write_json(results_dir or H.RESULTS_DIR, f"bench_inverse_{merged['part']}{tag}",
                       merged)
@@ -776,12 +797,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="merge result files of one part (names looked up in "
                         "benchmarks/results/ too) into bench_inverse_<part><tag>.json, "
                         "refusing duplicate cases; runs nothing else")
+    p.add_argument("--replace", default="", metavar="METHODS",
+                   help="with --merge: these methods' records (comma list) come from the last "
+                        "file that has them, replacing those of the files before it")
     p.add_argument("--keep-blas-env", action="store_true")
     args = p.parse_args(argv)
     argv_recorded = sys.argv if argv is None else argv
     if args.merge:
         try:
-            path = merge(args.merge, args.tag, argv=argv_recorded)
+            path = merge(args.merge, args.tag, argv=argv_recorded,
+                         replace=tuple(m for m in args.replace.split(",") if m))
         except MergeError as exc:
             print(f"bench_inverse.py --merge: {exc}", file=sys.stderr)
             return 1

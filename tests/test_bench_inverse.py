@@ -167,6 +167,26 @@ def test_merge_refuses_duplicates(bi, tmp_path, capsys):
     assert not (bi.H.RESULTS_DIR / "bench_inverse_sr_never_written.json").exists()
 
 
+def test_merge_replace_takes_a_rerun_method_from_the_last_file(bi):
+    old = sr_file(bi, [("Set5", "a.png"), ("Set5", "b.png")])
+    rerun = sr_file(bi, [("Set5", "a.png"), ("Set5", "b.png")])
+    rerun["records"] = [dict(r, psnr=r["psnr"] + 1.0) for r in rerun["records"]
+                        if r["method"] == "pnp-hybrid"]
+    rerun["weights"] = {"pnp-hybrid": {"path": "h2.pt", "sha256": "bb"}}
+    with pytest.raises(bi.MergeError, match="other weights"):
+        bi.combine([("old", old), ("rerun", rerun)])
+    merged = bi.combine([("old", old), ("rerun", rerun)], replace=("pnp-hybrid",))
+    assert merged["replaced"] == {"pnp-hybrid": "rerun"}
+    assert merged["weights"]["pnp-hybrid"]["sha256"] == "bb"
+    before = {(r["image"], r["method"]): r["psnr"] for r in old["records"]}
+    after = {(r["image"], r["method"]): r["psnr"] for r in merged["records"]}
+    assert after.keys() == before.keys()  # every case once
+    for (image, method), psnr in after.items():
+        assert psnr == before[image, method] + (1.0 if method == "pnp-hybrid" else 0.0)
+    with pytest.raises(bi.MergeError, match="--replace bicubic: no input"):
+        bi.combine([("old", old), ("rerun", rerun)], replace=("bicubic",))
+
+
 def test_merge_refuses_mixed_inputs(bi):
     a = sr_file(bi, [("Set5", "a.png")])
     b = sr_file(bi, [("Set5", "b.png")])

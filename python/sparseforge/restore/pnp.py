@@ -205,7 +205,7 @@ def deblur(image: Any, kernel: Any, sigma: float, *, prior: Any = "hybrid", n_it
     >>> with_hybrid.shape, with_hybrid.dtype
     ((64, 64), dtype('float64'))
     >>> psnr(blurred), psnr(with_ksvd), psnr(with_hybrid)            # dB
-    (28.1, 30.3, 30.6)
+    (28.1, 30.3, 30.8)
     """
     y = _check_image(image)
     k = check_kernel(kernel, y.shape)
