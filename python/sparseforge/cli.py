@@ -607,9 +607,10 @@ def _read_kernel(path: str, image_shape: tuple[int, int]) -> np.ndarray:
 
 
 def _learned_prior(args: argparse.Namespace, prior: str | None, sigma: float,
-                   option: str | None, fallback: str):
+                   option: str | None, fallback: str, why: str = ""):
     """The learned PnP prior: (name, denoiser(image, sigma)), or None when the default
-    cannot run (after a one-line note that `fallback` is used instead).
+    cannot run (after a one-line note that `fallback` is used instead, `why` leading its
+    reason).
 
     `prior`: "hybrid" or "cnn" as asked by `option` (e.g. "--prior hybrid"), or None for
     the default (the hybrid, or the kind of model in ``--weights``). `sigma`: the noise level
@@ -623,7 +624,7 @@ def _learned_prior(args: argparse.Namespace, prior: str | None, sigma: float,
     wanted = prior or "hybrid"
     if not torch_available():
         if insist is None:
-            print(f"using {fallback}: the {wanted} prior needs PyTorch ({INSTALL_HINT})")
+            print(f"using {fallback}: {why}the {wanted} prior needs PyTorch ({INSTALL_HINT})")
             return None
         raise UsageError(f"{insist} needs PyTorch, which is not installed; {INSTALL_HINT}")
     threads = _threads(args.n_jobs)
@@ -657,7 +658,7 @@ def _learned_prior(args: argparse.Namespace, prior: str | None, sigma: float,
         message = (f"the learned priors serve sigma <= {_MAX_LEARNED_SIGMA:g} on the 0-255 "
                    f"scale, and sigma is {sigma:g} there")
         if insist is None:
-            print(f"using {fallback}: {message}")
+            print(f"using {fallback}: {why}{message}")
             return None
         raise UsageError(f"{message}; use {fallback}")
     from .restore.pnp import get_prior
@@ -670,7 +671,7 @@ def _learned_prior(args: argparse.Namespace, prior: str | None, sigma: float,
                    f"`sparseforge train --model {_TRAIN_PRIOR[wanted]} --blind --seconds 1800 "
                    "--out prior.pt`, then pass --weights prior.pt)")
         if insist is None:
-            print(f"using {fallback}: {message}")
+            print(f"using {fallback}: {why}{message}")
             return None
         raise UsageError(f"{insist}: {message}")
 
@@ -686,8 +687,9 @@ def _zeyde_missing(scale: int) -> str | None:
     return None
 
 
-def _sr_cnn_weights(args: argparse.Namespace) -> dict[str, Any]:
-    """``prior_options`` of upscale(method="cnn"): --weights, else the package's model."""
+def _sr_cnn_weights(args: argparse.Namespace, model: Any = None) -> dict[str, Any]:
+    """``prior_options`` of upscale(method="cnn"): --weights (`model`: its model, when
+    already loaded), else the package's model."""
     from .restore._registry import available_pretrained
     from .restore._torch import INSTALL_HINT, torch_available
     from .restore.pnp import SR_CNN_WEIGHTS
@@ -695,7 +697,7 @@ def _sr_cnn_weights(args: argparse.Namespace) -> dict[str, Any]:
     if not torch_available():
         raise UsageError(f"--method cnn needs PyTorch, which is not installed; {INSTALL_HINT}")
     if args.weights is not None:
-        model = _load_weights(args.weights)
+        model = _load_weights(args.weights) if model is None else model
         if getattr(model, "task", None) != "upscale":
             raise UsageError(f"--weights {args.weights} holds a model for {model.task}; "
                              "--method cnn needs one trained with `sparseforge train --model "
@@ -707,6 +709,34 @@ def _sr_cnn_weights(args: argparse.Namespace) -> dict[str, Any]:
                          "`sparseforge train --model dncnn-matched --task upscale --crop 48 "
                          "--seconds S --out FILE`)")
     return {}
+
+
+def _default_sr_cnn(args: argparse.Namespace) -> tuple[str | None, Any, str]:
+    """The default of upscale before the plug-and-play chain: ("cnn", the --weights model or
+    None, "") when the super-resolution CNN can run; ("zeyde", None, "") after a note when
+    PyTorch is missing (and no option asks for PnP); else (None, None, why): the PnP chain
+    decides, `why` saying why the SR CNN is not used ("" when it is not the default anyway:
+    --sigma / --n-iter given, for a noisy input, or --weights holding a blind denoiser)."""
+    from .restore._registry import available_pretrained
+    from .restore._torch import INSTALL_HINT, torch_available
+    from .restore.pnp import SR_CNN_WEIGHTS
+
+    if _given(args, _PNP_ONLY):  # the SR CNN was trained on clean bicubic down-scalings
+        return None, None, ""
+    if not torch_available():
+        if args.weights is not None:  # the chain's error: --weights needs PyTorch
+            return None, None, ""
+        print(f"using --method zeyde: the default cnn (and pnp-hybrid) need PyTorch "
+              f"({INSTALL_HINT})")
+        return "zeyde", None, ""
+    if args.weights is not None:
+        model = _load_weights(args.weights)
+        if getattr(model, "task", None) == "upscale":
+            return "cnn", model, ""
+        return None, None, ""  # a blind denoiser: the PnP prior
+    if SR_CNN_WEIGHTS in available_pretrained():
+        return "cnn", None, ""
+    return None, None, f"the default cnn's weights {SR_CNN_WEIGHTS!r} are not installed"
 
 
 def _check_upscale_options(args: argparse.Namespace) -> int:
@@ -730,19 +760,29 @@ def _check_upscale_options(args: argparse.Namespace) -> int:
 
 
 def _upscale_method(args: argparse.Namespace, scale: int, sigma: float):
-    """(method name, keyword arguments of restore.upscale) for the command's --method; the
-    default is pnp-hybrid, else zeyde (pnp-ksvd when PnP options are given), saying why."""
-    method, learned = args.method, None
+    """(method name, keyword arguments of restore.upscale) for the command's --method.
+
+    The default is cnn (the shipped super-resolution CNN, or --weights holding one); with
+    --sigma or --n-iter (PnP settings), --weights holding a blind denoiser, or without the SR
+    CNN, it is pnp-hybrid, else pnp-ksvd (PnP options given) or zeyde; without PyTorch,
+    zeyde (bicubic when its dictionaries are missing), saying why.
+    """
+    method, learned, model = args.method, None, None
     if method is None:
-        fallback = "pnp-ksvd" if _given(args, _PNP_ONLY) else "zeyde"
-        learned = _learned_prior(args, None, sigma, None, f"--method {fallback}")
-        if learned is not None:
-            method = f"pnp-{learned[0]}"
-        elif fallback == "zeyde" and _zeyde_missing(scale):
+        method, model, missing = _default_sr_cnn(args)
+        if method is None:
+            fallback = "pnp-ksvd" if _given(args, _PNP_ONLY) else "zeyde"
+            learned = _learned_prior(args, None, sigma, None, f"--method {fallback}",
+                                     f"{missing}, and " if missing else "")
+            if learned is not None:
+                method = f"pnp-{learned[0]}"
+                if missing:
+                    print(f"using --method {method}: {missing}")
+            else:
+                method = fallback
+        if method == "zeyde" and _zeyde_missing(scale):
             print(f"using --method bicubic: {_zeyde_missing(scale)}")
             method = "bicubic"
-        else:
-            method = fallback
     elif method in ("pnp-hybrid", "pnp-cnn"):
         learned = _learned_prior(args, method[len("pnp-"):], sigma, f"--method {method}",
                                  "--method pnp-ksvd")
@@ -751,7 +791,7 @@ def _upscale_method(args: argparse.Namespace, scale: int, sigma: float):
     if method in ("bicubic", "zeyde"):
         return method, {"method": method}
     if method == "cnn":
-        return method, {"method": "cnn", "prior_options": _sr_cnn_weights(args)}
+        return method, {"method": "cnn", "prior_options": _sr_cnn_weights(args, model)}
     options: dict[str, Any] = {"sigma": sigma, "n_iter": args.n_iter or _default_n_iter(),
                                "init": "bicubic" if _zeyde_missing(scale) else "zeyde"}
     if method == "pnp-ksvd":
@@ -866,7 +906,8 @@ def deblur(args: argparse.Namespace) -> int:
 
 
 def upscale(args: argparse.Namespace) -> int:
-    """Upscale an image file by 2, 3 or 4: plug-and-play, Zeyde or bicubic."""
+    """Upscale an image file by 2, 3 or 4: super-resolution CNN, plug-and-play, Zeyde or
+    bicubic."""
     scale = _check_upscale_options(args)
     _check_input_file(args.input, "IN")
     if args.weights is not None:
@@ -882,9 +923,10 @@ def upscale(args: argparse.Namespace) -> int:
         if args.sigma:
             how += f", sigma={args.sigma:g}{_scale_note(sigma255, vrange)}"
     if args.method is None and method == "pnp-hybrid" and h * w > _SLOW_PIXELS:
-        print(f"note: the default pnp-hybrid (the best measured) runs the hybrid restorer "
-              f"{options['n_iter']} times over the {h}x{w} output: expect minutes; "
-              "--method zeyde takes seconds (0.5 dB less on Set5 x2)")
+        faster = ("a smaller --n-iter takes less" if _given(args, _PNP_ONLY) else
+                  "--method zeyde takes seconds (0.61 dB less on Set5 x2)")
+        print(f"note: the default pnp-hybrid runs {_iterations(options['n_iter'])} of the "
+              f"hybrid restorer over the {h}x{w} output: expect minutes; {faster}")
     from .restore import upscale as run
 
     threads = _threads(args.n_jobs)
@@ -1280,17 +1322,20 @@ ksvd, saying so; an explicit --prior hybrid or cnn that cannot run is an error.
 _UPSCALE_HELP = """\
 upscale an image by 2, 3 or 4 (single-image super-resolution).
 
-methods: pnp-hybrid (plug-and-play with the hybrid prior, started from Zeyde's result),
-zeyde (Zeyde et al. 2010: sparse coding over the shipped K-SVD dictionaries), bicubic
-(MATLAB's imresize), pnp-ksvd (plug-and-play with the K-SVD prior), pnp-cnn
-(plug-and-play with a pure-torch blind DnCNN; needs --weights).
+methods: cnn (the shipped pure-torch super-resolution CNN on the bicubic interpolation, or
+one given with --weights), pnp-hybrid (plug-and-play with the hybrid prior, started from
+Zeyde's result), zeyde (Zeyde et al. 2010: sparse coding over the shipped K-SVD
+dictionaries), bicubic (MATLAB's imresize), pnp-ksvd (plug-and-play with the K-SVD prior),
+pnp-cnn (plug-and-play with a pure-torch blind DnCNN; needs --weights).
 
-default: pnp-hybrid, because it is the best measured (Set5 x2, Y channel: 36.35 dB;
-pnp-cnn 35.83, zeyde 35.74, pnp-ksvd 35.66, bicubic 33.65). It is slow: about 3.6 s per
-Set5 image on two threads (30-100x zeyde), growing with the output's size; for large
-images or many files give --method zeyde (0.61 dB less on Set5 x2). Without
-PyTorch or its weights the default falls back to zeyde (pnp-ksvd when --sigma or
---n-iter is given), saying so; an explicit pnp-hybrid or pnp-cnn that cannot run is an
+default: cnn, because it is the best measured (Y channel, x2/x3/x4: Set5 36.70 / 32.96 /
+30.70 dB, Set14 32.62 / 29.49 / 27.68; Set5 x2: pnp-hybrid 36.35, pnp-cnn 35.83, zeyde
+35.74, pnp-ksvd 35.66, bicubic 33.65), and fast: about 0.5-1.7 s per Set5/Set14 image on
+two threads (pnp-hybrid: 3.6-7 s). It was trained on clean bicubic down-scalings: with
+--sigma or --n-iter (a noisy input, plug-and-play settings) the default is pnp-hybrid
+(slow, growing with the output's size), pnp-ksvd without PyTorch or the hybrid's weights;
+--weights with a blind denoiser also makes it pnp-hybrid (or pnp-cnn). Without PyTorch the
+default is zeyde, saying so; an explicit cnn, pnp-hybrid or pnp-cnn that cannot run is an
 error.
 """
 
@@ -1333,8 +1378,8 @@ def _add_inverse_parsers(sub) -> None:
     p.set_defaults(func=deblur)
 
     methods = [m for m in UPSCALE_METHODS if m != "pnp"]  # "pnp" takes a Python callable
-    p = sub.add_parser("upscale", help="upscale an image by 2, 3 or 4 (plug-and-play "
-                                       "hybrid, Zeyde sparse coding, or bicubic)",
+    p = sub.add_parser("upscale", help="upscale an image by 2, 3 or 4 (super-resolution "
+                                       "CNN, plug-and-play, Zeyde, or bicubic)",
                        description=_UPSCALE_HELP,
                        epilog=_FORMATS_HELP + "  OUT is SCALE times IN's height and width.\n"
                        + _COLOUR_HELP["upscale"] + _FILES_HELP.format(others=""),
@@ -1344,9 +1389,15 @@ def _add_inverse_parsers(sub) -> None:
     p.add_argument("--scale", required=True, metavar="{2,3,4}",
                    help="the factor on each side: an integer 2, 3 or 4")
     p.add_argument("--method", choices=methods, default=None,
-                   help="default: pnp-hybrid when PyTorch and its weights are installed "
-                        "(best quality, slow: see above), else zeyde")
-    p.add_argument("--weights", default=None, metavar="FILE", help=_PRIOR_WEIGHTS_HELP)
+                   help="default: cnn (the best measured, ~1 s per image: see above) when "
+                        "PyTorch is installed; pnp-hybrid when --sigma or --n-iter is given "
+                        "(slow); zeyde without PyTorch")
+    p.add_argument("--weights", default=None, metavar="FILE",
+                   help="cnn (the default then): a model written by `sparseforge train "
+                        "--model dncnn-matched --task upscale` (default: the shipped "
+                        "dncnn-matched-upscale); pnp-hybrid, pnp-cnn: a blind denoising model "
+                        "written by `sparseforge train --blind` (pnp-hybrid's default: the "
+                        "shipped hybrid-blind)")
     p.add_argument("--sigma", type=float, default=None,
                    help="plug-and-play: noise standard deviation of IN in its own units "
                         "(default 0: a clean image)")

@@ -1,7 +1,8 @@
 """`sparseforge deblur` and `sparseforge upscale`: kernels and scales are checked (one line,
 status 2, nothing written), the file-format rules of `denoise` hold (bit depth, colour,
 alpha, OUT != IN), the restored images beat the degraded ones, and the defaults (the hybrid
-prior, pnp-hybrid) fall back to K-SVD / Zeyde with a note when they cannot run."""
+prior; the shipped super-resolution CNN, pnp-hybrid for PnP settings) fall back to K-SVD /
+Zeyde with a note when they cannot run."""
 
 from __future__ import annotations
 
@@ -365,8 +366,8 @@ print("ok")
     lines = run.stdout.splitlines()
     assert any(line.startswith("using --prior ksvd: the hybrid prior needs PyTorch")
                for line in lines), lines
-    assert any(line.startswith("using --method zeyde: the hybrid prior needs PyTorch")
-               for line in lines), lines
+    assert any(line.startswith("using --method zeyde: the default cnn (and pnp-hybrid) need "
+                               "PyTorch") for line in lines), lines
     assert any(line.startswith("using --method pnp-ksvd:") for line in lines), lines
     assert "ksvd prior, 2 iterations" in run.stdout and "x2 to 96x96 (zeyde)" in run.stdout
     assert "(pnp-ksvd, 1 iteration)" in run.stdout
@@ -379,18 +380,20 @@ needs_torch = pytest.mark.skipif(not torch_available(),
 
 @needs_torch
 def test_missing_weights_fall_back_or_fail(files, tmp_path, capsys, monkeypatch):
-    from sparseforge.restore import pretrained
+    from sparseforge.restore import _registry, pretrained
 
     def missing(name):
         raise FileNotFoundError(f"{name} is not shipped (test)")
 
     monkeypatch.setattr(pretrained, "load_pretrained", missing)
+    monkeypatch.setattr(_registry, "available_pretrained", lambda: [])
     blurred, npy = files["blurred"], files["npy"]
     assert main(["deblur", blurred, str(tmp_path / "d.png"), "--kernel", npy, "--sigma", "2",
                  "--n-iter", "1"]) == 0
     assert "using --prior ksvd: no blind hybrid weights are shipped" in capsys.readouterr().out
     assert main(["upscale", blurred, str(tmp_path / "u.png"), "--scale", "2"]) == 0
-    assert "using --method zeyde: no blind hybrid weights" in capsys.readouterr().out
+    assert ("using --method zeyde: the default cnn's weights 'dncnn-matched-upscale' are not "
+            "installed, and no blind hybrid weights") in capsys.readouterr().out
     for option in (["--prior", "hybrid"], ["--prior", "cnn"]):
         fails(["deblur", blurred, str(tmp_path / "x.png"), "--kernel", npy, "--sigma", "2",
                *option], capsys, rf"{' '.join(option)}: no .* weights are shipped in this "
@@ -465,16 +468,18 @@ def test_the_defaults_are_the_hybrid(files, tmp_path, capsys, kernel, monkeypatc
     assert main(["upscale", src, str(tmp_path / "u.png"), "--scale", "2", "--n-iter",
                  "1"]) == 0
     printed = capsys.readouterr().out
-    assert "note: the default pnp-hybrid (the best measured)" in printed
+    assert ("note: the default pnp-hybrid runs 1 iteration of the hybrid restorer over the "
+            "32x32 output: expect minutes; a smaller --n-iter") in printed
     assert "x2 to 32x32 (pnp-hybrid, 1 iteration)" in printed
     assert read_image(tmp_path / "u.png").shape == (32, 32)
 
 
-@pytest.mark.skipif(not torch_available(), reason="--method cnn needs PyTorch")
-def test_upscale_method_cnn(hr, tmp_path, capsys):
-    """--method cnn runs an upscaling DnCNN given by --weights on the bicubic interpolation
-    (with its last layer at zero: exactly bicubic); a denoiser's weights, PnP options or no
-    weights at all (none shipped) are refused."""
+@pytest.fixture(scope="module")
+def sr_weights(tmp_path_factory):
+    """An upscaling DnCNN with its last layer at zero: on the bicubic interpolation it gives
+    exactly bicubic."""
+    if not torch_available():
+        pytest.skip("--method cnn needs PyTorch")
     import torch
 
     from sparseforge.restore import DnCNN, save_model
@@ -483,19 +488,123 @@ def test_upscale_method_cnn(hr, tmp_path, capsys):
     with torch.no_grad():
         model.body[-1].weight.zero_()
         model.body[-1].bias.zero_()
-    weights = str(save_model(model, tmp_path / "sr.pt"))
+    return str(save_model(model, tmp_path_factory.mktemp("sr") / "sr.pt"))
+
+
+def hide_sr_cnn(monkeypatch):
+    """The shipped super-resolution CNN looks uninstalled (the other weights stay)."""
+    from sparseforge.restore import _registry
+    from sparseforge.restore.pnp import SR_CNN_WEIGHTS
+
+    installed = _registry.available_pretrained()
+    monkeypatch.setattr(_registry, "available_pretrained",
+                        lambda: [n for n in installed if n != SR_CNN_WEIGHTS])
+
+
+def upscale_default(argv, scale=2):
+    """The method `sparseforge upscale IN OUT --scale SCALE *argv` picks (nothing is run)."""
+    args = cli.build_parser().parse_args(["upscale", "in.png", "out.png", "--scale",
+                                          str(scale), *argv])
+    sigma = 0.0 if args.sigma is None else args.sigma
+    return cli._upscale_method(args, scale, sigma)[0]
+
+
+@needs_torch
+def test_upscale_method_cnn(hr, tmp_path, capsys, monkeypatch, sr_weights):
+    """--method cnn runs the shipped super-resolution CNN (well above bicubic), or an
+    upscaling DnCNN given by --weights on the bicubic interpolation (with its last layer at
+    zero: exactly bicubic); a denoiser's weights, PnP options, or no weights when the SR CNN
+    is not installed are refused."""
+    from sparseforge.restore import DnCNN, save_model
+
     src = save(tmp_path / "lr.png", low(hr, 2).astype(np.uint8))
-    for method, extra in (("cnn", ["--weights", weights]), ("bicubic", [])):
+    for method, extra in (("cnn", ["--weights", sr_weights]), ("bicubic", []),
+                          ("shipped", [])):
         assert main(["upscale", src, str(tmp_path / f"{method}.png"), "--scale", "2",
-                     "--method", method, *extra]) == 0
-    capsys.readouterr()
+                     "--method", "cnn" if method == "shipped" else method, *extra]) == 0
+    assert "x2 to 96x96 (cnn)" in capsys.readouterr().out
     np.testing.assert_array_equal(read_image(tmp_path / "cnn.png").pixels,
                                   read_image(tmp_path / "bicubic.png").pixels)
+    shipped = read_image(tmp_path / "shipped.png")
+    assert shipped.shape == (96, 96) and shipped.pixels.dtype == np.uint8
+    inner = (slice(4, -4), slice(4, -4))
+    bicubic = psnr(hr[inner], read_image(tmp_path / "bicubic.png").pixels[inner])
+    assert psnr(hr[inner], shipped.pixels[inner]) > bicubic + 0.3
     denoiser = str(save_model(DnCNN(3, 4), tmp_path / "d.pt"))
     out = tmp_path / "x.png"
     fails(["upscale", src, str(out), "--scale", "2", "--method", "cnn", "--weights", denoiser],
           capsys, "holds a model for denoise", out)
-    fails(["upscale", src, str(out), "--scale", "2", "--method", "cnn", "--weights", weights,
-           "--n-iter", "3"], capsys, "--n-iter applies to the plug-and-play methods", out)
+    fails(["upscale", src, str(out), "--scale", "2", "--method", "cnn", "--weights",
+           sr_weights, "--n-iter", "3"], capsys,
+          "--n-iter applies to the plug-and-play methods", out)
+    hide_sr_cnn(monkeypatch)
     fails(["upscale", src, str(out), "--scale", "2", "--method", "cnn"], capsys,
-          "--method cnn needs --weights FILE", out)
+          "--method cnn needs --weights FILE: this build does not ship the super-resolution "
+          "CNN 'dncnn-matched-upscale'", out)
+
+
+@needs_torch
+def test_the_upscale_default_is_the_sr_cnn(hr, tmp_path, capsys, sr_weights):
+    """On a clean input the default is cnn: the shipped model, or --weights holding an
+    upscaling model."""
+    src = save(tmp_path / "lr.png", low(hr, 2).astype(np.uint8))
+    assert main(["upscale", src, str(tmp_path / "u.png"), "--scale", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "x2 to 96x96 (cnn)" in printed and "using" not in printed, printed
+    assert main(["upscale", src, str(tmp_path / "c.png"), "--scale", "2", "--method",
+                 "cnn"]) == 0
+    np.testing.assert_array_equal(read_image(tmp_path / "u.png").pixels,
+                                  read_image(tmp_path / "c.png").pixels)
+    assert main(["upscale", src, str(tmp_path / "w.png"), "--scale", "2", "--weights",
+                 sr_weights]) == 0
+    assert "x2 to 96x96 (cnn)" in capsys.readouterr().out
+    assert main(["upscale", src, str(tmp_path / "b.png"), "--scale", "2", "--method",
+                 "bicubic"]) == 0
+    np.testing.assert_array_equal(read_image(tmp_path / "w.png").pixels,  # the zeroed model
+                                  read_image(tmp_path / "b.png").pixels)
+    assert upscale_default(["--weights", sr_weights], scale=3) == "cnn"
+
+
+@needs_torch
+def test_pnp_settings_or_a_denoiser_make_the_default_pnp(files, tmp_path, capsys):
+    """--sigma / --n-iter (a noisy input: the SR CNN saw clean ones only) or --weights with a
+    blind denoiser: the default stays pnp-hybrid (pnp-cnn for a blind plain CNN)."""
+    import torch
+
+    from sparseforge.restore import HybridRestorer, save_model
+
+    src = save(tmp_path / "lr.png", files["in"][:12, :12])
+    assert main(["upscale", src, str(tmp_path / "u.png"), "--scale", "2", "--sigma", "2",
+                 "--n-iter", "1"]) == 0
+    assert "x2 to 24x24 (pnp-hybrid, 1 iteration, sigma=2)" in capsys.readouterr().out
+    assert read_image(tmp_path / "u.png").shape == (24, 24)
+    assert upscale_default(["--sigma", "2"]) == "pnp-hybrid"
+    assert upscale_default(["--n-iter", "3"]) == "pnp-hybrid"
+    torch.manual_seed(0)
+    blind = save_model(HybridRestorer(sigma_range=(0, 55), depth=3, width=8, channels=2,
+                                      n_jobs=1), tmp_path / "blind.pt")
+    assert upscale_default(["--weights", str(blind)]) == "pnp-hybrid"
+    assert "using" not in capsys.readouterr().out
+
+
+def test_without_torch_the_upscale_default_is_zeyde(hr, tmp_path, capsys, monkeypatch):
+    from sparseforge.restore import _torch
+
+    monkeypatch.setattr(_torch, "torch_available", lambda: False)
+    src = save(tmp_path / "lr.png", low(hr, 2).astype(np.uint8)[:24, :24])
+    assert main(["upscale", src, str(tmp_path / "u.png"), "--scale", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("using --method zeyde: the default cnn (and pnp-hybrid) need "
+                               "PyTorch"), lines
+    assert len(lines) == 2 and "x2 to 48x48 (zeyde)" in lines[1], lines
+    fails(["upscale", src, str(tmp_path / "x.png"), "--scale", "2", "--method", "cnn"],
+          capsys, "--method cnn needs PyTorch, which is not installed", tmp_path / "x.png")
+
+
+@needs_torch
+def test_without_the_sr_cnn_the_upscale_default_is_pnp_hybrid(capsys, monkeypatch):
+    hide_sr_cnn(monkeypatch)
+    assert upscale_default([]) == "pnp-hybrid"
+    assert capsys.readouterr().out.splitlines() == [
+        "using --method pnp-hybrid: the default cnn's weights 'dncnn-matched-upscale' are not "
+        "installed"]

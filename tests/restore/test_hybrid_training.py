@@ -11,8 +11,10 @@ torch = pytest.importorskip("torch", reason="the learned restorers need PyTorch"
 
 import sparseforge as sf  # noqa: E402
 from sparseforge.restore import (DnCNN, HybridRestorer, count_parameters,  # noqa: E402
-                                 load_model, load_pretrained, matched_dncnn, train)
-from sparseforge.restore.pretrained import PRETRAINED, pretrained_path  # noqa: E402
+                                 load_model, load_pretrained, matched_dncnn,
+                                 save_model, train)
+from sparseforge.restore.pretrained import (PRETRAINED, available_pretrained,  # noqa: E402
+                                           pretrained_path)
 
 torch.set_num_threads(1)
 SMALL = dict(depth=3, width=8, channels=3, n_jobs=1)
@@ -184,6 +186,45 @@ def test_load_pretrained_errors():
         if not pretrained_path(name).is_file():
             with pytest.raises(FileNotFoundError, match="`sparseforge train --out"):
                 load_pretrained(name)
+
+
+def test_shipped_weights_fit_the_package_budget():
+    """Issue 16: the learned weights the package ships total at most 5 MB (10^6 bytes); the
+    float16 ones are the files written by scripts/half_weights.py."""
+    files = [pretrained_path(name) for name in available_pretrained()]
+    assert len(files) >= 4
+    assert sum(f.stat().st_size for f in files) <= 5_000_000
+    half = {name for name in available_pretrained()
+            if torch.load(pretrained_path(name), weights_only=True).get("precision")
+            == "float16"}
+    assert half == {"hybrid-blind", "hybrid-sigma25", "dncnn-matched-upscale"}
+
+
+def test_float16_storage_round_trip(tmp_path):
+    """save_model(precision="float16") halves the file; the weights load into a float32 model
+    rounded to float16 (exactly), and the restorer's output moves by round-off only."""
+    model = HybridRestorer(depth=3, width=8, n_jobs=1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    full = save_model(model, tmp_path / "full.pt")
+    half = save_model(model, tmp_path / "half.pt", precision="float16", steps=3)
+    small = load_model(half)
+    assert half.stat().st_size < 0.6 * full.stat().st_size and small.meta == {"steps": 3}
+    for name, value in model.state_dict().items():
+        got = small.state_dict()[name]
+        assert got.dtype == value.dtype, name
+        if value.is_floating_point():
+            assert torch.equal(got, value.half().float()), name
+        else:
+            assert torch.equal(got, value), name
+    clean = torch.from_numpy(_camera_crop()[:48, :48]).float()[None, None]
+    x = clean + 25 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = model.eval()(x), small(x)
+    assert float((a - b).abs().mean()) < 0.1  # of 0-255; a near-tie may flip an atom
+    with pytest.raises(ValueError, match="`precision`"):
+        save_model(model, tmp_path / "x.pt", precision="bfloat16")
 
 
 def test_train_argument_errors(folders):
