@@ -21,6 +21,8 @@ Results go to benchmarks/results/gpu_check.json. Without a CUDA build, a GPU or 
 it says which is missing and exits 2.
 
     python benchmarks/gpu_check.py [--quick] [--repeats 5]
+    python benchmarks/gpu_check.py --signals-times 50 --no-ksvd --repeats 3   # large batches:
+                                      # 1,000,000 and 250,000 signals -> gpu_check_x50.json
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ def torch_batch_omp(X, D, k, chunk=4096):
     return out
 
 
-def throughput(sf, torch, repeats, quick):
+def throughput(sf, torch, repeats, quick, times=1):
     """Signals per second of every method, verified first, per case and dtype."""
     import numpy as np
 
@@ -149,7 +151,7 @@ def throughput(sf, torch, repeats, quick):
     rows = []
     for n, K, L in CASES:
         for dtype in DTYPES:
-            N = (20_000 if n == 64 else 5_000) // (10 if quick else 1)
+            N = (20_000 if n == 64 else 5_000) * times // (10 if quick else 1)
             X, D, _, _ = H.planted_sparse_problem(N, n, K, L, seed=4, dtype=dtype)
             Xd, Dd = torch.as_tensor(X, device="cuda"), torch.as_tensor(D, device="cuda")
             check = sf.sparse_encode(X[:500], D, n_nonzero_coefs=L)
@@ -224,6 +226,10 @@ def ksvd_throughput(sf, torch, repeats, quick):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the signals")
+    parser.add_argument("--signals-times", type=int, default=1, metavar="K",
+                        help="K times the signals of the throughput part (result file "
+                             "gpu_check_xK.json)")
+    parser.add_argument("--no-ksvd", action="store_true", help="skip the K-SVD part")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     sf, torch = _require_gpu()
@@ -238,11 +244,15 @@ def main(argv=None):
     parity_rows, ok = parity(sf, frameworks)
     result = {"gpu": torch.cuda.get_device_name(), "parity": parity_rows, "parity_ok": ok}
     if ok:
-        result["throughput"] = throughput(sf, torch, args.repeats, args.quick)
-        result["ksvd"] = ksvd_throughput(sf, torch, min(args.repeats, 3), args.quick)
+        result["throughput"] = throughput(sf, torch, args.repeats, args.quick,
+                                          args.signals_times)
+        if not args.no_ksvd:
+            result["ksvd"] = ksvd_throughput(sf, torch, min(args.repeats, 3), args.quick)
     result["seconds"] = time.time() - started
     result["machine"] = H.machine_info()
-    path = H.write_json("gpu_check_quick" if args.quick else "gpu_check", result)
+    name = "gpu_check" + ("_quick" if args.quick else "") + \
+        (f"_x{args.signals_times}" if args.signals_times != 1 else "")
+    path = H.write_json(name, result)
     print(f"wrote {path}")
     return 0 if ok else 1
 
