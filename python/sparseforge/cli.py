@@ -924,7 +924,7 @@ def upscale(args: argparse.Namespace) -> int:
             how += f", sigma={args.sigma:g}{_scale_note(sigma255, vrange)}"
     if args.method is None and method == "pnp-hybrid" and h * w > _SLOW_PIXELS:
         faster = ("a smaller --n-iter takes less" if _given(args, _PNP_ONLY) else
-                  "--method zeyde takes seconds (0.61 dB less on Set5 x2)")
+                  "--method zeyde takes seconds (0.71 dB less on Set5 x2)")
         print(f"note: the default pnp-hybrid runs {_iterations(options['n_iter'])} of the "
               f"hybrid restorer over the {h}x{w} output: expect minutes; {faster}")
     from .restore import upscale as run
@@ -1329,7 +1329,7 @@ dictionaries), bicubic (MATLAB's imresize), pnp-ksvd (plug-and-play with the K-S
 pnp-cnn (plug-and-play with a pure-torch blind DnCNN; needs --weights).
 
 default: cnn, because it is the best measured (Y channel, x2/x3/x4: Set5 36.70 / 32.96 /
-30.70 dB, Set14 32.62 / 29.49 / 27.68; Set5 x2: pnp-hybrid 36.35, pnp-cnn 35.83, zeyde
+30.70 dB, Set14 32.62 / 29.49 / 27.68; Set5 x2: pnp-hybrid 36.45, pnp-cnn 35.83, zeyde
 35.74, pnp-ksvd 35.66, bicubic 33.65), and fast: about 0.5-1.7 s per Set5/Set14 image on
 two threads (pnp-hybrid: 3.6-7 s). It was trained on clean bicubic down-scalings: with
 --sigma or --n-iter (a noisy input, plug-and-play settings) the default is pnp-hybrid
