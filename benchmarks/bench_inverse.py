@@ -73,10 +73,10 @@ as given), refuses a case present twice (same dataset, scale or kernel and sigma
 method), refuses inputs run with other settings (iterations, K-SVD step, seed, threads) or
 other weights (sha256), recomputes the summary and targets with the same code and writes
 ``bench_inverse_<part><tag>.json`` (records in the order of a single run; ``merged_from``
-lists the inputs). ``--replace METHODS`` (with --merge) takes each of those methods' records
-and weights from the last input that has records of it and drops them from the others: a
-method rerun (new weights, say) replaces its old rows in an earlier merged file; ``replaced``
-names where each came from.
+lists the inputs). ``--replace METHODS`` (with --merge): those methods' records and weights
+come from the inputs after the first (a rerun, possibly split over processes) and the first
+input's are dropped: the rerun must cover every case the first input had of each method;
+``replaced`` names the files each came from.
 """
 
 from __future__ import annotations
@@ -587,16 +587,22 @@ def combine(inputs: list[tuple[str, dict[str, Any]]],
     methods in `replace` come from the last input with records of each (see --replace)."""
     if not inputs:
         raise MergeError("nothing to merge")
-    source: dict[str, str] = {}
+    base = inputs[0][0]
+    source: dict[str, list[str]] = {}
     for method in replace:
-        having = [name for name, data in inputs
-                  if any(r.get("method") == method for r in data.get("records") or [])]
-        if not having:
-            raise MergeError(f"--replace {method}: no input has records of it")
-        source[method] = having[-1]
+        cases = {name: {_case(part_of(data, name), r) for r in data.get("records") or []
+                        if r.get("method") == method} for name, data in inputs}
+        source[method] = [name for name, _ in inputs[1:] if cases[name]]
+        if not source[method]:
+            raise MergeError(f"--replace {method}: no input after {base} has records of it")
+        missing = cases[base] - set().union(*(cases[n] for n in source[method]))
+        if missing:
+            shown = dict(zip(CASE_KEYS[part_of(inputs[0][1], base)], sorted(missing)[0]))
+            raise MergeError(f"--replace {method}: the rerun lacks {len(missing)} of the "
+                             f"{len(cases[base])} cases {base} has (e.g. {shown})")
 
     def kept(method: str, name: str) -> bool:
-        return source.get(method, name) == name
+        return method not in source or name in source[method]
 
     parts = {name: part_of(data, name) for name, data in inputs}
     part = next(iter(parts.values()))
@@ -657,6 +663,8 @@ def combine(inputs: list[tuple[str, dict[str, Any]]],
     left_out: dict[str, str] = {}
     for name, data in inputs:
         for method, why in (data.get("left_out") or {}).items():
+            if not kept(method, name):
+                continue
             if method in present:
                 print(f"warning: {method} was left out in {name} but has records in other "
                       f"files: its cells cover fewer images ({why})", file=sys.stderr)
@@ -675,6 +683,8 @@ def combine(inputs: list[tuple[str, dict[str, Any]]],
             "merged_from": [{"file": name, "argv": data.get("argv"),
                              "images": data.get("images"),
                              "records": len(data.get("records") or []),
+                             "records_kept": sum(kept(r["method"], name)
+                                                 for r in data.get("records") or []),
                              "machine": data.get("machine")} for name, data in inputs]}
     return {**meta, **results(part, records)}
 
@@ -798,11 +808,13 @@ def main(argv: list[str] | None = None) -> int:
                         "benchmarks/results/ too) into bench_inverse_<part><tag>.json, "
                         "refusing duplicate cases; runs nothing else")
     p.add_argument("--replace", default="", metavar="METHODS",
-                   help="with --merge: these methods' records (comma list) come from the last "
-                        "file that has them, replacing those of the files before it")
+                   help="with --merge: these methods' records (comma list) come from the files "
+                        "after the first, replacing the first file's")
     p.add_argument("--keep-blas-env", action="store_true")
     args = p.parse_args(argv)
     argv_recorded = sys.argv if argv is None else argv
+    if args.replace and not args.merge:
+        p.error("--replace applies to --merge only")
     if args.merge:
         try:
             path = merge(args.merge, args.tag, argv=argv_recorded,

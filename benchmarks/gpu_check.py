@@ -215,6 +215,9 @@ def ksvd_throughput(sf, torch, repeats, quick):
                "speedup": t_cpu["median_s"] / t_gpu["median_s"],
                "final_rmse_cpu": float(errors["cpu"][-1]),
                "final_rmse_cuda": float(errors["cuda"][-1]),
+               # near-ties may resolve differently; the runs must still end alike
+               "rmse_agree": bool(abs(errors["cuda"][-1] - errors["cpu"][-1])
+                                  <= 1e-3 * errors["cpu"][-1]),
                "timing_cpu": t_cpu, "timing_cuda": t_gpu}
         rows.append(row)
         print(f"[ksvd] {row['case']} {dtype}: CPU {row['cpu_s']:.3f} s, GPU "
@@ -232,6 +235,8 @@ def main(argv=None):
     parser.add_argument("--no-ksvd", action="store_true", help="skip the K-SVD part")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
+    if args.signals_times < 1:
+        parser.error("--signals-times must be a positive integer")
     sf, torch = _require_gpu()
     frameworks = [("torch", lambda a: torch.as_tensor(a, device="cuda"),
                    lambda t: t.cpu().numpy())]

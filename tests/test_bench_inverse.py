@@ -176,15 +176,28 @@ def test_merge_replace_takes_a_rerun_method_from_the_last_file(bi):
     with pytest.raises(bi.MergeError, match="other weights"):
         bi.combine([("old", old), ("rerun", rerun)])
     merged = bi.combine([("old", old), ("rerun", rerun)], replace=("pnp-hybrid",))
-    assert merged["replaced"] == {"pnp-hybrid": "rerun"}
+    assert merged["replaced"] == {"pnp-hybrid": ["rerun"]}
     assert merged["weights"]["pnp-hybrid"]["sha256"] == "bb"
     before = {(r["image"], r["method"]): r["psnr"] for r in old["records"]}
     after = {(r["image"], r["method"]): r["psnr"] for r in merged["records"]}
     assert after.keys() == before.keys()  # every case once
     for (image, method), psnr in after.items():
         assert psnr == before[image, method] + (1.0 if method == "pnp-hybrid" else 0.0)
-    with pytest.raises(bi.MergeError, match="--replace bicubic: no input"):
+    with pytest.raises(bi.MergeError, match="--replace bicubic: no input after old"):
         bi.combine([("old", old), ("rerun", rerun)], replace=("bicubic",))
+    # A rerun split over two processes: both halves replace the old rows.
+    half_a = dict(rerun, records=[r for r in rerun["records"] if r["image"] == "a.png"])
+    half_b = dict(rerun, records=[r for r in rerun["records"] if r["image"] == "b.png"])
+    split = bi.combine([("old", old), ("a", half_a), ("b", half_b)], replace=("pnp-hybrid",))
+    assert split["replaced"] == {"pnp-hybrid": ["a", "b"]}
+    assert {(r["image"], r["method"]): r["psnr"] for r in split["records"]} == after
+    # A rerun that misses cases of the first file is refused, not half-merged.
+    with pytest.raises(bi.MergeError, match="the rerun lacks 1 of the 2 cases old has"):
+        bi.combine([("old", old), ("a", half_a)], replace=("pnp-hybrid",))
+    # left_out of a replaced method in the first file is dropped with its records.
+    stale = dict(old, left_out={"pnp-hybrid": "no weights"})
+    assert bi.combine([("stale", stale), ("rerun", rerun)],
+                      replace=("pnp-hybrid",))["left_out"] == {}
 
 
 def test_merge_refuses_mixed_inputs(bi):

@@ -112,7 +112,7 @@ void aggregate(const PatchAggregateArgs<T>& args) {
           const index_t px = grid_position(q, cols, W, pw, step);
           const T* src = band + q * ph * prow;
           T* dst = acc.data() + px * C;
-          for (index_t b = 0; b < prow; ++b) dst[b] += w * src[b];
+          for (index_t b = 0; b < prow; ++b) dst[b] += mul_rn(w, src[b]);  // never fused
           for (index_t b = 0; b < pw; ++b) wsum[px + b] += w;
         }
       }

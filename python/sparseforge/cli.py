@@ -721,7 +721,15 @@ def _default_sr_cnn(args: argparse.Namespace) -> tuple[str | None, Any, str]:
     from .restore._torch import INSTALL_HINT, torch_available
     from .restore.pnp import SR_CNN_WEIGHTS
 
-    if _given(args, _PNP_ONLY):  # the SR CNN was trained on clean bicubic down-scalings
+    # The SR CNN was trained on clean bicubic down-scalings: a noise level (--sigma 0 is a
+    # clean image) or PnP iterations make the default plug-and-play.
+    pnp = [o for o in _given(args, _PNP_ONLY) if o != "--sigma" or args.sigma != 0]
+    if pnp:
+        if args.weights is not None and torch_available() and \
+                getattr(_load_weights(args.weights), "task", None) == "upscale":
+            raise UsageError(f"--weights {args.weights} holds an upscaling model (for the "
+                             f"default --method cnn), but {pnp[0]} applies to the "
+                             "plug-and-play methods, whose --weights is a blind denoiser")
         return None, None, ""
     if not torch_available():
         if args.weights is not None:  # the chain's error: --weights needs PyTorch

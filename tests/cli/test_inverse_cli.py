@@ -563,6 +563,10 @@ def test_the_upscale_default_is_the_sr_cnn(hr, tmp_path, capsys, sr_weights):
     np.testing.assert_array_equal(read_image(tmp_path / "w.png").pixels,  # the zeroed model
                                   read_image(tmp_path / "b.png").pixels)
     assert upscale_default(["--weights", sr_weights], scale=3) == "cnn"
+    assert upscale_default(["--sigma", "0"]) == "cnn"  # a clean image
+    with pytest.raises(cli.UsageError, match="holds an upscaling model .* --n-iter applies to "
+                                             "the plug-and-play methods"):
+        upscale_default(["--weights", sr_weights, "--n-iter", "2"])
 
 
 @needs_torch

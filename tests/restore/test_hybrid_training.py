@@ -189,7 +189,7 @@ def test_load_pretrained_errors():
 
 
 def test_shipped_weights_fit_the_package_budget():
-    """Issue 16: the learned weights the package ships total at most 5 MB (10^6 bytes); the
+    """Issue 16: the learned weights the package ships total at most 5 MB (5 x 10^6 bytes); the
     float16 ones are the files written by scripts/half_weights.py."""
     files = [pretrained_path(name) for name in available_pretrained()]
     assert len(files) >= 4
@@ -225,6 +225,11 @@ def test_float16_storage_round_trip(tmp_path):
     assert float((a - b).abs().mean()) < 0.1  # of 0-255; a near-tie may flip an atom
     with pytest.raises(ValueError, match="`precision`"):
         save_model(model, tmp_path / "x.pt", precision="bfloat16")
+    with torch.no_grad():
+        model.dictionary[0, 0] = 1e5  # beyond float16's 65504
+    with pytest.raises(ValueError, match="dictionary .* not finite"):
+        save_model(model, tmp_path / "big.pt", precision="float16")
+    assert not (tmp_path / "big.pt").exists()
 
 
 def test_train_argument_errors(folders):

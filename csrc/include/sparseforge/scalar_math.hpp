@@ -31,8 +31,9 @@ SF_HD SF_INLINE bool sf_isfinite(float x) { return x - x == 0.0f; }
 SF_HD SF_INLINE bool sf_isfinite(double x) { return x - x == 0.0; }
 
 // A product that is never fused into a following add. nvcc contracts `s += a * b` into one
-// FMA by default and g++ in ISO mode does not, so a sum built from these rounds the same on
-// the GPU as on the CPU (the patch aggregation is bit-identical on both, as its tests check).
+// FMA by default (so would clang, where FMA is available); g++ in ISO mode does not. A sum
+// built from these rounds the same on the GPU as on the CPU whatever the compiler (the patch
+// aggregation is bit-identical on both, as gpu_check and the device tests check).
 #if defined(__CUDA_ARCH__)
 SF_HD SF_INLINE float mul_rn(float a, float b) { return __fmul_rn(a, b); }
 SF_HD SF_INLINE double mul_rn(double a, double b) { return __dmul_rn(a, b); }

@@ -3,8 +3,9 @@
 A weights file is a ``torch.save`` of a plain dict (read back with ``weights_only=True``):
 ``{"format": 1, "model": "hybrid" | "dncnn", "config": {...}, "state_dict": {...},
 "meta": {...}, "precision": "float32" | "float16"}``; the config rebuilds the module before
-its state is loaded. Weights stored in float16 (half the file; the shipped ``hybrid-blind``
-and ``dncnn-matched-upscale``, to fit the package's 5 MB) load into the usual float32 model.
+its state is loaded. Weights stored in float16 (half the file; the shipped ``hybrid-blind``,
+``hybrid-sigma25`` and ``dncnn-matched-upscale``, to keep the package's weights under 5 MB)
+load into the usual float32 model.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def save_model(model: Any, path: str | os.PathLike, *, precision: str = "float32
     precision : {"float32", "float16"}, default "float32"
         How the floating-point weights are stored. float16 halves the file; they load back
         into a float32 model rounded to float16's 11 significant bits (on the shipped
-        denoiser: 0.0001 dB of PSNR). Training checkpoints always keep float32.
+        denoiser: 0.0001 dB of PSNR). Training checkpoints always keep float32. A weight
+        outside float16's range (|w| > 65504) is refused rather than stored as infinity.
     **meta
         Stored as the model's ``meta`` dict.
 
@@ -108,6 +110,11 @@ def save_model(model: Any, path: str | os.PathLike, *, precision: str = "float32
     cast = torch.float16 if precision == "float16" else torch.float32
     state = {k: (v.to(cast) if v.is_floating_point() else v)
              for k, v in model.state_dict().items()}
+    overflow = [k for k, v in state.items()
+                if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if overflow:
+        raise ValueError(f"`precision`={precision!r}: {overflow[0]} (and {len(overflow) - 1} "
+                         "more) has values that are not finite in it; store float32")
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save({"format": FORMAT, "model": model_kind(model), "config": dict(model.config),
                 "state_dict": state, "meta": meta, "precision": precision}, tmp)
