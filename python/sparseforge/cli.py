@@ -1337,7 +1337,7 @@ dictionaries), bicubic (MATLAB's imresize), pnp-ksvd (plug-and-play with the K-S
 pnp-cnn (plug-and-play with a pure-torch blind DnCNN; needs --weights).
 
 default: cnn, because it is the best measured (Y channel, x2/x3/x4: Set5 36.70 / 32.96 /
-30.70 dB, Set14 32.62 / 29.49 / 27.68; Set5 x2: pnp-hybrid 36.45, pnp-cnn 35.83, zeyde
+30.70 dB, Set14 32.62 / 29.49 / 27.68; Set5 x2: pnp-hybrid 36.45, pnp-cnn 36.22, zeyde
 35.74, pnp-ksvd 35.66, bicubic 33.65), and fast: about 0.5-1.7 s per Set5/Set14 image on
 two threads (pnp-hybrid: 3.6-7 s). It was trained on clean bicubic down-scalings: with
 --sigma or --n-iter (a noisy input, plug-and-play settings) the default is pnp-hybrid
