@@ -23,13 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.target.resolve() == args.source.resolve():
         p.error("TARGET must differ from SOURCE (the float32 file is the record)")
-    import torch
-
     from sparseforge.restore import load_model, save_model
 
-    model = load_model(args.source)
-    meta = torch.load(args.source, map_location="cpu", weights_only=True).get("meta", {})
-    save_model(model, args.target, precision="float16", **meta)
+    model = load_model(args.source)  # its training record comes back as model.meta
+    save_model(model, args.target, precision="float16", **model.meta)
     print(f"{args.source} ({args.source.stat().st_size:,} bytes) -> {args.target} "
           f"({args.target.stat().st_size:,} bytes)")
     return 0

@@ -113,8 +113,8 @@ def save_model(model: Any, path: str | os.PathLike, *, precision: str = "float32
     overflow = [k for k, v in state.items()
                 if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if overflow:
-        raise ValueError(f"`precision`={precision!r}: {overflow[0]} (and {len(overflow) - 1} "
-                         "more) has values that are not finite in it; store float32")
+        raise ValueError(f"`precision`={precision!r}: {len(overflow)} tensor(s), first "
+                         f"{overflow[0]}, overflow float16 (or were not finite); store float32")
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save({"format": FORMAT, "model": model_kind(model), "config": dict(model.config),
                 "state_dict": state, "meta": meta, "precision": precision}, tmp)
