@@ -296,16 +296,28 @@ def _train_hint(method: str, task: str, sigma: float | None) -> str:
             "then pass --weights weights.pt")
 
 
+#: The last --weights file loaded, keyed by (real path, mtime, size): choosing a command's
+#: default method and building its prior both look at the model, and load it once.
+_LOADED: dict[tuple, Any] = {}
+
+
 def _load_weights(path: str) -> Any:
     from .restore import load_model
 
     _check_input_file(path, "--weights")
+    stat = os.stat(path)
+    key = (os.path.realpath(path), stat.st_mtime_ns, stat.st_size)
+    if key in _LOADED:
+        return _LOADED[key]
     try:
-        return load_model(path)
+        model = load_model(path)
     except Exception as exc:  # the user's file: unreadable or not ours  # noqa: BLE001
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UsageError(f"--weights {path} is not a sparseforge weights file ({reason}); "
                          "`sparseforge train` writes them") from None
+    _LOADED.clear()
+    _LOADED[key] = model
+    return model
 
 
 def _learned_model(args: argparse.Namespace, task: str, sigma: float | None):

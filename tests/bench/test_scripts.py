@@ -96,3 +96,61 @@ def test_bench_omp_parts_scaling_writes_curves(tmp_path, monkeypatch, capsys):
     assert "| axis | value | sparseforge compact | SPAMS | ratio |" in capsys.readouterr().out
     if str(data.get("plot", "")).endswith(".png"):
         assert (tmp_path / data["plot"]).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_hybrid_writes_float16_weights_for_the_package(tmp_path, monkeypatch):
+    """scripts/train_hybrid.py (in process, 2 steps on crops of the shipped image): a name the
+    package ships in float16 gets its float32 file in benchmarks/weights/ (the record) and a
+    float16 copy in the package that loads to the same restorer within float16 rounding; a
+    name shipped in float32 and a baseline are written as trained."""
+    torch = pytest.importorskip("torch")
+    import importlib.util
+
+    import numpy as np
+    from skimage.io import imsave
+
+    import sparseforge as sf
+    from sparseforge.restore import load_model, restore_image
+
+    spec = importlib.util.spec_from_file_location("train_hybrid",
+                                                  ROOT / "scripts" / "train_hybrid.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    shipped, other, crops = tmp_path / "shipped", tmp_path / "weights", tmp_path / "crops"
+    shipped.mkdir()
+    crops.mkdir()
+    monkeypatch.setattr(script, "SHIPPED_DIR", shipped)
+    monkeypatch.setattr(script, "OTHER_DIR", other)
+    image = sf.datasets.load_image("camera")
+    for i, (y, x) in enumerate([(0, 0), (0, 256), (256, 0), (256, 256)]):
+        imsave(crops / f"{i}.png", image[y:y + 96, x:x + 96], check_contrast=False)
+    threads = torch.get_num_threads()
+    try:
+        assert script.main(["hybrid-blind", "hybrid-inpaint", "plain-blind", "--steps", "2",
+                            "--threads", "1", "--batch", "2", "--train-dir", str(crops),
+                            "--val-dir", ""]) == 0
+    finally:
+        torch.set_num_threads(threads)
+
+    def precision(path):
+        return torch.load(path, weights_only=True).get("precision")
+
+    assert precision(shipped / "hybrid-blind.pt") == "float16"
+    assert precision(other / "hybrid-blind.pt") == "float32"
+    assert precision(shipped / "hybrid-inpaint.pt") == "float32"  # not in HALF
+    assert not (other / "hybrid-inpaint.pt").exists()
+    assert precision(other / "plain-blind.pt") == "float32"
+    assert not (shipped / "plain-blind.pt").exists()
+    assert json.loads((shipped / "hybrid-blind.json").read_text())["steps"] == 2
+    half, full = load_model(shipped / "hybrid-blind.pt"), load_model(other / "hybrid-blind.pt")
+    assert half.meta["steps"] == full.meta["steps"] == 2
+    noisy = image[:64, :64].astype(np.float64) + 15 * np.random.default_rng(0).standard_normal(
+        (64, 64))
+    a, b = restore_image(half, noisy, sigma=15), restore_image(full, noisy, sigma=15)
+    assert 0 < np.abs(a - b).max() < 0.5  # float16 rounding of the weights, nothing more
+
+    with pytest.raises(SystemExit, match="3 hours"):
+        script.main(["plain-blind", "--seconds", "21601", "--threads", "2",
+                     "--budget-clock", "cpu"])
+    with pytest.raises(SystemExit, match="3 hours"):
+        script.main(["plain-blind", "--seconds", "10801", "--threads", "2"])

@@ -591,6 +591,32 @@ def test_pnp_settings_or_a_denoiser_make_the_default_pnp(files, tmp_path, capsys
     assert "using" not in capsys.readouterr().out
 
 
+@needs_torch
+def test_weights_are_loaded_once_per_command(files, tmp_path, monkeypatch):
+    """upscale --weights BLIND looks at the model to choose the default (cnn or PnP) and then
+    builds the PnP prior from it: one load; a rewritten file is loaded again."""
+    import torch
+
+    from sparseforge.restore import HybridRestorer, pretrained, save_model
+
+    torch.manual_seed(0)
+    blind = save_model(HybridRestorer(sigma_range=(0, 55), depth=3, width=8, channels=2,
+                                      n_jobs=1), tmp_path / "blind.pt")
+    loads = []
+    real = pretrained.load_model
+    monkeypatch.setattr(pretrained, "load_model", lambda path, **kw: (loads.append(path),
+                                                                       real(path, **kw))[1])
+    src = save(tmp_path / "lr.png", files["in"][:12, :12])
+    assert main(["upscale", src, str(tmp_path / "u.png"), "--scale", "2", "--weights",
+                 str(blind)]) == 0
+    assert loads == [str(blind)]
+    save_model(HybridRestorer(sigma_range=(0, 55), depth=2, width=8, channels=2, n_jobs=1),
+               blind)
+    assert main(["upscale", src, str(tmp_path / "v.png"), "--scale", "2", "--weights",
+                 str(blind)]) == 0
+    assert loads == [str(blind)] * 2
+
+
 def test_without_torch_the_upscale_default_is_zeyde(hr, tmp_path, capsys, monkeypatch):
     from sparseforge.restore import _torch
 
