@@ -382,16 +382,25 @@ def check_non_negative(arr: Any, name: str, ctx: DeviceContext | None = None) ->
 
 # -------------------------------------------------------------------------- host only
 
+#: The functions that take CUDA arrays, for the errors of the host-only parts of the API.
+_TAKES_CUDA = ("sparse_encode, orthogonal_mp, orthogonal_mp_gram, ksvd, extract_patches_2d "
+               "and reconstruct_from_patches_2d take CUDA arrays")
+
+
 def host_float_array(x: Any, name: str, *, ndim: tuple[int, ...] | int,
-                     dtype: np.dtype | None = None, finite: bool = True) -> np.ndarray:
+                     dtype: np.dtype | None = None, finite: bool = True,
+                     user: str = "the scikit-learn estimators") -> np.ndarray:
     """`x` as a float32/float64 numpy array (never copied; lists converted) for the host-only
-    parts of the API (the estimators' fitted state); raises naming `name`."""
-    from ._arrays import describe, is_cuda_array
+    parts of the API (the estimators' fitted state, the image restorers); raises naming
+    `name`, and `user` (who needs host arrays) for CUDA arrays and torch tensors."""
+    from ._arrays import describe, is_cuda_array, is_torch_tensor
 
     if is_cuda_array(x):
-        raise TypeError(f"`{name}` is a CUDA array; the scikit-learn estimators work on host "
-                        "arrays (sparse_encode, orthogonal_mp_gram, ksvd, extract_patches_2d "
-                        "and reconstruct_from_patches_2d take CUDA arrays)")
+        raise TypeError(f"`{name}` is a CUDA array; {user} work on host numpy arrays (copy it "
+                        f"to the host first; {_TAKES_CUDA})")
+    if is_torch_tensor(x):
+        raise TypeError(f"`{name}` is a torch tensor on the CPU; {user} work on numpy arrays "
+                        f"(`{name}.numpy()` shares its memory)")
     info = check_float(describe(x, name), ndim=ndim, dtype=dtype)
     if finite:
         check_finite(info.obj, name)
@@ -404,8 +413,7 @@ def refuse_cuda(x: Any, name: str) -> None:
 
     if is_cuda_array(x):
         raise TypeError(f"`{name}` is a CUDA array; the scikit-learn estimators work on host "
-                        "arrays (sparse_encode, orthogonal_mp, orthogonal_mp_gram, ksvd, "
-                        "extract_patches_2d and reconstruct_from_patches_2d take CUDA arrays)")
+                        f"arrays ({_TAKES_CUDA})")
 
 
 # What the estimators accept: what scikit-learn's check_array accepts, float32 kept, every

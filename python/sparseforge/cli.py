@@ -651,8 +651,12 @@ def _learned_prior(args: argparse.Namespace, prior: str | None, sigma: float,
         train = (f"`sparseforge train --model {_TRAIN_PRIOR[prior or name]} --blind` trains "
                  "one")
         if prior is not None and name != prior:
-            raise UsageError(f"--weights {weights} holds a {kind} model; {option} needs a "
-                             f"{'hybrid' if prior == 'hybrid' else 'dncnn'} model ({train})")
+            held = (f"a {kind} model" if name == _PRIOR_OF_KIND[kind] else
+                    "a hybrid without code channels (a pure-torch CNN: the cnn prior)")
+            needs = ("a hybrid model with code channels" if prior == "hybrid" else
+                     "a pure-torch CNN (a DnCNN, or a hybrid without code channels)")
+            raise UsageError(f"--weights {weights} holds {held}; {option} needs {needs} "
+                             f"({train})")
         if model.task != "denoise":
             raise UsageError(f"--weights {weights} holds a {kind} model for {model.task}; a "
                              f"plug-and-play prior is a blind denoiser ({train})")

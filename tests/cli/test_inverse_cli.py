@@ -439,14 +439,21 @@ def test_weights_must_be_a_blind_denoiser(files, tmp_path, capsys):
     fails([base[0], base[1], str(out), *base[2:], "--weights", str(fixed)], capsys,
           r"--weights \S+: the model serves only sigma = 25; a PnP prior must be blind", out)
     fails([base[0], base[1], str(out), *base[2:], "--prior", "hybrid", "--weights",
-           str(dncnn)], capsys, r"holds a dncnn model; --prior hybrid needs a hybrid model", out)
+           str(dncnn)], capsys, r"holds a dncnn model; --prior hybrid needs a hybrid model "
+                                r"with code channels", out)
+    plain = save_model(HybridRestorer(sigma_range=(0, 55), depth=3, width=8, channels=2,
+                                      n_jobs=1, code_channels=False), tmp_path / "plain.pt")
+    fails([base[0], base[1], str(out), *base[2:], "--prior", "hybrid", "--weights",
+           str(plain)], capsys, r"holds a hybrid without code channels \(a pure-torch CNN: the "
+                                r"cnn prior\); --prior hybrid needs a hybrid model with code", out)
     fails([base[0], base[1], str(out), "--kernel", files["npy"], "--sigma", "40",
            "--weights", str(dncnn)], capsys, r"more than --weights \S+ serves \(sigma up to "
                                              r"30\)", out)
     fails([base[0], base[1], str(out), *base[2:], "--weights", files["npy"]], capsys,
           r"--weights \S+ is not a sparseforge weights file", out)
     fails(["upscale", small, str(out), "--scale", "2", "--method", "pnp-cnn", "--weights",
-           str(blind)], capsys, r"holds a hybrid model; --method pnp-cnn needs a dncnn", out)
+           str(blind)], capsys, r"holds a hybrid model; --method pnp-cnn needs a pure-torch "
+                                r"CNN \(a DnCNN, or a hybrid without code channels\)", out)
 
 
 @needs_torch

@@ -275,3 +275,129 @@ def test_zeyde_beats_bicubic(camera_crop):
 def test_shipped_zeyde_files_are_small():
     sizes = [_data_path(s).stat().st_size for s in (2, 3, 4) if _data_path(s).is_file()]
     assert sum(sizes) < 1_000_000
+
+
+# -------------------------------------------------------------------------- edge cases
+
+
+def _identity(x, s):
+    return x
+
+
+def test_noise_free_schedule_ends_at_the_data_floor(rng):
+    """sigma = 0 is treated as DPIR's 0.255 for both the schedule and the data weight: a
+    schedule ending lower would weigh the data less at the last steps, so a noise-free image
+    restored worse than with a tiny positive sigma (it did: -0.2 to -2.8 dB)."""
+    from sparseforge.restore.pnp import noise_schedule
+
+    for a, b in zip(noise_schedule(0.0, 6), noise_schedule(0.255, 6)):
+        np.testing.assert_array_equal(a, b)
+    assert noise_schedule(0.0, 6)[0][-1] == pytest.approx(0.255)
+    y = blur(rng.uniform(0, 255, (16, 16)), np.ones((3, 3)) / 9)
+    np.testing.assert_array_equal(deblur(y, np.ones((3, 3)), 0.0, prior=_identity, n_iter=3),
+                                  deblur(y, np.ones((3, 3)), 0.255, prior=_identity, n_iter=3))
+
+
+@pytest.mark.parametrize("kwargs,words", [
+    ({"lam": 0.0}, "`lam`"), ({"lam": -1.0}, "`lam`"), ({"lam": float("nan")}, "`lam`"),
+    ({"sigma_max": float("nan")}, "`sigma_max`"), ({"sigma_max": -1.0}, "`sigma_max`"),
+])
+def test_schedule_settings_are_checked(kwargs, words):
+    img = np.zeros((16, 16))
+    with pytest.raises(ValueError, match=words):
+        deblur(img, np.ones((3, 3)), 1.0, prior=_identity, **kwargs)
+    with pytest.raises(ValueError, match=words):
+        upscale(img, 2, method="pnp", prior=_identity, init="bicubic", **kwargs)
+
+
+def test_sigma_must_be_finite():
+    with pytest.raises(ValueError, match="`sigma` must be finite"):
+        deblur(np.zeros((16, 16)), np.ones((3, 3)), float("inf"), prior=_identity)
+    with pytest.raises(TypeError, match="`sigma` must be a finite real number"):
+        deblur(np.zeros((16, 16)), np.ones((3, 3)), "2", prior=_identity)
+
+
+def test_kernel_of_huge_values_is_normalised():
+    """The sum of two 1e308 entries overflows: the kernel is scaled by its maximum first."""
+    with np.errstate(over="raise"):
+        np.testing.assert_array_equal(check_kernel([[1e308, 1e308]]), [[0.5, 0.5]])
+
+
+def test_upscale_kernel_is_checked_against_the_result():
+    """A user's kernel larger than the up-scaled image is refused with either boundary (the
+    padded image of "taper" used to hide it); an image too small for the default kernel
+    says so instead of blaming a kernel the caller never gave."""
+    lr = np.zeros((4, 4))
+    for boundary in ("taper", "wrap"):
+        with pytest.raises(ValueError, match="`kernel` is 31x31, larger than the 8x8 image"):
+            upscale(lr, 2, method="pnp", prior=_identity, kernel=np.ones((31, 31)),
+                    init="bicubic", boundary=boundary)
+    with pytest.raises(ValueError, match=r"`image` is 1x1: too small for scale 2 \(the "
+                                         r"\d+x\d+ bicubic kernel"):
+        upscale(np.ones((1, 1)), 2, method="pnp", prior=_identity, boundary="wrap",
+                init="bicubic")
+
+
+def test_tiny_images_name_the_image():
+    with pytest.raises(ValueError, match=r"`image` is 2x3: too small for prior 'ksvd', which "
+                                         r"denoises 8x8 patches"):
+        deblur(np.zeros((2, 3)), np.ones((1, 1)), 1.0, prior="ksvd", boundary="wrap")
+    # a callable prior sets its own limits
+    assert deblur(np.ones((2, 3)), np.ones((1, 1)), 1.0, prior=_identity, n_iter=2,
+                  boundary="wrap").shape == (2, 3)
+
+
+def test_non_pnp_methods_refuse_pnp_settings():
+    lr = np.zeros((8, 8))
+    for method in ("bicubic", "zeyde"):
+        for kwargs, name in (({"kernel": np.ones((3, 3))}, "kernel"),
+                             ({"prior": _identity}, "prior"), ({"sigma": 5.0}, "sigma")):
+            with pytest.raises(ValueError, match=f"`{name}` applies to the plug-and-play"):
+                upscale(lr, 2, method=method, **kwargs)
+        with pytest.raises(ValueError, match="`sigma`"):
+            upscale(lr, 2, method=method, sigma=-5.0)
+        with pytest.raises(ValueError, match="`n_iter`"):
+            upscale(lr, 2, method=method, n_iter=0)
+
+
+def test_learned_prior_options(tmp_path):
+    """prior_options of the learned priors: a shipped name or a weights file, nothing else
+    (an unknown option is an error, not ignored)."""
+    torch = pytest.importorskip("torch")
+    from sparseforge.restore import HybridRestorer, save_model
+    from sparseforge.restore.pnp import get_prior
+
+    with pytest.raises(ValueError, match=r"prior='hybrid' takes prior_options=\{'weights'"):
+        get_prior("hybrid", step=2)
+    torch.manual_seed(0)
+    path = save_model(HybridRestorer(sigma_range=(0, 55), depth=2, width=8, channels=2,
+                                     n_jobs=1), tmp_path / "blind.pt")
+    denoise = get_prior("hybrid", weights=str(path))
+    assert denoise(np.full((16, 16), 100.0), 10.0).shape == (16, 16)
+
+
+def test_torch_tensors_in_and_out(rng):
+    """A tensor comes back as a tensor (device and dtype kept) with the numpy path's values;
+    an integer tensor is refused as an integer array is."""
+    torch = pytest.importorskip("torch")
+    y = blur(rng.uniform(0, 255, (16, 16)), np.ones((3, 3)) / 9)
+    want = deblur(y, np.ones((3, 3)), 1.0, prior=_identity, n_iter=2)
+    got = deblur(torch.from_numpy(y).float(), np.ones((3, 3)), 1.0, prior=_identity, n_iter=2)
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-3)
+    up = upscale(torch.from_numpy(y), 2, method="bicubic")
+    assert isinstance(up, torch.Tensor) and up.dtype == torch.float64 and up.shape == (32, 32)
+    np.testing.assert_array_equal(up.numpy(), upscale(y, 2, method="bicubic"))
+    for image in (np.round(y).astype(np.uint8), torch.from_numpy(np.round(y)).to(torch.uint8)):
+        with pytest.raises(TypeError, match="`image` has dtype uint8"):
+            upscale(image, 2, method="bicubic")
+
+
+def test_host_only_restorers_say_what_to_pass():
+    torch = pytest.importorskip("torch")
+    from sparseforge.restore import denoise_ksvd
+
+    with pytest.raises(TypeError, match=r"`image` is a torch tensor on the CPU; "
+                                        r"sparseforge.restore's image functions work on numpy "
+                                        r"arrays \(`image.numpy\(\)`"):
+        denoise_ksvd(torch.zeros(16, 16), 5.0)

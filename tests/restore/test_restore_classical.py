@@ -65,7 +65,7 @@ def test_inpainting_a_mask_with_nothing_observed_returns_zeros(crop):
 
 @pytest.mark.parametrize("call,name,exc", [
     (lambda im: denoise_ksvd(im, -1.0), "sigma", ValueError),
-    (lambda im: denoise_ksvd(im, float("nan")), "sigma", TypeError),
+    (lambda im: denoise_ksvd(im, float("nan")), "sigma", ValueError),
     (lambda im: denoise_ksvd(im[None], 10), "image", ValueError),
     (lambda im: denoise_ksvd(np.where(im > 200, np.inf, im), 10), "image", ValueError),
     (lambda im: denoise_ksvd(im, 10, patch_size=200), "patch_size", ValueError),

@@ -25,15 +25,20 @@ _DICTIONARIES = ("universal", "dct", "adaptive")
 
 
 def _check_image(image: Any) -> np.ndarray:
-    image = host_float_array(image, "image", ndim=2)
+    image = host_float_array(image, "image", ndim=2, user=_USER)
     return np.ascontiguousarray(image)
 
 
-def _check_sigma(sigma: Any) -> float:
-    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not np.isfinite(sigma):
-        raise TypeError(f"`sigma` must be a finite real number, got {sigma!r}")
-    if sigma < 0:
-        raise ValueError(f"`sigma` must be non-negative, got {sigma}")
+#: Who the host-array errors name (`host_float_array`).
+_USER = "sparseforge.restore's image functions"
+
+
+def check_noise_level(sigma: Any, name: str = "sigma") -> float:
+    """A noise level (0-255 scale) of the restorers: a finite real number >= 0."""
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real):
+        raise TypeError(f"`{name}` must be a finite real number, got {sigma!r}")
+    if not np.isfinite(sigma) or sigma < 0:
+        raise ValueError(f"`{name}` must be finite and non-negative, got {sigma!r}")
     return float(sigma)
 
 
@@ -49,7 +54,7 @@ def _dictionary(spec: Any, patch_size: int, dtype) -> np.ndarray:
                                  "dictionary='dct' or 'adaptive' with other patch sizes")
             return overcomplete_dct(patch_size, 2 * patch_size, dtype=dtype)
         return universal_dictionary(dtype=dtype)
-    D = host_float_array(spec, "dictionary", ndim=2)
+    D = host_float_array(spec, "dictionary", ndim=2, user=_USER)
     if D.shape[1] != n:
         raise ValueError(f"`dictionary` atoms have {D.shape[1]} features; {patch_size}x"
                          f"{patch_size} patches have {n}")
@@ -63,7 +68,7 @@ def _in_memory():
 
     return SimpleNamespace(denoise_ksvd=denoise_ksvd, inpaint_ksvd=inpaint_ksvd,
                            code_patches=_code_patches, dictionary=_dictionary,
-                           check_sigma=_check_sigma, patch_means=_patch_means,
+                           check_sigma=check_noise_level, patch_means=_patch_means,
                            check_refine_rms=_check_refine_rms)
 
 
@@ -146,7 +151,7 @@ def denoise_ksvd(image: Any, sigma: float, *, patch_size: int = 8, step: int = 1
                             max_training_patches=max_training_patches,
                             random_state=random_state, n_jobs=n_jobs, verbose=verbose)
     y = _check_image(image)
-    sigma = _check_sigma(sigma)
+    sigma = check_noise_level(sigma)
     # Every argument is checked before sigma = 0 returns the image unchanged.
     check_step(step, check_patch_size((patch_size, patch_size), y.shape))
     adaptive = isinstance(dictionary, str) and dictionary == "adaptive"

@@ -88,9 +88,10 @@ def check_kernel(kernel: Any, image_shape: tuple[int, ...] | None = None) -> np.
     if (k < 0).any():
         raise ValueError(f"`kernel` has negative values (min {k.min():g}); a blur kernel "
                          "must be non-negative")
-    total = k.sum()
-    if total <= 0:
+    if not (k > 0).any():
         raise ValueError("`kernel` is all zero")
+    k = k / k.max()  # first, so the sum cannot overflow (1e308 entries would sum to inf)
+    total = k.sum()
     if image_shape is not None and (k.shape[0] > image_shape[0] or k.shape[1] > image_shape[1]):
         raise ValueError(f"`kernel` is {k.shape[0]}x{k.shape[1]}, larger than the "
                          f"{image_shape[0]}x{image_shape[1]} image")

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .classical import check_noise_level
 from .operators import (check_kernel, check_scale, crop_padding, data_step_deblur,
                         data_step_sr, imresize, pad_for_fft, psf2otf)
 
@@ -36,18 +37,39 @@ BOUNDARIES = ("taper", "wrap")
 CNN_WEIGHTS = ("plain-blind", "dncnn-matched-blind", "dncnn-blind")
 
 
-def _check_image(image: Any) -> np.ndarray:
+def _check_image(image: Any) -> tuple[np.ndarray, Callable[[np.ndarray], Any]]:
+    """(`image` as a float64 host array, a function returning a result as the caller gave the
+    image): a torch tensor, on the CPU or a GPU, is read on the host (the solvers run there)
+    and the result goes back as a tensor of its device and dtype (float32 or float64, as the
+    arrays the checks accept)."""
+    from .._arrays import is_torch_tensor
     from .._validation import host_float_array
 
-    return np.ascontiguousarray(host_float_array(image, "image", ndim=2), dtype=np.float64)
+    def same(out: np.ndarray) -> Any:
+        return out
+
+    back = same
+    if is_torch_tensor(image):
+        import torch
+
+        device, dtype = image.device, image.dtype
+
+        def back(out: np.ndarray) -> Any:
+            return torch.from_numpy(np.ascontiguousarray(out)).to(device=device, dtype=dtype)
+
+        image = image.detach().cpu().numpy()
+    host = host_float_array(image, "image", ndim=2, user="deblur and upscale")
+    return np.ascontiguousarray(host, dtype=np.float64), back
 
 
-def _check_sigma(sigma: Any, name: str = "sigma") -> float:
-    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not np.isfinite(sigma):
-        raise TypeError(f"`{name}` must be a finite real number, got {sigma!r}")
-    if sigma < 0:
-        raise ValueError(f"`{name}` must be non-negative, got {sigma}")
-    return float(sigma)
+def _check_working_size(shape: tuple[int, int], image_shape: tuple[int, ...], prior: Any,
+                        what: str) -> None:
+    """The named priors denoise 8x8 patches: the image the iterations work on (`shape`: the
+    image padded for `boundary="taper"`, or up-scaled) must hold one."""
+    if not callable(prior) and (shape[0] < 8 or shape[1] < 8):
+        raise ValueError(f"`image` is {image_shape[0]}x{image_shape[1]}: too small for "
+                         f"prior {prior!r}, which denoises 8x8 patches ({what} is "
+                         f"{shape[0]}x{shape[1]})")
 
 
 def _check_n_iter(n_iter: Any) -> int:
@@ -59,9 +81,28 @@ def _check_n_iter(n_iter: Any) -> int:
 def noise_schedule(sigma: float, n_iter: int, *, sigma_max: float = 49.0,
                    sigma_min: float = 0.0, lam: float = 0.23) -> tuple[np.ndarray, np.ndarray]:
     """(denoiser sigmas, data weights mu) of the HQS iterations: sigmas geometric from
-    `sigma_max` down to ``max(sigma, sigma_min)``; ``mu_k = lam * max(sigma, 0.255)^2 /
-    sigma_k^2`` (0.255: DPIR's floor for noise-free data)."""
-    last = max(sigma, sigma_min, 1e-3)
+    `sigma_max` down to ``max(sigma, sigma_min, 0.255)``; ``mu_k = lam * max(sigma, 0.255)^2
+    / sigma_k^2`` (0.255: DPIR's floor for noise-free data, for both: a schedule ending
+    below it would weigh the data ever less at the last steps, and `sigma` = 0 would restore
+    worse than a tiny positive `sigma`).
+
+    Examples
+    --------
+    >>> from sparseforge.restore.pnp import noise_schedule
+    >>> sigmas, mus = noise_schedule(2.55, 4)
+    >>> [round(float(s), 2) for s in sigmas], round(float(mus[-1]), 2)
+    ([49.0, 18.29, 6.83, 2.55], 0.23)
+    >>> sigmas, _ = noise_schedule(0, 4)                 # noise-free: ends at the floor
+    >>> round(float(sigmas[-1]), 3)
+    0.255
+    """
+    sigma = check_noise_level(sigma)
+    sigma_min = check_noise_level(sigma_min, "sigma_min")
+    sigma_max = check_noise_level(sigma_max, "sigma_max")
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not (0 < lam < np.inf):
+        raise ValueError(f"`lam` must be a finite positive number, got {lam!r}")
+    n_iter = _check_n_iter(n_iter)
+    last = max(sigma, sigma_min, 0.255)
     first = max(sigma_max, last)
     sigmas = np.geomspace(first, last, n_iter) if n_iter > 1 else np.array([last])
     mus = lam * max(sigma, 0.255) ** 2 / sigmas ** 2
@@ -73,8 +114,10 @@ def get_prior(prior: Any, *, threads: int | None = None, **options: Any) -> Call
 
     ``"ksvd"``: :func:`denoise_ksvd` with `options` (default: the universal dictionary,
     ``step=1``); ``"hybrid"``: the shipped blind hybrid (sigma clipped to its [0, 55]);
-    ``"cnn"``: a pure-torch blind CNN from ``options["weights"]`` (a path) or the package
-    data (:data:`CNN_WEIGHTS`), else FileNotFoundError naming the missing weights.
+    ``"cnn"``: a pure-torch blind CNN from the package data (:data:`CNN_WEIGHTS`), else
+    FileNotFoundError naming the missing weights. For the learned priors,
+    ``options["weights"]`` is a shipped name or a weights file (``save_model``), the only
+    option they take.
     """
     if callable(prior):
         return prior
@@ -89,15 +132,18 @@ def get_prior(prior: Any, *, threads: int | None = None, **options: Any) -> Call
         def ksvd_prior(x, s):
             return denoise_ksvd(x, float(s), n_jobs=threads, **opts)
         return ksvd_prior
-    if prior == "hybrid":
-        from .pretrained import load_pretrained
-
-        model = load_pretrained(options.pop("weights", "hybrid-blind"))
-        return _model_prior(model, threads)
-    # "cnn"
     weights = options.pop("weights", None)
+    if options:
+        raise ValueError(f"prior={prior!r} takes prior_options={{'weights': name or path}} "
+                         f"only, got {sorted(options)}")
     from ._registry import PRETRAINED, available_pretrained
+    from .pretrained import load_model, load_pretrained
 
+    if prior == "hybrid":
+        if weights is None or (isinstance(weights, str) and weights in PRETRAINED):
+            return _model_prior(load_pretrained(weights or "hybrid-blind"), threads)
+        return _model_prior(load_model(weights), threads)
+    # "cnn"
     if weights is None:
         known = [n for n in CNN_WEIGHTS if n in PRETRAINED and n in available_pretrained()]
         if not known:
@@ -110,12 +156,10 @@ def get_prior(prior: Any, *, threads: int | None = None, **options: Any) -> Call
                 "--seconds 10800 --out cnn.pt` (or sparseforge.restore.train) and "
                 "pass prior_options={'weights': 'cnn.pt'}, or give prior=callable(image, "
                 "sigma)")
-        from .pretrained import load_pretrained
-
         model = load_pretrained(known[0])
+    elif isinstance(weights, str) and weights in PRETRAINED:
+        model = load_pretrained(weights)
     else:
-        from .pretrained import load_model
-
         model = load_model(weights)
     return _model_prior(model, threads)
 
@@ -155,8 +199,9 @@ def deblur(image: Any, kernel: Any, sigma: float, *, prior: Any = "hybrid", n_it
 
     Parameters
     ----------
-    image : ndarray (H, W)
-        Blurred, noisy image, 0-255 scale.
+    image : ndarray or torch.Tensor (H, W)
+        Blurred, noisy image, 0-255 scale. A tensor (CPU or CUDA) is restored on the host and
+        returned as a tensor of its device and dtype.
     kernel : ndarray (kh, kw)
         Blur kernel (normalised to sum 1 here); non-negative, not all zero, at most the
         image's size. The model is ``y = kernel (*) x + noise``, centred at ``(kh//2, kw//2)``.
@@ -181,7 +226,7 @@ def deblur(image: Any, kernel: Any, sigma: float, *, prior: Any = "hybrid", n_it
 
     Returns
     -------
-    restored : ndarray (H, W) float64, not clipped
+    restored : ndarray (H, W) float64 (a tensor for a tensor `image`), not clipped
 
     Examples
     --------
@@ -207,21 +252,20 @@ def deblur(image: Any, kernel: Any, sigma: float, *, prior: Any = "hybrid", n_it
     >>> psnr(blurred), psnr(with_ksvd), psnr(with_hybrid)            # dB
     (28.1, 30.3, 30.8)
     """
-    y = _check_image(image)
+    y, back = _check_image(image)
     k = check_kernel(kernel, y.shape)
-    sigma = _check_sigma(sigma)
-    n_iter = _check_n_iter(n_iter)
+    sigmas, mus = noise_schedule(sigma, n_iter, sigma_max=sigma_max, lam=lam)
     if boundary not in BOUNDARIES:
         raise ValueError(f"`boundary` must be one of {BOUNDARIES}, got {boundary!r}")
-    denoise = get_prior(prior, threads=threads, **(prior_options or {}))
     pad = (k.shape[0], k.shape[1]) if boundary == "taper" else (0, 0)
     yp = pad_for_fft(y, pad) if boundary == "taper" else y
+    _check_working_size(yp.shape, y.shape, prior, "the padded image")
+    denoise = get_prior(prior, threads=threads, **(prior_options or {}))
     otf = psf2otf(k, yp.shape)
     kty = np.conj(otf) * np.fft.fft2(yp)
-    sigmas, mus = noise_schedule(sigma, n_iter, sigma_max=sigma_max, lam=lam)
     x = _hqs(yp, kty, otf, denoise, sigmas, mus,
              lambda z, t, mu: data_step_deblur(z, otf, t, mu), verbose)
-    return crop_padding(x, pad, y.shape) if boundary == "taper" else x
+    return back(crop_padding(x, pad, y.shape) if boundary == "taper" else x)
 
 
 def _cnn_upscale(lr: np.ndarray, scale: int, options: dict, threads: int | None) -> np.ndarray:
@@ -306,8 +350,9 @@ def upscale(image: Any, scale: int, *, method: str = "zeyde", prior: Any = None,
 
     Parameters
     ----------
-    image : ndarray (H, W)
-        Low-resolution image, 0-255 scale (at least 3x3 for "zeyde").
+    image : ndarray or torch.Tensor (H, W)
+        Low-resolution image, 0-255 scale (at least 3x3 for "zeyde"). A tensor is handled
+        as in :func:`deblur` (a tensor comes back).
     scale : int
         2, 3 or 4.
     method : {"zeyde", "bicubic", "cnn", "pnp-hybrid", "pnp-ksvd", "pnp-cnn", "pnp"}
@@ -315,7 +360,8 @@ def upscale(image: Any, scale: int, *, method: str = "zeyde", prior: Any = None,
     prior : callable(image, sigma) -> image, optional
         The denoiser of ``method="pnp"`` (only there).
     sigma : float
-        Noise level of `image`, 0-255 scale (plug-and-play methods).
+        Noise level of `image`, 0-255 scale (plug-and-play methods; the others refuse a
+        non-zero `sigma`, and a `kernel` or `prior`, rather than ignore them).
     n_iter : int
         HQS iterations (plug-and-play methods).
     kernel : ndarray (kh, kw), optional
@@ -336,7 +382,8 @@ def upscale(image: Any, scale: int, *, method: str = "zeyde", prior: Any = None,
 
     Returns
     -------
-    upscaled : ndarray (H * scale, W * scale) float64, not clipped
+    upscaled : ndarray (H * scale, W * scale) float64 (a tensor for a tensor `image`), not
+        clipped
 
     Examples
     --------
@@ -359,20 +406,29 @@ def upscale(image: Any, scale: int, *, method: str = "zeyde", prior: Any = None,
     >>> psnr(upscale(lr, 2, method="pnp-ksvd", n_iter=4)) > psnr(zeyde)
     True
     """
-    lr = _check_image(image)
+    lr, back = _check_image(image)
     s = check_scale(scale)
     if method not in UPSCALE_METHODS:
         raise ValueError(f"`method` must be one of {UPSCALE_METHODS}, got {method!r}")
+    sigmas, mus = noise_schedule(sigma, n_iter, sigma_max=sigma_max, sigma_min=float(s),
+                                 lam=lam)
+    if method in ("bicubic", "zeyde", "cnn"):
+        # They take a clean bicubic down-scaling: settings of the plug-and-play model would
+        # be ignored, so they are refused rather than dropped.
+        ignored = [name for name, value in (("kernel", kernel), ("prior", prior))
+                   if value is not None] + (["sigma"] if sigma else [])
+        if ignored:
+            raise ValueError(f"`{ignored[0]}` applies to the plug-and-play methods, not to "
+                             f"method={method!r} (which assumes a clean bicubic "
+                             "down-scaling)")
     if method == "bicubic":
-        return imresize(lr, s)
+        return back(imresize(lr, s))
     if method == "zeyde":
         from .zeyde import zeyde_upscale
 
-        return zeyde_upscale(lr, s, n_jobs=threads)
+        return back(zeyde_upscale(lr, s, n_jobs=threads))
     if method == "cnn":
-        return _cnn_upscale(lr, s, dict(prior_options or {}), threads)
-    sigma = _check_sigma(sigma)
-    n_iter = _check_n_iter(n_iter)
+        return back(_cnn_upscale(lr, s, dict(prior_options or {}), threads))
     if boundary not in BOUNDARIES:
         raise ValueError(f"`boundary` must be one of {BOUNDARIES}, got {boundary!r}")
     if init not in ("zeyde", "bicubic"):
@@ -385,15 +441,21 @@ def upscale(image: Any, scale: int, *, method: str = "zeyde", prior: Any = None,
             raise ValueError(f"`prior` is set by method={method!r}; use method='pnp' to "
                              "give one")
         prior = method[len("pnp-"):]
-    k = bicubic_kernel(s) if kernel is None else check_kernel(kernel)
-    denoise = get_prior(prior, threads=threads, **(prior_options or {}))
+    out_shape = (lr.shape[0] * s, lr.shape[1] * s)
+    if kernel is not None:
+        k = check_kernel(kernel, out_shape)  # against the result, as deblur's (not padded)
+    else:
+        k = bicubic_kernel(s)
+        if k.shape[0] > out_shape[0] or k.shape[1] > out_shape[1]:
+            raise ValueError(f"`image` is {lr.shape[0]}x{lr.shape[1]}: too small for scale "
+                             f"{s} (the {k.shape[0]}x{k.shape[1]} bicubic kernel exceeds the "
+                             f"{out_shape[0]}x{out_shape[1]} result)")
     pad_lr = (max(4, -(-k.shape[0] // s)), max(4, -(-k.shape[1] // s))) \
         if boundary == "taper" else (0, 0)
     yp = pad_for_fft(lr, pad_lr) if boundary == "taper" else lr
     hr_shape = (yp.shape[0] * s, yp.shape[1] * s)
-    if k.shape[0] > hr_shape[0] or k.shape[1] > hr_shape[1]:
-        raise ValueError(f"`kernel` is {k.shape[0]}x{k.shape[1]}, larger than the "
-                         f"{hr_shape[0]}x{hr_shape[1]} high-resolution image")
+    _check_working_size(hr_shape, lr.shape, prior, "the up-scaled, padded image")
+    denoise = get_prior(prior, threads=threads, **(prior_options or {}))
     otf = psf2otf(k, hr_shape)
     up = np.zeros(hr_shape)
     up[::s, ::s] = yp
@@ -404,10 +466,8 @@ def upscale(image: Any, scale: int, *, method: str = "zeyde", prior: Any = None,
         x0 = zeyde_upscale(yp, s, n_jobs=threads)
     else:
         x0 = imresize(yp, s)
-    sigmas, mus = noise_schedule(sigma, n_iter, sigma_max=sigma_max, sigma_min=float(s),
-                                 lam=lam)
     x = _hqs(x0, sty, otf, denoise, sigmas, mus,
              lambda z, t, mu: data_step_sr(z, otf, t, mu, s), verbose)
     if boundary == "taper":
-        x = crop_padding(x, (pad_lr[0] * s, pad_lr[1] * s), (lr.shape[0] * s, lr.shape[1] * s))
-    return x
+        x = crop_padding(x, (pad_lr[0] * s, pad_lr[1] * s), out_shape)
+    return back(x)
