@@ -584,7 +584,8 @@ def _order(part: str, methods: dict[str, int]) -> Callable[[dict[str, Any]], tup
 def combine(inputs: list[tuple[str, dict[str, Any]]],
             replace: tuple[str, ...] = ()) -> dict[str, Any]:
     """The merged result of ``(name, data)`` result files of one part (see --merge); the
-    methods in `replace` come from the last input with records of each (see --replace)."""
+    methods in `replace` come from the inputs after the first that have records of each
+    (together; a split rerun), never from the first (see --replace)."""
     if not inputs:
         raise MergeError("nothing to merge")
     base = inputs[0][0]

@@ -401,3 +401,21 @@ def test_host_only_restorers_say_what_to_pass():
                                         r"sparseforge.restore's image functions work on numpy "
                                         r"arrays \(`image.numpy\(\)`"):
         denoise_ksvd(torch.zeros(16, 16), 5.0)
+
+
+def test_zeyde_model_with_a_zero_atom_loads_and_upscales(tmp_path, camera_crop):
+    """An LR atom that float16 storage rounds to zero stays zero on loading (not NaN): OMP
+    never picks it and the model still beats bicubic."""
+    from sparseforge.restore.zeyde import ZeydeModel, load_zeyde
+
+    model = load_zeyde(2)
+    dict_lo = model.dict_lo.copy()
+    dict_lo[0] = 1e-9  # underflows in float16
+    path = ZeydeModel(2, model.projection, dict_lo, model.dict_hi).save(tmp_path / "z.npz")
+    loaded = ZeydeModel.load(path)
+    assert np.isfinite(loaded.dict_lo).all() and not loaded.dict_lo[0].any()
+    lr = np.clip(np.round(imresize(camera_crop, 0.5)), 0, 255)
+    c = (slice(2, -2), slice(2, -2))
+    out = loaded.upscale(lr)
+    assert psnr(camera_crop[c], np.clip(out, 0, 255)[c]) > psnr(camera_crop[c],
+                                                                   imresize(lr, 2)[c]) + 0.5

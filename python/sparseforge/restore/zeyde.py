@@ -92,7 +92,10 @@ class ZeydeModel:
     def load(cls, path: str | Path) -> "ZeydeModel":
         with np.load(path, allow_pickle=False) as z:
             dict_lo = z["dict_lo"].astype(np.float64)
-            dict_lo /= np.linalg.norm(dict_lo, axis=1, keepdims=True)
+            # Unit atoms again after float16 storage; an atom stored as zero (underflow)
+            # stays zero, which OMP never picks, instead of becoming NaN.
+            norms = np.linalg.norm(dict_lo, axis=1, keepdims=True)
+            dict_lo /= np.where(norms > 0, norms, 1.0)
             return cls(int(z["scale"]), z["projection"], dict_lo, z["dict_hi"],
                        json.loads(str(z["meta"])))
 
