@@ -115,6 +115,7 @@ import argparse
 import json
 import platform
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -135,6 +136,13 @@ _NAME = re.compile(r"^(hybrid|hybrid-fullres|hybrid-nocodes|hybrid-noimage|plain
 #: the 2x2 pixel-unshuffled inputs (FFDNet's layout), 15 x 56. ``hybrid-fullres-*`` keeps
 #: the first hybrids' full-resolution 12 x 48 network (the fixed-sigma models still use it).
 BODY = {"unshuffle": 2, "depth": 15, "width": 56}
+
+
+def same_run(old: list[dict], new: list[dict]) -> bool:
+    """Whether a record's history starts as this run's does (its first entry's step and
+    seconds: the validation PSNR is NaN without validation, and NaN != NaN)."""
+    keys = ("step", "train_seconds")
+    return bool(old) and bool(new) and all(old[0].get(k) == new[0].get(k) for k in keys)
 
 
 def spec(name: str) -> dict:
@@ -211,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     for name in args.names:
         settings = spec(name)
-        out_dir = Path(args.out_dir) if args.out_dir else (
+        out_dir = Path(args.out_dir).resolve() if args.out_dir else (
             SHIPPED_DIR if name in SHIPPED else OTHER_DIR)
         OTHER_DIR.mkdir(parents=True, exist_ok=True)
         started = time.time()
@@ -229,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         if half:
             model = load_model(trained)  # its training record comes back as model.meta
             save_model(model, weights, precision="float16", **model.meta)
-        command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+        command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
         commands, carried = [command], {}
         if args.resume:  # the whole history of a resumed model, wherever its last run wrote
             previous = next((d / f"{name}.json" for d in (out_dir, OTHER_DIR, SHIPPED_DIR)
@@ -238,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                 old = json.loads(previous.read_text())
                 # Only the record of this same run (its history starts as ours does): a
                 # record left by an earlier model of that name is not this one's past.
-                if old.get("history", [None])[:1] == result.history[:1]:
+                if same_run(old.get("history") or [], result.history):
                     commands = old.get("commands", [old.get("command")]) + commands
                     carried = {k: old[k] for k in ("note",) if k in old}
         record = {

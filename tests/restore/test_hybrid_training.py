@@ -138,6 +138,7 @@ def test_resume_with_a_new_learning_rate(folders, tmp_path):
     ckpt = tmp_path / "ckpt.pt"
     _run(folders, max_steps=3, checkpoint=ckpt, checkpoint_every=3, val_every=3)
     same = _run(folders, max_steps=5, checkpoint=ckpt, resume=True, val_every=5)
+    ckpt.unlink()  # a new run refuses to overwrite a checkpoint
     _run(folders, max_steps=3, checkpoint=ckpt, checkpoint_every=3, val_every=3)
     lower = _run(folders, max_steps=5, checkpoint=ckpt, resume=True, val_every=5, lr=1e-5)
     assert [h["lr"] for h in lower.history] == [1e-3, 1e-5]
@@ -243,6 +244,88 @@ def test_train_argument_errors(folders):
         train("dncnn", task="inpaint", max_steps=1, train_dir=folders[0], val_dir=folders[1])
     with pytest.raises(ValueError, match="`model`"):
         train("unet", max_steps=1, train_dir=folders[0], val_dir=folders[1])
+
+
+def test_resume_refuses_another_run(folders, tmp_path):
+    """A checkpoint resumes only the run it records: another model, configuration or run
+    setting is an error naming the difference (lr, loss and nproc may change); a new run
+    does not overwrite it, and resume=True without one says so."""
+    ckpt = tmp_path / "ckpt.pt"
+    _run(folders, max_steps=2, checkpoint=ckpt, sigma_range=(0, 55))
+    for kw, words in (({"sigma_range": (15, 15)}, "sigma_range: \\[0.0, 55.0\\] there"),
+                      ({"crop_size": 16}, "crop_size: 24 there, 16 here"),
+                      ({"batch_size": 2}, "batch_size"), ({"seed": 5}, "seed"),
+                      ({"model_config": {**SMALL, "width": 16}}, "width: 8 there, 16 here"),
+                      ({"model": DnCNN(3, 8, sigma_range=(0, 55))}, "holds a hybrid run")):
+        with pytest.raises(ValueError, match=words):
+            _run(folders, **{"max_steps": 3, "checkpoint": ckpt, "resume": True,
+                             "sigma_range": (0, 55), **kw})
+    ok = _run(folders, max_steps=3, checkpoint=ckpt, resume=True, sigma_range=(0, 55),
+              lr=1e-4, loss="balanced")
+    assert ok.steps == 3
+    with pytest.raises(FileExistsError, match="pass resume=True"):
+        _run(folders, max_steps=1, checkpoint=ckpt, sigma_range=(0, 55))
+    with pytest.warns(UserWarning, match="no checkpoint .* starting from step 0"):
+        _run(folders, max_steps=1, checkpoint=tmp_path / "none.pt", resume=True)
+
+
+def test_damaged_files_are_named(tmp_path):
+    empty, cut = tmp_path / "empty.pt", tmp_path / "cut.pt"
+    empty.write_bytes(b"")
+    whole = save_model(DnCNN(3, 8), tmp_path / "whole.pt").read_bytes()
+    cut.write_bytes(whole[: len(whole) // 2])
+    for path in (empty, cut):
+        with pytest.raises(ValueError, match=f"{path.name} is not a readable sparseforge "
+                                             "weights file"):
+            load_model(path)
+    torch.save({"format": 1, "model": "dncnn"}, tmp_path / "noconfig.pt")
+    with pytest.raises(ValueError, match="is not a sparseforge weights file"):
+        load_model(tmp_path / "noconfig.pt")
+
+
+def test_training_images_16_bit_and_sizes(folders, tmp_path):
+    """16-bit training images are scaled to 0-255; other sample types and images smaller
+    than the crop are refused up front, naming the file."""
+    from sparseforge.restore.training import load_folder
+
+    image = sf.datasets.load_image("camera")[:64, :64]
+    (tmp_path / "a").mkdir()
+    imsave(tmp_path / "a" / "8.png", image, check_contrast=False)
+    imsave(tmp_path / "a" / "16.png", image.astype(np.uint16) * 257, check_contrast=False)
+    eight, sixteen = load_folder(tmp_path / "a")[1], load_folder(tmp_path / "a")[0]
+    np.testing.assert_allclose(sixteen, eight, atol=1e-3)
+    imsave(tmp_path / "a" / "small.png", image[:20, :20], check_contrast=False)
+    with pytest.raises(ValueError, match="small.png: 20x20 is smaller than the 24x24 crops"):
+        _run(folders, max_steps=1, train_dir=tmp_path / "a")
+    (tmp_path / "f").mkdir()
+    np.save(tmp_path / "f" / "x.npy", image)  # not an image suffix: ignored
+    imsave(tmp_path / "f" / "x.tif", image.astype(np.float32), check_contrast=False)
+    with pytest.raises(ValueError, match="x.tif: expected 8- or 16-bit samples, got float32"):
+        load_folder(tmp_path / "f")
+
+
+def test_numpy_settings_and_degenerate_runs(folders, tmp_path):
+    """numpy scalars in the settings give files that load back (weights_only); a zero
+    check interval is refused before any step; a spent budget writes no checkpoint, and
+    says so; a diverging run stops at the first non-finite loss."""
+    ckpt = tmp_path / "ckpt.pt"
+    result = _run(folders, max_steps=np.int64(2), lr=np.float64(1e-3), crop_size=np.int64(24),
+                  checkpoint=ckpt, output=tmp_path / "w.pt", task="inpaint",
+                  missing=np.array([0.3, 0.9]))
+    assert result.steps == 2 and load_model(tmp_path / "w.pt").meta["steps"] == 2
+    assert _run(folders, max_steps=3, checkpoint=ckpt, resume=True, task="inpaint").steps == 3
+    for kw in ({"val_every": 0}, {"checkpoint_every": 0}):
+        with pytest.raises(ValueError, match="must be >= 1"):
+            _run(folders, max_steps=1, **kw)
+    assert _run(folders, max_steps=0, checkpoint=tmp_path / "never.pt").checkpoint is None
+    model = DnCNN(3, 8)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="the training loss is nan at step 1"):
+        train(model, train_dir=folders[0], val_dir="", crop_size=24, batch_size=2,
+              max_steps=5, progress=False, checkpoint=tmp_path / "nan.pt")
+    with pytest.raises(ValueError, match="weights are not finite"):
+        save_model(model, tmp_path / "nan-weights.pt")
 
 
 def _camera_crop():

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ._registry import PRETRAINED, available_pretrained, pretrained_path
 from ._torch import require_torch
 
@@ -110,14 +112,21 @@ def save_model(model: Any, path: str | os.PathLike, *, precision: str = "float32
     cast = torch.float16 if precision == "float16" else torch.float32
     state = {k: (v.to(cast) if v.is_floating_point() else v)
              for k, v in model.state_dict().items()}
-    overflow = [k for k, v in state.items()
+    def not_finite(tensors: dict) -> list[str]:
+        return [k for k, v in tensors.items()
                 if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+    broken = not_finite(model.state_dict())
+    if broken:
+        raise ValueError(f"the model's weights are not finite ({len(broken)} tensor(s), first "
+                         f"{broken[0]}): a diverged model is not saved")
+    overflow = not_finite(state)
     if overflow:
         raise ValueError(f"`precision`={precision!r}: {len(overflow)} tensor(s), first "
-                         f"{overflow[0]}, overflow float16 (or were not finite); store float32")
+                         f"{overflow[0]}, overflow float16; store float32")
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save({"format": FORMAT, "model": model_kind(model), "config": dict(model.config),
-                "state_dict": state, "meta": meta, "precision": precision}, tmp)
+                "state_dict": state, "meta": _plain(meta), "precision": precision}, tmp)
     os.replace(tmp, path)
     return path
 
@@ -156,20 +165,38 @@ def load_model(path: str | os.PathLike) -> Any:
     >>> bool(torch.equal(loaded.dictionary, model.dictionary))   # the atoms come back
     True
     """
-    blob = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+    try:
+        blob = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as exc:  # truncated, empty, not a torch file  # noqa: BLE001
+        reason = str(exc).splitlines()[0] if str(exc) else "no details"
+        raise ValueError(f"{path} is not a readable sparseforge weights file "
+                         f"({type(exc).__name__}: {reason})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT or any(
+            k not in blob for k in ("model", "config", "state_dict")):
         raise ValueError(f"{path} is not a sparseforge weights file (format {FORMAT})")
     config = dict(blob["config"])
     if blob["model"] == "hybrid":
         # The saved state holds the trained atoms; start from zeros of the right shape rather
         # than reading the universal dictionary only to overwrite it.
-        import numpy as np
-
         config["dictionary"] = np.zeros((config.get("n_atoms", 256), 64))
     model = build_model(blob["model"], **config)
     model.load_state_dict(blob["state_dict"])
     model.meta = blob.get("meta", {})
     return model.eval()
+
+
+def _plain(value: Any) -> Any:
+    """`value` with numpy scalars and arrays as Python numbers and lists (what a file read
+    back with ``weights_only=True`` may hold)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return value
 
 
 def load_pretrained(name: str) -> Any:

@@ -14,6 +14,7 @@ import os
 import pickle
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,11 @@ def default_data_dir() -> Path:
         f"{', '.join(str(c) for c in candidates)})")
 
 
-def load_folder(folder: str | os.PathLike, limit: int | None = None) -> list[np.ndarray]:
-    """Sorted grayscale images of `folder` as float32 arrays on the 0-255 scale."""
+def load_folder(folder: str | os.PathLike, limit: int | None = None,
+                min_size: int = 1) -> list[np.ndarray]:
+    """Sorted grayscale images of `folder` as float32 arrays on the 0-255 scale: 8-bit as
+    they are, 16-bit scaled by 255 / 65535; other sample types, colour images and images
+    with a side under `min_size` (the crop) are refused, naming the file."""
     from skimage.io import imread
 
     folder = Path(folder)
@@ -62,6 +66,14 @@ def load_folder(folder: str | os.PathLike, limit: int | None = None) -> list[np.
         image = np.asarray(imread(path))
         if image.ndim != 2:
             raise ValueError(f"{path}: expected a grayscale image, got shape {image.shape}")
+        if image.dtype == np.uint16:
+            image = image.astype(np.float32) * np.float32(255.0 / 65535.0)
+        elif image.dtype != np.uint8:
+            raise ValueError(f"{path}: expected 8- or 16-bit samples, got {image.dtype} (the "
+                             "training scale is 0-255; convert the image first)")
+        if min(image.shape) < min_size:
+            raise ValueError(f"{path}: {image.shape[0]}x{image.shape[1]} is smaller than the "
+                             f"{min_size}x{min_size} crops")
         images.append(image.astype(np.float32))
     return images
 
@@ -145,9 +157,10 @@ def validation_set(folder: str | os.PathLike, task: str, sigma_range: tuple[floa
     of `missing`, the scale 3 (upscaling; the image cropped to a multiple of it)."""
     items = []
     for i, image in enumerate(load_folder(folder, limit)):
-        if crop is not None and min(image.shape) > crop:
-            y, x = (image.shape[0] - crop) // 2, (image.shape[1] - crop) // 2
-            image = image[y:y + crop, x:x + crop]
+        if crop is not None:  # each side to at most `crop`, centred
+            h, w = min(image.shape[0], crop), min(image.shape[1], crop)
+            y, x = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
+            image = image[y:y + h, x:x + w]
         rng = np.random.default_rng([seed, 7919, i])
         if task == "upscale":
             image = image[: image.shape[0] // 3 * 3, : image.shape[1] // 3 * 3]
@@ -198,7 +211,8 @@ class TrainResult:
         One entry per validation: step, train_seconds, cpu_seconds, loss (running mean
         since the last entry), val_psnr (NaN without validation images), lr.
     checkpoint : Path or None
-        The checkpoint file (`checkpoint` of :func:`train`), None when none was written.
+        The checkpoint file (`checkpoint` of :func:`train`), None when none was written
+        (no `checkpoint`, or a budget already spent).
 
     Examples
     --------
@@ -229,6 +243,56 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     checkpoint: Path | None = None
     cpu_seconds: float = 0.0
+
+
+#: What a resumed run may change; everything else of the run (the model, task, noise or
+#: mask ranges, crops, batch, seed) must be as the checkpoint records it.
+RESUME_MAY_CHANGE = ("lr", "loss", "nproc")
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A training checkpoint's contents; a damaged or foreign file is a ValueError naming
+    it."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, empty, not a torch file  # noqa: BLE001
+        raise ValueError(f"{path} is not a readable training checkpoint ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else 'no details'})") from None
+    needed = ("state_dict", "optimizer", "step", "history", "train_seconds", "numpy_rng",
+              "torch_rng")
+    if not isinstance(blob, dict) or any(k not in blob for k in needed):
+        raise ValueError(f"{path} is not a sparseforge training checkpoint")
+    return blob
+
+
+def check_resumable(blob: dict[str, Any], net: Any, run_config: dict[str, Any],
+                    path: Path) -> None:
+    """Refuse to resume `blob` (a checkpoint) with another model or run settings: the run
+    would continue as something else and its record would misdescribe its past."""
+    import json
+
+    def plain(value: Any) -> Any:  # tuples and lists alike
+        return json.loads(json.dumps(value))
+
+    if blob.get("model") not in (None, model_kind(net)):
+        raise ValueError(f"{path} holds a {blob['model']} run; this call trains a "
+                         f"{model_kind(net)}")
+    def differences(there: dict, here: dict, keys) -> str:
+        return ", ".join(f"{k}: {there.get(k)!r} there, {here.get(k)!r} here" for k in keys)
+
+    saved, current = blob.get("config"), dict(net.config)
+    if saved is not None and plain(saved) != plain(current):
+        keys = sorted(k for k in set(saved) | set(current)
+                      if plain(saved.get(k)) != plain(current.get(k)))
+        raise ValueError(f"{path} was trained with another model configuration "
+                         f"({differences(saved, current, keys)})")
+    old = blob.get("train_config") or {}
+    keys = sorted(k for k in set(old) & set(run_config)
+                  if k not in RESUME_MAY_CHANGE and plain(old[k]) != plain(run_config[k]))
+    if keys:
+        raise ValueError(f"{path} was trained with other settings "
+                         f"({differences(old, run_config, keys)}); a resumed run may change "
+                         f"only {', '.join(RESUME_MAY_CHANGE)}")
 
 
 def _save_checkpoint(path: Path, model, optimizer, step, clock, history, rng, generator,
@@ -388,9 +452,31 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
         raise ValueError(f"`budget_clock` must be 'wall' or 'cpu', got {budget_clock!r}")
     if loss not in ("mse", "balanced"):
         raise ValueError(f"`loss` must be 'mse' or 'balanced', got {loss!r}")
+    # Plain Python numbers: checkpoints and weights are read back with weights_only=True,
+    # which refuses numpy scalars.
+    try:
+        crop_size, batch_size, seed = int(crop_size), int(batch_size), int(seed)
+        val_every, checkpoint_every = int(val_every), int(checkpoint_every)
+        lr = float(lr)
+        missing = (float(missing[0]), float(missing[1]))
+    except (TypeError, ValueError, IndexError):
+        raise TypeError("`crop_size`, `batch_size`, `seed`, `val_every` and "
+                        "`checkpoint_every` must be integers, `lr` a number and `missing` a "
+                        "pair of numbers") from None
     if crop_size < 8 or batch_size < 1:
         raise ValueError(f"`crop_size` must be >= 8 and `batch_size` >= 1, got {crop_size} "
                          f"and {batch_size}")
+    if val_every < 1 or checkpoint_every < 1:
+        raise ValueError(f"`val_every` and `checkpoint_every` must be >= 1, got {val_every} "
+                         f"and {checkpoint_every}")
+    if not 0 < lr < math.inf:
+        raise ValueError(f"`lr` must be a positive number, got {lr}")
+    if not 0 <= missing[0] <= missing[1] < 1:
+        raise ValueError(f"`missing` must satisfy 0 <= low <= high < 1, got {missing}")
+    if checkpoint is not None and Path(checkpoint).is_file() and not resume:
+        raise FileExistsError(f"the checkpoint {checkpoint} exists: pass resume=True (CLI "
+                              "--resume) to continue that run, or remove the file (or choose "
+                              "another path) to start a new one")
     if task == "upscale" and crop_size % math.lcm(*SCALES):
         raise ValueError(f"`crop_size` {crop_size} must be a multiple of "
                          f"{math.lcm(*SCALES)} to upscale by {SCALES}")
@@ -457,7 +543,7 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
     if getattr(net, "task", task) != task:
         raise ValueError(f"the model restores {net.task!r} but `task` is {task!r}")
     images = load_folder(train_dir if train_dir is not None
-                         else default_data_dir() / "Train400")
+                         else default_data_dir() / "Train400", min_size=crop_size)
     val_folder = val_dir if val_dir is not None else default_data_dir() / "Set12"
     val_items = (validation_set(val_folder, task, sigma_range, missing, val_crop, val_images,
                                 seed) if str(val_folder) else [])
@@ -553,8 +639,12 @@ def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
                   "seed": seed, "loss": o["loss"], "parameters": count_parameters(net)}
     if world > 1:
         run_config["nproc"] = world
+    if o["resume"] and ckpt is not None and not ckpt.is_file() and lead:
+        warnings.warn(f"resume=True but no checkpoint {ckpt} exists: starting from step 0",
+                      stacklevel=3)
     if o["resume"] and ckpt is not None and ckpt.is_file():
-        blob = torch.load(ckpt, map_location="cpu", weights_only=True)
+        blob = read_checkpoint(ckpt)
+        check_resumable(blob, net, run_config, ckpt)
         net.load_state_dict(blob["state_dict"])
         optimizer.load_state_dict(blob["optimizer"])
         for group in optimizer.param_groups:
@@ -600,6 +690,11 @@ def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
                 part, clock = shared[0], {"wall": float(shared[1]), "cpu": float(shared[2])}
             step += 1
             step_value = part.item()
+            if not math.isfinite(step_value):
+                raise FloatingPointError(
+                    f"the training loss is {step_value} at step {step}: the run diverged "
+                    f"(try a lower `lr`); nothing of this step was saved, the last checkpoint "
+                    f"({ckpt}) holds the run before it")
             losses.append(step_value)
             final = done()
             if not lead:
@@ -629,4 +724,5 @@ def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
         save_model(net, o["output"], steps=step, train_seconds=clock["wall"],
                    cpu_seconds=clock["cpu"], history=history,
                    train_config=run_config)
-    return TrainResult(net, step, clock["wall"], history, ckpt, clock["cpu"])
+    written = ckpt if ckpt is not None and ckpt.is_file() else None
+    return TrainResult(net, step, clock["wall"], history, written, clock["cpu"])
