@@ -264,3 +264,86 @@ def test_sigma_estimate():
     for sigma in (5, 25, 50):
         noisy = flat + sigma * np.random.default_rng(sigma).standard_normal(flat.shape)
         assert abs(estimate_sigma(noisy) - sigma) < 0.1 * sigma
+
+
+# -------------------------------------------------------------------------- edge cases
+
+
+def test_coverage_counts_the_grid_patches():
+    """The separable count (the classical restorers') equals the overlap-add of ones that it
+    replaced, for odd sizes and steps."""
+    from sparseforge.restore.synthesis import overlap_add, patch_grid
+
+    for h, w, step in ((19, 23, 1), (8, 30, 3), (17, 9, 4), (8, 8, 8)):
+        rows, cols = patch_grid(h, w, 8, step)
+        ones = torch.ones((1, rows.size * cols.size, 64), dtype=torch.float64)
+        want = overlap_add(ones, h, w, 8, step)
+        torch.testing.assert_close(coverage(h, w, 8, step, torch.float64), want, rtol=0,
+                                   atol=0)
+
+
+
+def test_dtype_mismatch_and_non_finite_inputs_are_named():
+    from sparseforge.restore import DnCNN
+
+    model = HybridRestorer(sigma_range=(0, 55), **SMALL)
+    x = torch.full((1, 1, 16, 16), 100.0, dtype=torch.float64)
+    for m in (model, DnCNN(3, 8, sigma_range=(0, 55))):
+        with pytest.raises(TypeError, match="`degraded` is torch.float64 but the model's "
+                                            "weights are torch.float32"):
+            m(x, sigma=10.0)
+        bad = x.float().clone()
+        bad[0, 0, 3, 3] = float("nan")
+        with pytest.raises(ValueError, match="`degraded` contains NaN or infinity"):
+            m(bad)  # blind: before the noise estimate stalls on it
+    inpaint = HybridRestorer(task="inpaint", **SMALL)
+    mask = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0)) > 0.5
+    bad = torch.where(mask, torch.full_like(bad, 100.0), float("nan"))
+    assert torch.isfinite(inpaint(bad, mask=mask)).all()  # NaN only where missing: ignored
+    with pytest.raises(ValueError, match="NaN or infinity at observed pixels"):
+        inpaint(torch.where(mask, float("inf"), bad), mask=mask)
+
+
+def test_restore_image_keeps_observed_pixels_and_module_modes(clean):
+    """Inpainting returns the observed pixels exactly whatever the image's dtype (the model
+    runs in float32); each submodule's train/eval mode comes back as it was."""
+    rng = np.random.default_rng(3)
+    image = clean[:24, :20] + rng.random((24, 20))  # not representable in float32
+    mask = rng.random(image.shape) > 0.5
+    model = HybridRestorer(task="inpaint", **SMALL)
+    model.train()
+    model.cnn[1].eval()  # e.g. a frozen batch norm
+    out = restore_image(model, image, mask=mask)
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out[mask], image[mask])
+    assert model.training and not model.cnn[1].training
+
+
+def test_self_ensemble_of_models_without_a_noise_level(clean):
+    """The 8-view ensemble estimates sigma only for blind denoisers: an upscaling DnCNN runs
+    (it refuses a sigma), an inpainting model without a mask says the mask is missing."""
+    from sparseforge.restore import DnCNN
+
+    up = DnCNN(3, 8, task="upscale")
+    x = clean[:16, :20].astype(np.float32)
+    views = []
+    for flip in (False, True):
+        v = x[:, ::-1] if flip else x
+        for k in range(4):
+            back = np.rot90(restore_image(up, np.ascontiguousarray(np.rot90(v, k))), -k)
+            views.append(back[:, ::-1] if flip else back)
+    np.testing.assert_allclose(restore_image(up, x, self_ensemble=True), np.mean(views, axis=0),
+                               atol=1e-3)
+    with pytest.raises(ValueError, match="`mask`"):
+        restore_image(HybridRestorer(task="inpaint", **SMALL), x, self_ensemble=True)
+
+
+def test_inpaint_ksvd_ignores_nan_at_missing_pixels(clean):
+    rng = np.random.default_rng(4)
+    mask = rng.random((32, 32)) > 0.4
+    image = clean[:32, :32].astype(np.float64)
+    with_nan = np.where(mask, image, np.nan)
+    np.testing.assert_array_equal(inpaint_ksvd(with_nan, mask, n_iter=1),
+                                  inpaint_ksvd(np.where(mask, image, 0.0), mask, n_iter=1))
+    with pytest.raises(ValueError, match="NaN or infinity at observed pixels"):
+        inpaint_ksvd(np.where(mask, np.inf, image), mask)

@@ -35,8 +35,9 @@ def check_sigma_range(sigma_range: Any) -> tuple[float, float]:
     return lo, hi
 
 
-def check_degraded(degraded: Any, patch: int = 1) -> Any:
-    """A float (B, 1, H, W) tensor on the CPU with H, W >= `patch`."""
+def check_degraded(degraded: Any, patch: int = 1, dtype: Any = None) -> Any:
+    """A float (B, 1, H, W) tensor on the CPU with H, W >= `patch`, of the model weights'
+    `dtype` when given (a float64 batch through float32 convolutions would fail inside)."""
     if not isinstance(degraded, torch.Tensor):
         raise TypeError(f"`degraded` must be a torch.Tensor of shape (B, 1, H, W), got "
                         f"{type(degraded).__name__}")
@@ -47,10 +48,23 @@ def check_degraded(degraded: Any, patch: int = 1) -> Any:
                          "grayscale images, shape (B, 1, H, W) (convert colour to luma first)")
     if degraded.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"`degraded` has dtype {degraded.dtype}; expected float32 or float64")
+    if dtype is not None and degraded.dtype != dtype:
+        raise TypeError(f"`degraded` is {degraded.dtype} but the model's weights are {dtype}: "
+                        "convert one to the other (`degraded.to(dtype)`, or `model.double()` / "
+                        "`model.float()`); restore_image does this for you")
     if degraded.shape[2] < patch or degraded.shape[3] < patch:
         raise ValueError(f"`degraded` is {degraded.shape[2]}x{degraded.shape[3]}; images must "
                          f"be at least {patch}x{patch}")
     return degraded
+
+
+def check_finite(degraded: Any, observed: Any = None) -> None:
+    """NaN or infinity in the input (at observed pixels when `observed` is given) would
+    spread through the convolutions, or stall the noise estimate: refused by name."""
+    values = degraded if observed is None else degraded[observed]
+    if not bool(torch.isfinite(values).all()):
+        where = "" if observed is None else " at observed pixels"
+        raise ValueError(f"`degraded` contains NaN or infinity{where}")
 
 
 def check_sigma(sigma: Any, batch: int, sigma_range: tuple[float, float],

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._inputs import check_degraded, check_sigma, check_sigma_range
+from ._inputs import check_degraded, check_finite, check_sigma, check_sigma_range
 from ._layers import dncnn_body
 from ._torch import require_torch
 
@@ -114,10 +114,11 @@ class DnCNN(nn.Module):
         -------
         restored : Tensor (B, 1, H, W), 0-255 scale
         """
-        check_degraded(degraded)
+        check_degraded(degraded, dtype=next(self.parameters()).dtype)
         if mask is not None:
             raise ValueError("`mask` given to DnCNN, which does not inpaint; use "
                              "HybridRestorer(task='inpaint') or inpaint_ksvd")
+        check_finite(degraded)
         x = degraded / 255.0
         if self.task == "upscale":
             if sigma is not None:

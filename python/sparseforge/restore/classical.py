@@ -289,12 +289,17 @@ def inpaint_ksvd(image: Any, mask: Any, *, patch_size: int = 8, step: int = 1,
                             dictionary=dictionary, n_nonzero_coefs=n_nonzero_coefs,
                             n_iter=n_iter, refine_rms=refine_rms, n_jobs=n_jobs,
                             verbose=verbose)
-    y = _check_image(image)
+    # Missing pixels may hold anything, NaN included (they are never read); observed ones
+    # must be finite.
+    y = np.ascontiguousarray(host_float_array(image, "image", ndim=2, finite=False,
+                                              user=_USER))
     mask = np.asarray(mask)
     if mask.dtype != np.bool_:
         raise TypeError(f"`mask` has dtype {mask.dtype}; expected bool (True = observed)")
     if mask.shape != y.shape:
         raise ValueError(f"`mask` has shape {mask.shape}; expected the image's {y.shape}")
+    if not np.isfinite(y[mask]).all():
+        raise ValueError("`image` contains NaN or infinity at observed pixels")
     if isinstance(dictionary, str) and dictionary == "adaptive":
         raise ValueError("`dictionary`='adaptive' is not available for inpainting; use "
                          "'universal', 'dct' or an array")

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from ..dictionaries import universal_dictionary
-from ._inputs import (check_degraded, check_mask, check_sigma, check_sigma_range, check_task)
+from ._inputs import (check_degraded, check_finite, check_mask, check_sigma, check_sigma_range,
+                      check_task)
 from ._torch import require_torch
 from ._layers import dncnn_body
 from .codes import LeastSquaresOnSupport, omp_support
@@ -244,8 +245,9 @@ class HybridRestorer(nn.Module):
         Parameters
         ----------
         degraded : Tensor (B, 1, H, W)
-            float32/float64, 0-255 scale, on the CPU (the OMP runs natively there); H, W >= 8.
-            Inpainting: values at missing pixels are ignored.
+            The dtype of the model's weights (float32 unless converted), 0-255 scale, on the
+            CPU (the OMP runs natively there); H, W >= 8; finite. Inpainting: values at
+            missing pixels are ignored (NaN allowed there).
         sigma : float or sequence of float, optional
             Denoising: the noise level(s), 0-255 scale, within `sigma_range`. Default: the
             model's sigma (fixed models) or an estimate from each image (blind models).
@@ -257,12 +259,13 @@ class HybridRestorer(nn.Module):
         restored : Tensor (B, 1, H, W), 0-255 scale
             Inpainting keeps the observed pixels.
         """
-        check_degraded(degraded, PATCH)
+        check_degraded(degraded, PATCH, next(self.cnn.parameters()).dtype)
         b = degraded.shape[0]
         if self.task == "denoise":
             if mask is not None:
                 raise ValueError("`mask` given to a denoising model; build "
                                  "HybridRestorer(task='inpaint') for inpainting")
+            check_finite(degraded)
             sigmas = check_sigma(sigma, b, self.sigma_range, degraded)
             level = (sigmas / 255.0).to(degraded.dtype).view(-1, 1, 1, 1).expand_as(degraded)
             observed, seen = None, degraded
@@ -270,6 +273,7 @@ class HybridRestorer(nn.Module):
             if sigma is not None:
                 raise ValueError("`sigma` given to an inpainting model (it assumes no noise)")
             observed = check_mask(mask, degraded)
+            check_finite(degraded, observed)
             sigmas, level = None, observed.to(degraded.dtype)
             seen = torch.where(observed, degraded, 0.0)
         inputs = []
@@ -397,23 +401,29 @@ def restore_image(model: Any, image: Any, *, sigma: float | None = None, mask: A
             raise ValueError(f"`threads` must be a positive integer or None, got {threads!r}")
 
     def infer():
-        was_training = model.training
+        modes = {module: module.training for module in model.modules()}  # each its own
         model.eval()
         try:
             with torch.no_grad():
                 if not self_ensemble:
                     return _run(model, x, sigma, m)
                 s = sigma
-                if m is None and s is None:  # one estimate for all 8 views
+                lo, hi = getattr(model, "sigma_range", (0.0, 0.0))
+                if s is None and getattr(model, "task", None) == "denoise" and lo < hi:
+                    check_finite(x)  # one estimate for all 8 views, of a finite image
                     s = float(check_sigma(None, 1, model.sigma_range, x)[0])
                 return sum(_undo_view(_run(model, _view(x, k), s,
                                            None if m is None else _view(m, k)), k)
                            for k in range(8)) / 8
         finally:
-            model.train(was_training)
+            for module, training in modes.items():
+                module.train(training)
 
     out = infer() if threads is None else _on_worker_thread(infer, int(threads))
-    return out[0, 0].numpy().astype(dtype, copy=False)
+    out = out[0, 0].numpy().astype(dtype, copy=False)
+    if mask is not None:  # the observed pixels exactly (the model ran in its own dtype)
+        out = np.where(mask, image.astype(dtype, copy=False), out)
+    return out
 
 
 def _on_worker_thread(fn: Any, threads: int) -> Any:

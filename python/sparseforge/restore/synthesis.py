@@ -165,9 +165,12 @@ def overlap_add(patches: Any, height: int, width: int, patch: int, step: int) ->
 
 def coverage(height: int, width: int, patch: int, step: int, dtype: Any) -> Any:
     """Number of grid patches covering each pixel, (1, 1, H, W)."""
-    n = patch_grid(height, width, patch, step)
-    ones = torch.ones((1, n[0].size * n[1].size, patch * patch), dtype=dtype)
-    return overlap_add(ones, height, width, patch, step)
+    # The classical restorers' separable count (an outer product of per-axis counts), not an
+    # overlap-add of an N x p^2 tensor of ones (1 GB for a 2048 x 2048 image).
+    from .classical import _coverage
+
+    count = _coverage((height, width), patch, step, np.float64)
+    return torch.from_numpy(count).to(dtype)[None, None]
 
 
 def dense_code_map(indices: Any, coefs: Any, n_atoms: int, batch: int, height: int,
