@@ -225,11 +225,18 @@ def _read_pillow(data: bytes, name: str, what: str) -> ImageFile:
     import imageio.v3 as iio
     from PIL import Image, UnidentifiedImageError
 
+    paletted = None
     try:
         with Image.open(io.BytesIO(data)) as im:
             fmt, mode = im.format or "image", im.mode
             frames = getattr(im, "n_frames", 1)
             icc = im.info.get("icc_profile")
+            transparency = im.info.get("transparency")
+            if mode in ("P", "PA") and (transparency is not None or mode == "PA") \
+                    and frames == 1:
+                # A palette with transparency (tRNS): RGBA, or its alpha would be lost (the
+                # pillow plugin expands palettes to the palette's RGB).
+                paletted = np.asarray(im.convert("RGBA"))
     except UnidentifiedImageError:
         raise ImageError(f"{what} {name} is not an image file sparseforge can read (PNG, "
                          "TIFF, JPEG, BMP, ...)") from None
@@ -242,7 +249,8 @@ def _read_pillow(data: bytes, name: str, what: str) -> ImageFile:
         raise ImageError(f"{what} {name} is a {fmt} in {mode} mode, which sparseforge does not "
                          "restore; convert it to grayscale or RGB first")
     try:
-        pixels = np.asarray(iio.imread(data, index=0, plugin="pillow", rotate=True))
+        pixels = paletted if paletted is not None else np.asarray(
+            iio.imread(data, index=0, plugin="pillow", rotate=True))
     except Exception as exc:  # a decoder error of a damaged file  # noqa: BLE001
         raise ImageError(f"{what} {name}: cannot decode it ({exc})") from None
     if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (2, 3, 4)):
@@ -250,6 +258,14 @@ def _read_pillow(data: bytes, name: str, what: str) -> ImageFile:
     if mode == "I" and fmt in ("PNG", "PPM") and pixels.size and 0 <= pixels.min() \
             and pixels.max() <= 65535:  # Pillow's 32-bit mode for 16-bit PNG / PGM files
         pixels = pixels.astype(np.uint16)
+    if paletted is None and transparency is not None and mode in ("L", "I", "I;16", "I;16B",
+                                                                   "I;16L", "RGB") \
+            and not isinstance(transparency, bytes) and pixels.dtype.kind == "u":
+        # A colour key (tRNS of a gray or RGB PNG): the pixels equal to it are transparent.
+        key = np.asarray(transparency).reshape(-1)
+        hit = np.all(pixels.reshape(*pixels.shape[:2], -1) == key, axis=2)
+        alpha = np.where(hit, 0, np.iinfo(pixels.dtype).max).astype(pixels.dtype)
+        pixels = np.dstack([pixels, alpha])
     image = _from_layout(pixels, fmt, name)
     image.icc_profile = icc
     return image

@@ -36,16 +36,29 @@ def header(data: bytes) -> dict[str, int]:
 
 
 def decode(data: bytes) -> np.ndarray:
-    """The pixels of the PNG in `data`, uint8 or uint16 (palettes expanded, < 8-bit
-    samples widened to 8 bits by pypng's rescaling)."""
+    """The samples of the 8- or 16-bit gray, RGB, gray+alpha or RGBA PNG in `data`, uint8 or
+    uint16, as stored: an sBIT chunk (fewer significant bits, e.g. 12-bit data in a 16-bit
+    file) is not applied, the file's scale is kept; a tRNS colour key becomes an alpha
+    channel (0 where the pixel is the key, the maximum elsewhere). Palettes and < 8-bit
+    depths are Pillow's (:mod:`sparseforge._imageio`)."""
     try:
-        width, height, rows, info = png.Reader(bytes=data).asDirect()
+        # read(), not asDirect(): asDirect shifts the samples down to the sBIT depth.
+        width, height, rows, info = png.Reader(bytes=data).read()
         pixels = np.vstack([np.asarray(row) for row in rows])
     except (png.Error, EOFError, ValueError, zlib.error) as exc:
         raise PNGError(f"not a readable PNG ({exc})") from None
+    if info.get("palette") or info["bitdepth"] not in (8, 16):
+        raise PNGError(f"{info['bitdepth']}-bit{' palette' if info.get('palette') else ''} "
+                       "PNGs are read by Pillow, not here")
     planes = info["planes"]
-    dtype = np.uint16 if info["bitdepth"] > 8 else np.uint8
+    dtype = np.uint16 if info["bitdepth"] == 16 else np.uint8
     pixels = pixels.astype(dtype, copy=False).reshape(height, width, planes)
+    key = info.get("transparent")
+    if key is not None and planes in (1, 3):
+        opaque = ~np.all(pixels == np.asarray(key, dtype=dtype).reshape(-1), axis=2)
+        alpha = np.where(opaque, np.iinfo(dtype).max, 0).astype(dtype)
+        pixels = np.concatenate([pixels, alpha[..., None]], axis=2)
+        planes += 1
     return pixels[..., 0] if planes == 1 else pixels
 
 

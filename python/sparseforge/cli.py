@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -342,7 +343,7 @@ def _learned_model(args: argparse.Namespace, task: str, sigma: float | None):
     wanted = method or "hybrid"
     if not torch_available():
         if not insist:
-            print(f"using --method ksvd: the {wanted} restorer needs PyTorch ({INSTALL_HINT})")
+            print(f"{_fallback(args)}: the {wanted} restorer needs PyTorch ({INSTALL_HINT})")
             return None
         raise UsageError(f"{insist[0]} needs PyTorch, which is not installed; {INSTALL_HINT}")
     if weights:
@@ -364,7 +365,7 @@ def _learned_model(args: argparse.Namespace, task: str, sigma: float | None):
         message = (f"the learned restorers serve sigma <= {_MAX_LEARNED_SIGMA:g} on the 0-255 "
                    f"scale, and sigma is {sigma:g} there")
         if not insist:
-            print(f"using --method ksvd: {message}")
+            print(f"{_fallback(args)}: {message}")
             return None
         raise UsageError(f"{message}; use --method ksvd")
     name = pretrained_for(wanted, task, sigma)
@@ -373,7 +374,7 @@ def _learned_model(args: argparse.Namespace, task: str, sigma: float | None):
         message = (f"no {wanted} weights for {what} are shipped in this build "
                    f"({_train_hint(wanted, task, sigma)})")
         if not insist:
-            print(f"using --method ksvd: {message}")
+            print(f"{_fallback(args)}: {message}")
             return None
         raise UsageError(message)
     ksvd_options = getattr(args, "ksvd_options", [])
@@ -385,6 +386,11 @@ def _learned_model(args: argparse.Namespace, task: str, sigma: float | None):
     from .restore import load_pretrained
 
     return load_pretrained(name)
+
+
+def _fallback(args: argparse.Namespace) -> str:
+    """How a note says the classical restorer is used instead (the demo has no --method)."""
+    return getattr(args, "fallback", "using --method ksvd")
 
 
 def _model_sigma(model: Any, sigma: float, source: str) -> float:
@@ -981,12 +987,19 @@ def train(args: argparse.Namespace) -> int:
     sigma_range = (0.0, _MAX_LEARNED_SIGMA) if args.blind else (sigma, sigma)
     if args.resume and not os.path.isfile(args.checkpoint):
         print(f"no checkpoint at {args.checkpoint} yet: starting from step 0")
-    result = run(args.model, task=args.task, sigma_range=sigma_range, model_config=config,
-                 train_dir=args.train_dir, val_dir=args.val_dir, crop_size=args.crop,
-                 batch_size=args.batch, max_steps=args.steps, max_seconds=args.seconds,
-                 budget_clock=args.budget_clock, seed=args.seed, val_every=args.val_every, checkpoint=args.checkpoint,
-                 resume=args.resume, output=args.out, threads=args.threads, lr=args.lr,
-                 nproc=args.nproc)
+    try:
+        with warnings.catch_warnings():  # the note above says it
+            warnings.filterwarnings("ignore", message="resume=True but no checkpoint")
+            result = run(args.model, task=args.task, sigma_range=sigma_range,
+                         model_config=config, train_dir=args.train_dir, val_dir=args.val_dir,
+                         crop_size=args.crop, batch_size=args.batch, max_steps=args.steps,
+                         max_seconds=args.seconds, budget_clock=args.budget_clock,
+                         seed=args.seed, val_every=args.val_every, checkpoint=args.checkpoint,
+                         resume=args.resume, output=args.out, threads=args.threads,
+                         lr=args.lr, nproc=args.nproc, progress=_progress())
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError,
+            FloatingPointError) as exc:  # the data, the checkpoint or the options
+        raise UsageError(str(exc).splitlines()[0]) from None
     if os.environ.get("RANK", "0") != "0":  # under torchrun: rank 0 reports, as it writes
         return 0
     last = result.history[-1] if result.history else {}
@@ -997,8 +1010,13 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _check_train_options(args: argparse.Namespace) -> None:
+    from .restore.training import IMAGE_SUFFIXES
+
     if args.steps is None and args.seconds is None:
         raise UsageError("give a training budget: --steps N, --seconds S or both")
+    if os.path.splitext(args.out)[1].lower() in IMAGE_SUFFIXES:
+        raise UsageError(f"--out {args.out} names an image; the weights file is a torch file "
+                         "(e.g. weights.pt)")
     _check_int("--steps", args.steps, 1)
     if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
         raise UsageError(f"--seconds must be a finite number > 0, got {args.seconds!r}")
@@ -1062,6 +1080,13 @@ def _check_train_options(args: argparse.Namespace) -> None:
         except FileNotFoundError as exc:
             raise UsageError(f"{exc} (or pass --train-dir and --val-dir)") from None
     if args.checkpoint is not None:
+        if _same_file(args.out, args.checkpoint):
+            raise UsageError(f"--out and --checkpoint are the same file ({args.out}): the "
+                             "weights would replace the checkpoint a --resume needs")
+        if os.path.isfile(args.checkpoint) and not args.resume:
+            raise UsageError(f"--checkpoint {args.checkpoint} exists: add --resume to continue "
+                             "that run, or remove it (or pass another --checkpoint) to start "
+                             "anew")
         if args.resume and os.path.exists(args.checkpoint):
             _check_input_file(args.checkpoint, "--checkpoint")
         _check_writable_folder(args.checkpoint, "--checkpoint", create=True)
@@ -1075,8 +1100,9 @@ def demo(args: argparse.Namespace) -> int:
     _check_n_jobs(args.n_jobs)
     _check_int("--sklearn-subset", args.sklearn_subset, 1)
     _check_sigma(args.sigma)
-    if args.sigma > 255:
-        raise UsageError(f"--sigma must be at most 255 (the image is 8-bit), got {args.sigma:g}")
+    if not 0 < args.sigma <= 255:
+        raise UsageError(f"--sigma must be in (0, 255] (the demo adds noise of that level to "
+                         f"the 8-bit image and denoises it), got {args.sigma:g}")
     if args.out:
         from ._imageio import ImageError, output_format
 
@@ -1180,7 +1206,8 @@ def _denoise_demo(args: argparse.Namespace) -> None:
     panels.append(("K-SVD", restored))
     print(f"  K-SVD (universal dictionary)  {psnr(restored):.2f} dB  "
           f"{time.perf_counter() - start:.2f} s")
-    hybrid = _learned_model(argparse.Namespace(method=None, weights=None), "denoise",
+    hybrid = _learned_model(argparse.Namespace(method=None, weights=None,
+                                               fallback="no hybrid panel"), "denoise",
                             args.sigma)
     if hybrid is not None:
         from .restore import restore_image

@@ -70,6 +70,39 @@ def test_png_codec_reads_interlaced_files():
     np.testing.assert_array_equal(_png.decode(buf.getvalue()), image)
 
 
+def test_png_sbit_and_colour_keys(tmp_path):
+    """A 16-bit PNG with an sBIT chunk (12-bit data) is read at the file's 16-bit scale (pypng's
+    asDirect shifted it down to 0-4095); a tRNS colour key (gray, RGB, 16-bit RGB) or a
+    palette with transparency becomes an alpha channel instead of being dropped."""
+    import png
+
+    from sparseforge._imageio import read_image
+
+    twelve = (np.arange(6 * 5 * 3, dtype=np.uint16) * 45).reshape(6, 5 * 3) % 4096
+    buf = io.BytesIO()
+    png.Writer(5, 6, greyscale=False, bitdepth=12).write_array(buf, twelve.reshape(-1))
+    stored = np.vstack([np.asarray(r) for r in png.Reader(bytes=buf.getvalue()).read()[2]])
+    assert stored.max() > 4095  # the file holds 16-bit samples
+    np.testing.assert_array_equal(_png.decode(buf.getvalue()), stored.reshape(6, 5, 3))
+    buf = io.BytesIO()
+    png.Writer(2, 1, greyscale=False, bitdepth=16, transparent=(1, 2, 3)).write_array(
+        buf, np.array([1, 2, 3, 4, 5, 6], np.uint16))
+    assert _png.decode(buf.getvalue()).tolist() == [[[1, 2, 3, 0], [4, 5, 6, 65535]]]
+    gray = Image.fromarray(np.arange(16, dtype=np.uint8).reshape(4, 4))
+    gray.save(tmp_path / "g.png", transparency=5)
+    g = read_image(tmp_path / "g.png")
+    assert g.pixels.shape == (4, 4, 2) and g.extras == ("alpha",)
+    np.testing.assert_array_equal(g.pixels[..., 1] == 0, np.arange(16).reshape(4, 4) == 5)
+    pal = Image.new("P", (4, 4))
+    pal.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    pal.putdata([0, 1] * 8)
+    pal.save(tmp_path / "p.png", transparency=0)
+    p = read_image(tmp_path / "p.png")
+    assert p.pixels.shape == (4, 4, 4) and p.extras == ("alpha",)
+    np.testing.assert_array_equal(p.pixels[..., 3].ravel(), [0, 255] * 8)
+    np.testing.assert_array_equal(p.pixels[..., 0].ravel(), [0, 255] * 8)
+
+
 def test_png_codec_refuses_what_it_does_not_read():
     good = _png.encode(np.zeros((4, 4, 3), np.uint16))
     corrupt = bytearray(good)

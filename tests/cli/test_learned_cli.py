@@ -125,5 +125,33 @@ def test_train_refuses_what_it_would_ignore(tmp_path, capsys):
         ([*out, "--steps", "1", "--train-dir", str(tmp_path / "none")],
          "--train-dir .* is not a folder"),
         (["--out", str(tmp_path), *dirs, "--steps", "1"], "is a folder; give a file name"),
+        (["--out", str(tmp_path / "w.png"), *dirs, "--steps", "1"],
+         "--out .*w.png names an image"),
+        ([*out, *dirs, "--steps", "1", "--checkpoint", str(tmp_path / "w.pt")],
+         "--out and --checkpoint are the same file"),
     ]:
         fails(["train", *argv], capsys, match)
+
+
+def test_train_errors_of_data_and_checkpoints_are_one_line(tmp_path, capsys):
+    """What only the training finds (images smaller than the crop, an existing checkpoint
+    without --resume, a checkpoint of another run) is a one-line error, status 2."""
+    from skimage.io import imsave
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    image = sf.datasets.load_image("camera")
+    for i in range(2):
+        imsave(folder / f"{i}.png", image[i * 48:(i + 1) * 48, :48], check_contrast=False)
+    base = ["train", "--model", "dncnn", "--depth", "2", "--width", "4", "--steps", "1",
+            "--batch", "2", "--train-dir", str(folder), "--val-dir", "", "--threads", "1",
+            "--out", str(tmp_path / "w.pt"), "--checkpoint", str(tmp_path / "ck.pt")]
+    fails([*base, "--crop", "64"], capsys, r"0.png: 48x48 is smaller than the 64x64 crops")
+    assert main([*base, "--crop", "16"]) == 0
+    capsys.readouterr()
+    fails([*base, "--crop", "16"], capsys, r"--checkpoint \S+ck.pt exists: add --resume")
+    fails([*base, "--crop", "24", "--resume", "--steps", "2"], capsys,
+          r"ck.pt was trained with other settings \(crop_size: 16 there, 24 here\)")
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    fails([*base[:-1], str(tmp_path / "bad.pt"), "--crop", "16", "--resume"], capsys,
+          r"bad.pt is not a readable training checkpoint")
