@@ -68,14 +68,20 @@ SKLEARN_DIFFERENCES: dict[str, str] = {
         "atom (it is represented exactly, e.g. an all-zero signal, or one already spanned by "
         "the chosen atoms): its codes are exact. scikit-learn goes on selecting on round-off "
         "and warns that the pursuit ended prematurely when that next atom is linearly "
-        "dependent (a duplicated column; more atoms requested than the signals' dimension)."),
+        "dependent (a duplicated column; more atoms requested than the signals' dimension). "
+        "Orthogonal means every correlation is below sqrt(eps) times the signal's initial "
+        "largest one (1.5e-8 in float64, 3.5e-4 in float32): a component weaker than that, "
+        "relative to the strongest, is taken for round-off and not selected (scikit-learn's "
+        "test is absolute: a squared correlation below eps)."),
     "no_mixed_dtypes": (
         "The functions never convert dtypes silently: float32 and float64 arguments are not "
         "mixed (scikit-learn's orthogonal_mp_gram accepts a float32 Gram with float64 Xy), "
         "and integer arrays are refused with a TypeError (scikit-learn's sparse_encode "
         "converts them to float64; its extract_patches_2d returns integer patches). The "
         "estimators accept what check_array accepts: integers become float64, float32 is "
-        "kept, and the dictionary is cast to the dtype of X."),
+        "kept, and the dictionary is cast to the dtype of X. float32 in gives float32 out "
+        "(orthogonal_mp too, where scikit-learn returns float64); orthogonal_mp_gram's "
+        "`norms_squared` (one scalar per target) is cast to the Gram matrix's dtype."),
     "no_return_path": (
         "`return_path=True` (orthogonal_mp, orthogonal_mp_gram) raises ValueError: the kernel "
         "keeps only the final coefficients, so OrthogonalMatchingPursuitCV cannot use it."),
@@ -106,7 +112,10 @@ SKLEARN_DIFFERENCES: dict[str, str] = {
     "patches": (
         "extract_patches_2d and reconstruct_from_patches_2d take float images only (see "
         "no_mixed_dtypes) and a `step`; (n, ph, pw) patches also rebuild an (H, W, 1) image "
-        "(scikit-learn raises). On an (H, W, 1) image both return (n, ph, pw) patches."),
+        "(scikit-learn raises). On an (H, W, 1) image both return (n, ph, pw) patches. "
+        "`patch_size` must hold integers and `max_patches` must not be a bool (scikit-learn "
+        "truncates 3.7 to 3 and takes True as 1); reconstruct_from_patches_2d refuses NaN or "
+        "infinite patches (scikit-learn averages them into the image)."),
     "coder_extras": (
         "SparseCoder: `split_sign` keeps the dtype of X (scikit-learn's is always float64); "
         "`output` chooses dense, SparseCodes or CSR codes; fit(X=None) is allowed; "

@@ -354,7 +354,11 @@ class PatchPlan:
 def check_patch_size(patch_size: Any, shape: tuple[int, ...]) -> tuple[int, int]:
     """(ph, pw), positive, within the image."""
     try:
-        ph, pw = (int(v) for v in patch_size)
+        ph, pw = patch_size
+        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                   for v in (ph, pw)):
+            raise TypeError
+        ph, pw = int(ph), int(pw)
     except (TypeError, ValueError):
         raise TypeError(f"`patch_size` must be a pair of integers, got {patch_size!r}") from None
     if ph < 1 or pw < 1:
@@ -393,6 +397,8 @@ def patch_positions(shape: tuple[int, ...], patch: tuple[int, int], step: int,
         yy, xx = np.meshgrid(rows, cols, indexing="ij")
     else:
         total = rows.size * cols.size
+        if isinstance(max_patches, bool):
+            raise TypeError(f"`max_patches` must be an int or a float, got {max_patches!r}")
         if isinstance(max_patches, numbers.Integral) and max_patches > 0:
             count = min(int(max_patches), total)
         elif isinstance(max_patches, numbers.Real) and 0 < max_patches <= 1:

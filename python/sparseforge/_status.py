@@ -103,8 +103,11 @@ def check_status(status: np.ndarray, source: str, stacklevel: int = 3,
     tally = np.bincount(status.view(np.uint8).ravel(), minlength=5)
     if tally[OMPStatus.NON_FINITE]:
         bad = np.flatnonzero(status == OMPStatus.NON_FINITE)
+        # orthogonal_mp's signals are the columns (targets) of `y` and `Xy`.
+        unit = "column" if source in ("y", "Xy") else "row"
         raise ValueError(f"`{source}` contains NaN or infinity (in {bad.size} signal(s), the "
-                         f"first at row {row_offset + int(bad[0])}); in the `tol` mode a squared norm that "
+                         f"first at {unit} {row_offset + int(bad[0])}); in the `tol` mode a "
+                         "squared norm that "
                          "overflows the dtype counts too")
     n_dep = int(tally[OMPStatus.LINEAR_DEPENDENCE])
     if n_dep:

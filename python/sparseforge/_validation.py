@@ -150,21 +150,24 @@ def default_n_nonzero_coefs(n_features: int, n_components: int) -> int:
 
 
 def resolve_sparsity(n_nonzero_coefs: Any, tol: Any, n_features: int,
-                     n_components: int) -> tuple[int, float | None]:
-    """The atom cap of one pursuit and its `tol`.
+                     n_components: int,
+                     names: tuple[str, str] = ("n_nonzero_coefs", "tol")
+                     ) -> tuple[int, float | None]:
+    """The atom cap of one pursuit and its `tol`; errors name the caller's parameters
+    (`names`: an estimator's are ``transform_n_nonzero_coefs`` and ``transform_alpha``).
 
     Fixed sparsity: `n_nonzero_coefs` (default :func:`default_n_nonzero_coefs`). With `tol`:
     at most ``min(n_features, n_components)`` atoms, or `n_nonzero_coefs` when given.
     """
     if tol is not None:
-        tol = check_tol(tol)
+        tol = check_tol(tol, names[1])
         cap = min(n_features, n_components)
         if n_nonzero_coefs is None:
             return cap, tol
-        return min(check_n_nonzero_coefs(n_nonzero_coefs, n_components), cap), tol
+        return min(check_n_nonzero_coefs(n_nonzero_coefs, n_components, names[0]), cap), tol
     if n_nonzero_coefs is None:
         n_nonzero_coefs = default_n_nonzero_coefs(n_features, n_components)
-    return check_n_nonzero_coefs(n_nonzero_coefs, n_components), None
+    return check_n_nonzero_coefs(n_nonzero_coefs, n_components, names[0]), None
 
 
 def available_cpus() -> int:

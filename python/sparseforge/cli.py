@@ -978,6 +978,7 @@ def train(args: argparse.Namespace) -> int:
                          f"{INSTALL_HINT}")
     _check_train_options(args)
     from .restore import train as run
+    from .restore.training import MissingCheckpointWarning
 
     config = {k: v for k, v in (("depth", args.depth), ("width", args.width),
                                 ("channels", args.channels), ("max_atoms", args.max_atoms),
@@ -989,7 +990,7 @@ def train(args: argparse.Namespace) -> int:
         print(f"no checkpoint at {args.checkpoint} yet: starting from step 0")
     try:
         with warnings.catch_warnings():  # the note above says it
-            warnings.filterwarnings("ignore", message="resume=True but no checkpoint")
+            warnings.simplefilter("ignore", MissingCheckpointWarning)
             result = run(args.model, task=args.task, sigma_range=sigma_range,
                          model_config=config, train_dir=args.train_dir, val_dir=args.val_dir,
                          crop_size=args.crop, batch_size=args.batch, max_steps=args.steps,

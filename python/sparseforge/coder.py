@@ -17,6 +17,10 @@ from .backends import cpu
 from .omp import sparse_encode
 
 
+#: How SparseCoder's errors name its sparsity parameters (scikit-learn's names).
+_PARAMETERS = ("transform_n_nonzero_coefs", "transform_alpha")
+
+
 class SparseCoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Sparse coding over a fixed dictionary with Batch-OMP.
 
@@ -111,8 +115,11 @@ class SparseCoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def _components(self) -> tuple[np.ndarray, np.ndarray | None]:
         """The dictionary to code over and its Gram matrix when precomputed: the fitted ones
-        while `dictionary` is the object that was fitted, else `dictionary` validated now."""
-        if getattr(self, "_fitted_dictionary", None) is self.dictionary:
+        while `dictionary` is the object that was fitted and still holds the fitted values
+        (an online-learning loop may update it in place), else `dictionary` validated now."""
+        snapshot = getattr(self, "_fitted_values", None)
+        if getattr(self, "_fitted_dictionary", None) is self.dictionary and \
+                snapshot is not None and cpu.same_values(snapshot, self.components_):
             return self.components_, self.gram_
         return estimator_dictionary(self.dictionary, "dictionary"), None
 
@@ -143,12 +150,13 @@ class SparseCoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                 del self.feature_names_in_
         n_components, n_features = components.shape
         resolve_sparsity(self.transform_n_nonzero_coefs, self.transform_alpha, n_features,
-                         n_components)
+                         n_components, _PARAMETERS)
         self.components_ = components
         self.gram_ = cpu.gram(components)
         self.n_components_ = n_components
         self.n_features_in_ = n_features
         self._fitted_dictionary = self.dictionary
+        self._fitted_values = np.array(components, order="C")  # what gram_ was computed from
         return self
 
     def transform(self, X: Any, y: Any = None) -> Any:
@@ -176,6 +184,8 @@ class SparseCoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                             n_features=components.shape[1])
         if components.dtype != X.dtype:
             components, gram = components.astype(X.dtype), None
+        resolve_sparsity(self.transform_n_nonzero_coefs, self.transform_alpha,
+                         components.shape[1], components.shape[0], _PARAMETERS)
         codes = sparse_encode(X, components, gram=gram,
                               n_nonzero_coefs=self.transform_n_nonzero_coefs,
                               alpha=self.transform_alpha, n_jobs=self.n_jobs,

@@ -207,3 +207,26 @@ def test_estimators_refuse_device_arrays(device_backend):
     model = sf.KSVD(8, n_nonzero_coefs=2, n_iter=1, dict_init="data", random_state=0).fit(X)
     with pytest.raises(TypeError, match="`X` is a CUDA array"):
         model.transform(B(X))
+
+
+def test_dictionary_updated_in_place_after_fit():
+    """An online-learning loop may change the fitted dictionary in place: the codes follow
+    the new values (the Gram matrix of fit is stale then), as scikit-learn's do."""
+    rng = np.random.default_rng(0)
+    D = rng.standard_normal((32, 16))
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    X = rng.standard_normal((20, 16))
+    coder = sf.SparseCoder(D, transform_n_nonzero_coefs=4).fit(X)
+    D *= 2.0
+    D[3] = rng.standard_normal(16)
+    want = SkSparseCoder(D.copy(), transform_algorithm="omp",
+                         transform_n_nonzero_coefs=4).transform(X)
+    np.testing.assert_allclose(coder.transform(X), want, rtol=1e-10, atol=1e-10)
+
+
+def test_errors_name_the_estimator_parameters():
+    D = np.eye(8)
+    with pytest.raises(ValueError, match=r"`transform_n_nonzero_coefs` must be in \[1, "):
+        sf.SparseCoder(D, transform_n_nonzero_coefs=0).fit()
+    with pytest.raises(ValueError, match="`transform_alpha`"):
+        sf.SparseCoder(D, transform_alpha=-1.0).transform(np.ones((2, 8)))

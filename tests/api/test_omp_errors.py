@@ -590,3 +590,23 @@ def test_large_finite_signals_are_coded(dtype, scale, backend):
     np.testing.assert_array_equal(big.status, sf.OMPStatus.OK)
     np.testing.assert_array_equal(big.indices, base.indices)
     np.testing.assert_allclose(big.values / scale, base.values, rtol=1e-4)
+
+
+def test_orthogonal_mp_names_the_column_of_y():
+    X = np.eye(6)
+    y = np.ones((6, 3))
+    y[4, 2] = np.nan
+    with pytest.raises(ValueError, match=r"`y` contains NaN .* the first at column 2"):
+        sf.orthogonal_mp(X, y, n_nonzero_coefs=2)
+
+
+def test_orthogonal_mp_does_not_keep_a_tall_design_matrix():
+    """orthogonal_mp's "dictionary" is X itself: a tall X is not held in the module's Gram
+    cache after the call (two copies of it were)."""
+    from sparseforge.backends.cpu import omp as cpu_omp
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200_000, 16))  # 25.6 MB
+    sf.orthogonal_mp(X, X[:, 0] + X[:, 3], n_nonzero_coefs=2)
+    entry = cpu_omp._GRAM_CACHE
+    assert entry is None or entry[0].nbytes + entry[2].nbytes < X.nbytes

@@ -183,3 +183,14 @@ def test_device_patches_match_host(backend, channels, dtype):
     np.testing.assert_array_equal(H(sf.extract_patches_2d(B(wide)[::2], (4, 3), step=2)),
                                   sf.extract_patches_2d(np.ascontiguousarray(wide[::2]),
                                                         (4, 3), step=2))
+
+
+def test_patch_size_and_max_patches_types():
+    """Like the other integer arguments: 3.7 is not silently 3, True is not 1."""
+    image = np.zeros((10, 10))
+    for size in ((3.7, 3), ("3", 3), (True, 3)):
+        with pytest.raises(TypeError, match="`patch_size` must be a pair of integers"):
+            sf.extract_patches_2d(image, size)
+    with pytest.raises(TypeError, match="`max_patches` must be an int or a float"):
+        sf.extract_patches_2d(image, (3, 3), max_patches=True)
+    assert sf.extract_patches_2d(image, (np.int64(3), 3)).shape == (64, 3, 3)

@@ -245,6 +245,10 @@ class TrainResult:
     cpu_seconds: float = 0.0
 
 
+class MissingCheckpointWarning(UserWarning):
+    """``resume=True`` found no checkpoint: the run starts from step 0."""
+
+
 #: What a resumed run may change; everything else of the run (the model, task, noise or
 #: mask ranges, crops, batch, seed) must be as the checkpoint records it.
 RESUME_MAY_CHANGE = ("lr", "loss", "nproc")
@@ -641,7 +645,7 @@ def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
         run_config["nproc"] = world
     if o["resume"] and ckpt is not None and not ckpt.is_file() and lead:
         warnings.warn(f"resume=True but no checkpoint {ckpt} exists: starting from step 0",
-                      stacklevel=3)
+                      MissingCheckpointWarning, stacklevel=3)
     if o["resume"] and ckpt is not None and ckpt.is_file():
         blob = read_checkpoint(ckpt)
         check_resumable(blob, net, run_config, ckpt)

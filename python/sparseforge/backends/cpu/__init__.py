@@ -6,7 +6,8 @@ array fields. They release the GIL.
 """
 
 from .ksvd import ksvd_sweep
-from .omp import gram, omp_batch
+from .omp import gram, omp_batch, same_values
 from .patches import aggregate_patches, extract_patches
 
-__all__ = ["aggregate_patches", "extract_patches", "gram", "ksvd_sweep", "omp_batch"]
+__all__ = ["aggregate_patches", "extract_patches", "gram", "ksvd_sweep", "omp_batch",
+           "same_values"]

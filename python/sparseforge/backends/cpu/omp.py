@@ -78,7 +78,9 @@ def _gram_entry(D: np.ndarray, n_threads: int,
     g = gram(D, n_threads=n_threads)
     dt = np.array(D.T, order="C")
     entry = (D, g, dt, [None, check])
-    if g.nbytes <= _GRAM_CACHE_BYTES:
+    # Everything the entry holds counts: orthogonal_mp's "dictionary" is the whole design
+    # matrix X, which must not stay behind twice in a module-level cache.
+    if g.nbytes + 2 * D.nbytes <= _GRAM_CACHE_BYTES:
         g.setflags(write=False)
         dt.setflags(write=False)
         entry = (np.array(D, order="C"), g, dt, [None, check])
@@ -86,19 +88,20 @@ def _gram_entry(D: np.ndarray, n_threads: int,
     return entry
 
 
+def same_values(d0: np.ndarray, D: np.ndarray) -> bool:
+    """Whether `D` holds the values of the C-contiguous `d0` (same shape and dtype): one
+    memcmp pass ((d0 == D).all() wrote and re-read a boolean temporary, ~100 us a call at
+    (1024, 256) float64; identical bits give identical results, and -0.0 against 0.0 only
+    costs a recomputation). A strided D (a transposed view, say) is compared element-wise."""
+    return d0.shape == D.shape and d0.dtype == D.dtype and (
+        _backend._core.same_bytes(d0, D) if D.flags.c_contiguous else bool((d0 == D).all()))
+
+
 def _cached_entry(D: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list] | None:
     """The cache entry when `D` holds the values of the last cached dictionary, else None."""
     entry = _GRAM_CACHE
-    if entry is not None:
-        d0 = entry[0]
-        # The same bytes (one memcmp pass; (d0 == D).all() wrote and re-read a boolean
-        # temporary, ~100 us a call at (1024, 256) float64): identical bits give the
-        # identical Gram matrix (-0.0 against 0.0 only costs a recomputation).
-        # A strided D (a transposed view, say) is compared element-wise, as before.
-        if d0.shape == D.shape and d0.dtype == D.dtype and (
-                _backend._core.same_bytes(d0, D) if D.flags.c_contiguous
-                else bool((d0 == D).all())):
-            return entry
+    if entry is not None and same_values(entry[0], D):
+        return entry
     return None
 
 
