@@ -398,6 +398,7 @@ def host_float_array(x: Any, name: str, *, ndim: tuple[int, ...] | int,
     `name`, and `user` (who needs host arrays) for CUDA arrays and torch tensors."""
     from ._arrays import describe, is_cuda_array, is_torch_tensor
 
+    refuse_dask(x, name, user)
     if is_cuda_array(x):
         raise TypeError(f"`{name}` is a CUDA array; {user} work on host numpy arrays (copy it "
                         f"to the host first; {_TAKES_CUDA})")
@@ -408,6 +409,17 @@ def host_float_array(x: Any, name: str, *, ndim: tuple[int, ...] | int,
     if finite:
         check_finite(info.obj, name)
     return info.obj
+
+
+def refuse_dask(x: Any, name: str, user: str) -> None:
+    """A dask array where only in-memory ones are taken is refused, naming `name`, rather
+    than computed unasked (np.asarray would compute the whole graph, maybe more than once)."""
+    from ._arrays import is_dask_array
+
+    if is_dask_array(x):
+        raise TypeError(f"`{name}` is a dask array; in-memory arrays only here ({user}): "
+                        f"pass `{name}.compute()` (sparse_encode, ksvd, the patch functions, "
+                        "denoise_ksvd and inpaint_ksvd take dask arrays)")
 
 
 def refuse_cuda(x: Any, name: str) -> None:

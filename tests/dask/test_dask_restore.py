@@ -122,3 +122,22 @@ def test_on_the_local_cluster(client):
     got_den, got_inp = dask.compute(den, inp, scheduler=client)
     np.testing.assert_array_equal(got_den, denoise_ksvd(noisy, SIGMA, step=2))
     np.testing.assert_array_equal(got_inp, inpaint_ksvd(observed, mask, n_iter=2))
+
+
+def test_in_memory_restorers_refuse_dask_arrays_instead_of_computing_them():
+    """The restorers without a dask path say so (naming the argument) rather than compute the
+    graph unasked; an in-memory image with a dask mask likewise."""
+    import dask.array as da
+
+    from sparseforge.restore import deblur, imresize, inpaint_ksvd, upscale, zeyde_upscale
+
+    image = da.from_array(np.full((32, 32), 100.0), chunks=16)
+    for call in (lambda: deblur(image, np.ones((3, 3)), 1.0, prior="ksvd"),
+                 lambda: upscale(image, 2, method="bicubic"),
+                 lambda: zeyde_upscale(image, 2), lambda: imresize(image, 2)):
+        with pytest.raises(TypeError, match=r"`image` is a dask array; .* pass "
+                                            r"`image.compute\(\)`"):
+            call()
+    mask = da.from_array(np.ones((32, 32), bool), chunks=16)
+    with pytest.raises(TypeError, match="`mask` is a dask array"):
+        inpaint_ksvd(np.full((32, 32), 100.0), mask)

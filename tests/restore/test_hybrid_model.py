@@ -347,3 +347,10 @@ def test_inpaint_ksvd_ignores_nan_at_missing_pixels(clean):
                                   inpaint_ksvd(np.where(mask, image, 0.0), mask, n_iter=1))
     with pytest.raises(ValueError, match="NaN or infinity at observed pixels"):
         inpaint_ksvd(np.where(mask, np.inf, image), mask)
+
+
+def test_restore_image_refuses_dask_arrays(clean):
+    da = pytest.importorskip("dask.array")
+    model = HybridRestorer(sigma_range=(0, 55), **SMALL)
+    with pytest.raises(TypeError, match=r"`image` is a dask array; in-memory arrays only here \(restore_image\)"):
+        restore_image(model, da.from_array(clean[:16, :16], chunks=8), sigma=10)

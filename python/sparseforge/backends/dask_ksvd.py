@@ -29,6 +29,7 @@ import numpy as np
 
 from .._codes import SparseCodes
 from .._namespace import NUMPY
+from .._replacement import replacement_candidates
 
 POWER_TOL = 1e-7  # the native sweep's (backends/cpu/ksvd.py)
 
@@ -128,14 +129,14 @@ def _b_power(b: _Block, k: int, d: np.ndarray) -> tuple[np.ndarray, Any]:
 
 
 def _b_candidates(b: _Block, update: Any, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Finish the sweep; the block's `count` worst-represented signals (the in-memory rule:
-    largest residual norm, zero signals excluded) as (values, global rows)."""
+    """Finish the sweep; the block's `count` worst-represented signals (the in-memory rule,
+    ``replacement_candidates``: largest residual norm, zero signals and round-off residuals
+    excluded) as (values, global rows)."""
     _b_apply(b, update)
     b.pending = None
     if count == 0:
         return np.empty(0), np.empty(0, np.int64)
-    errors = NUMPY.row_norms_sq(b.residual)
-    candidates = np.where(b.x_norms > 0, errors, -1.0)
+    _, candidates = replacement_candidates(NUMPY, b.residual, b.x_norms)
     top = NUMPY.top_k(candidates, min(count, candidates.shape[0]))
     return candidates[top], top.astype(np.int64) + b.start
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+
 from .._codes import SparseCodes
 from .._namespace import namespace
+from .._replacement import replacement_candidates
 
 REPLACEMENTS = ("residual", "signal")
 
@@ -87,12 +89,12 @@ def atoms_to_replace(xp: Any, D: Any, usage: Any, threshold: float) -> tuple[Any
 
 def replacement_atoms(X: Any, residual: Any, x_norms: Any, count: int, replacement: str) -> Any:
     """Up to `count` unit-norm replacement atoms from the worst-represented signals (largest
-    residual norm first, each signal once, zero residuals and zero signals skipped)."""
+    residual norm first, each signal once; zero signals and round-off residuals skipped:
+    :func:`replacement_candidates`)."""
     if count == 0:
         return X[:0]
     xp = namespace(X, residual)
-    errors = xp.row_norms_sq(residual)
-    candidates = xp.where(x_norms > 0, errors, -1.0)  # a zero signal cannot be an atom
+    errors, candidates = replacement_candidates(xp, residual, x_norms)
     worst = xp.top_k(candidates, min(count, candidates.shape[0]))
     worst = worst[candidates[worst] > 0]
     if replacement == "residual":

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._arrays import is_dask_array
-from .._validation import host_float_array
+from .._validation import host_float_array, refuse_dask
 from ..dictionaries import overcomplete_dct, universal_dictionary
 from ..ksvd import ksvd
 from ..omp import sparse_encode
@@ -293,6 +293,7 @@ def inpaint_ksvd(image: Any, mask: Any, *, patch_size: int = 8, step: int = 1,
     # must be finite.
     y = np.ascontiguousarray(host_float_array(image, "image", ndim=2, finite=False,
                                               user=_USER))
+    refuse_dask(mask, "mask", "inpaint_ksvd on an in-memory image")
     mask = np.asarray(mask)
     if mask.dtype != np.bool_:
         raise TypeError(f"`mask` has dtype {mask.dtype}; expected bool (True = observed)")

@@ -381,6 +381,10 @@ def restore_image(model: Any, image: Any, *, sigma: float | None = None, mask: A
     ...                                                                        clean[mask]))
     (33.1, 33.2, True)
     """
+    from .._validation import refuse_dask
+
+    refuse_dask(image, "image", "restore_image")
+    refuse_dask(mask, "mask", "restore_image")
     image = np.asarray(image)
     if image.ndim != 2:
         raise ValueError(f"`image` must be 2-D (H, W), got shape {image.shape}")

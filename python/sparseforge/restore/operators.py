@@ -350,6 +350,9 @@ def imresize(image: Any, scale: float | None = None, *, output_shape: tuple[int,
     >>> bool(np.allclose(imresize(np.full((6, 6), 7.0), 1.5), 7.0))   # constants stay
     True
     """
+    from .._validation import refuse_dask
+
+    refuse_dask(image, "image", "imresize")
     a = np.asarray(image, dtype=np.float64)
     if a.ndim not in (2, 3):
         raise ValueError(f"`image` must be (H, W) or (H, W, C), got shape {a.shape}")

@@ -104,8 +104,11 @@ class ZeydeModel:
         from ..omp import sparse_encode
         from ..patches import reconstruct_from_patches_2d
 
+        from .._validation import refuse_dask
+
         s = self.scale
         size = WINDOW * s
+        refuse_dask(image, "image", "zeyde_upscale and upscale")
         lr = np.asarray(image, dtype=np.float64)
         if lr.ndim != 2:
             raise ValueError(f"`image` must be 2-D (H, W), got shape {lr.shape}")
