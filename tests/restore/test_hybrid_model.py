@@ -354,3 +354,46 @@ def test_restore_image_refuses_dask_arrays(clean):
     model = HybridRestorer(sigma_range=(0, 55), **SMALL)
     with pytest.raises(TypeError, match=r"`image` is a dask array; in-memory arrays only here \(restore_image\)"):
         restore_image(model, da.from_array(clean[:16, :16], chunks=8), sigma=10)
+
+
+@pytest.mark.parametrize("kind", ["blind", "blind-unshuffle4", "inpaint-rounds", "dncnn",
+                                  "ensemble"])
+def test_tiles_give_the_whole_image_result(kind):
+    """restore_image in small tiles (with the model's receptive radius as halo, aligned with
+    the unshuffle grid from every corner) equals the image restored whole, odd sizes, blind
+    sigma estimate and the 8-fold ensemble included."""
+    from sparseforge.restore import DnCNN
+    from sparseforge.restore._tiles import receptive_radius
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(5)
+    image = (sf.datasets.load_image("camera")[100:175, 150:240].astype(np.float64)
+             + 10 * rng.standard_normal((75, 90)))
+    mask = None
+    if kind.startswith("blind") or kind == "ensemble":
+        model = HybridRestorer(sigma_range=(0, 55), depth=3, width=8, channels=2, n_jobs=1,
+                               unshuffle=4 if kind == "blind-unshuffle4" else 2)
+    elif kind == "inpaint-rounds":
+        model = HybridRestorer(task="inpaint", depth=2, width=8, channels=2, n_jobs=1,
+                               unshuffle=2, ksvd_rounds=1)
+        mask = rng.random(image.shape) > 0.4
+        image = np.where(mask, image, 0.0)
+    else:
+        model = DnCNN(4, 8, sigma_range=(0, 55))
+    with torch.no_grad():  # an untrained CNN's last layer is zero: make it count
+        last = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+        last.weight.normal_(0, 0.05)
+    model.eval()
+    ensemble = kind == "ensemble"
+    whole = restore_image(model, image, mask=mask, tile=None, self_ensemble=ensemble)
+    tiled = restore_image(model, image, mask=mask, tile=24, self_ensemble=ensemble)
+    assert receptive_radius(model) < 75
+    np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-3)
+    assert np.abs(whole - image).max() > 1  # the models do change the image
+
+
+def test_tile_argument():
+    model = HybridRestorer(sigma_range=(0, 55), **SMALL)
+    for bad in (0, 7, 2.5, True):
+        with pytest.raises(ValueError, match="`tile`"):
+            restore_image(model, np.zeros((16, 16)), sigma=5, tile=bad)
