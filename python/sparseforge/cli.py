@@ -1291,8 +1291,10 @@ def bench(args: argparse.Namespace) -> int:
     _check_int("--threads", args.threads, 1)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out} is a file; give a folder")
-    _check_writable_folder(os.path.join(args.out, "sparseforge_bench.json"), "--out",
-                           create=True)
+    # Every file this mode writes: a folder in the way is refused before the run, not after.
+    name = suite.RESULT_NAME + ("_quick" if mode == "quick" else "")
+    for suffix in (".json", ".json.tmp", ".png", "_scaling.png"):
+        _check_writable_folder(os.path.join(args.out, name + suffix), "--out", create=True)
     chosen = parts or list(suite.DEFAULT_PARTS[mode])
     if args.device == "cuda":
         why = suite.cuda_reason()

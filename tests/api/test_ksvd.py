@@ -832,3 +832,29 @@ def test_dct_start_is_exactly_overcomplete_dct(patches, dtype_):
 def test_dct_start_fewer_atoms(patches):
     model = sf.KSVD(100, n_iter=0, dict_init="dct").fit(patches)
     np.testing.assert_allclose(model.components_, sf.overcomplete_dct(8, 10), atol=1e-15)
+
+
+def test_duplicates_left_without_a_new_atom_keep_their_codes():
+    """300 signals in a 3-D subspace, 32 atoms initialised from the data: the codes are exact
+    (round-off) and the residuals give no replacement source, so the duplicate atoms keep
+    their atoms and their codes; the error stays at round-off (it jumped to 0.41 when their
+    codes were dropped anyway) and no replacement is reported."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 3)) @ rng.standard_normal((3, 16))
+    log = []
+    D, codes, errors = sf.ksvd(X, 32, n_nonzero_coefs=3, n_iter=4, dict_init="data",
+                               random_state=0, callback=log.append)
+    assert errors.max() < 1e-12, errors
+    assert [(s.n_dead, s.n_duplicate) for s in log] == [(0, 0)] * 4
+    np.testing.assert_allclose(codes.to_dense() @ D, X, atol=1e-10)
+
+
+def test_ksvd_argument_checks_before_any_work():
+    X = np.random.default_rng(0).standard_normal((50, 8))
+    for bad, exc in (("a", TypeError), (2.7, TypeError), (True, TypeError), (-1, ValueError)):
+        with pytest.raises(exc, match="`max_power_iter`"):
+            sf.ksvd(X, 8, n_iter=0, max_power_iter=bad)
+    with pytest.raises(TypeError, match="`callback` must be callable"):
+        sf.ksvd(X, 8, n_iter=1, callback=5)
+    with pytest.raises(ValueError, match="`output`"):
+        sf.KSVD(8, n_iter=1, output="foo").fit(X)

@@ -92,3 +92,24 @@ def test_bench_help_lists_the_parts(capsys):
     for part in suite.PARTS:
         assert f"\n  {part} " in text
     assert "--quick" in text and "--full" in text and "--device" in text
+
+
+def test_bench_checks_the_files_this_mode_writes(tmp_path, capsys, tiny, monkeypatch):
+    """A folder where a quick run's JSON goes is refused before any work (it was found only
+    after the whole run); the full run's name no longer blocks a quick run; a figure that
+    cannot be written is recorded in the JSON, never loses it."""
+    blocked = tmp_path / "a"
+    (blocked / "sparseforge_bench_quick.json").mkdir(parents=True)
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "--parts", "patches", "--out", str(blocked), "--peers", "none"])
+    assert info.value.code == 2 and "is a folder" in capsys.readouterr().err
+    other = tmp_path / "b"
+    (other / "sparseforge_bench.json").mkdir(parents=True)
+    assert main(["bench", "--parts", "patches", "--out", str(other), "--peers", "none",
+                 "--no-plot", "--threads", "1"]) == 0
+    monkeypatch.setattr(suite, "plot", lambda result, path: 1 / 0)
+    assert main(["bench", "--parts", "patches", "--out", str(tmp_path / "c"), "--peers",
+                 "none", "--threads", "1"]) == 0
+    data = json.loads((tmp_path / "c" / "sparseforge_bench_quick.json").read_text())
+    assert data["plot"] == "not written (ZeroDivisionError: division by zero)"
+    assert all(r["verified"] for r in data["summary"] if r["part"] == "patches")

@@ -363,8 +363,6 @@ def test_tiles_give_the_whole_image_result(kind):
     the unshuffle grid from every corner) equals the image restored whole, odd sizes, blind
     sigma estimate and the 8-fold ensemble included."""
     from sparseforge.restore import DnCNN
-    from sparseforge.restore._tiles import receptive_radius
-
     torch.manual_seed(0)
     rng = np.random.default_rng(5)
     image = (sf.datasets.load_image("camera")[100:175, 150:240].astype(np.float64)
@@ -387,7 +385,7 @@ def test_tiles_give_the_whole_image_result(kind):
     ensemble = kind == "ensemble"
     whole = restore_image(model, image, mask=mask, tile=None, self_ensemble=ensemble)
     tiled = restore_image(model, image, mask=mask, tile=24, self_ensemble=ensemble)
-    assert receptive_radius(model) < 75
+    assert model.receptive_radius() < 75
     np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-3)
     assert np.abs(whole - image).max() > 1  # the models do change the image
 

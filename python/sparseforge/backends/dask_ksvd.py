@@ -29,7 +29,7 @@ import numpy as np
 
 from .._codes import SparseCodes
 from .._namespace import NUMPY
-from .._replacement import replacement_candidates
+from .._replacement import drop_atom_codes, replaced_atoms, replacement_candidates
 
 POWER_TOL = 1e-7  # the native sweep's (backends/cpu/ksvd.py)
 
@@ -152,26 +152,13 @@ def _b_sources(b: _Block, rows: np.ndarray, replacement: str) -> np.ndarray:
 
 def _b_finish(b: _Block, update: Any, duplicate: np.ndarray, replace: np.ndarray,
               sources: np.ndarray) -> float:
-    """Drop the codes that used a duplicate (as replace_atoms), install the replacements in
-    the block's dictionary copy; return the block's squared error (float64)."""
+    """Drop the codes that used a replaced duplicate (`duplicate`: those replaced, as
+    replace_atoms), install the replacements in the block's dictionary copy; return the
+    block's squared error (float64)."""
     _b_apply(b, update)
-    indices, values, residual, D = b.indices, b.values, b.residual, b.D
-    if duplicate.shape[0]:
-        hit = np.isin(indices, duplicate)
-        rows, slots = np.nonzero(hit)
-        for j in range(indices.shape[1]):
-            r = np.flatnonzero(hit[:, j])
-            if r.shape[0]:
-                residual[r] += values[r, j][:, None] * D[indices[r, j]]
-        values[rows, slots] = 0
-        indices[rows, slots] = -1
-        b.counts -= hit.sum(1).astype(b.counts.dtype)
-        touched = np.unique(rows)
-        order = np.argsort(indices[touched] < 0, axis=1, kind="stable")
-        indices[touched] = np.take_along_axis(indices[touched], order, 1)
-        values[touched] = np.take_along_axis(values[touched], order, 1)
-    D[replace[:sources.shape[0]]] = sources
-    return float(NUMPY.row_norms_sq(residual).sum(dtype=np.float64))
+    drop_atom_codes(NUMPY, b.indices, b.values, b.counts, b.residual, b.D, duplicate)
+    b.D[replace[:sources.shape[0]]] = sources
+    return float(NUMPY.row_norms_sq(b.residual).sum(dtype=np.float64))
 
 
 def _b_field(b: _Block, name: str) -> np.ndarray:
@@ -361,7 +348,8 @@ class DaskKsvd:
                       replace: np.ndarray, replacement: str) -> tuple[int, int, np.ndarray]:
         """replace_atoms (ksvd/replacement.py) over the blocks, for the atoms the driver chose
         (`replace`: `dead` then `duplicate`, as ``atoms_to_replace``): the same sources and
-        dropped codes; returns (n_dead, n_duplicate, per-block squared errors)."""
+        dropped codes; returns (dead replaced, duplicates replaced, per-block squared
+        errors)."""
         count = int(replace.shape[0])
         update, self.pending = self.pending, None
         tops = self._all(_b_candidates, update, count)
@@ -378,9 +366,11 @@ class DaskKsvd:
                 sel = np.flatnonzero(owner == i)
                 (sources[sel],) = self._gather([self._submit(
                     int(i), _b_sources, self.blocks[int(i)], worst[sel], replacement)])
-        errors = self._all(_b_finish, None, duplicate, replace, sources)
+        dropped, n_dead, n_dup = replaced_atoms(int(dead.shape[0]), duplicate,
+                                                sources.shape[0])
+        errors = self._all(_b_finish, None, dropped, replace, sources)
         D[replace[:sources.shape[0]]] = sources
-        return int(dead.shape[0]), int(duplicate.shape[0]), np.asarray(errors, np.float64)
+        return n_dead, n_dup, np.asarray(errors, np.float64)
 
     # --- the result ---------------------------------------------------------------------------
     def codes(self, max_atoms: int) -> SparseCodes:

@@ -563,8 +563,13 @@ def summary_rows(parts: dict[str, Any]) -> list[dict[str, Any]]:
             "s/iteration", False)
     pt = parts.get("patches", {})
     size = pt.get("image", "").split(" ")[0]
+    checks = pt.get("verification", {})
     for key, t in pt.get("median_seconds", {}).items():
-        row("patches", size, key, key, {"timed": True, "verified": True}, t, "s", False)
+        # scikit-learn's functions are the reference; any other method is verified only
+        # when its check says so (None: not checked).
+        verified = (checks[key].get("ok") if key in checks
+                    else True if key.endswith("scikit-learn") else None)
+        row("patches", size, key, key, {"timed": True, "verified": verified}, t, "s", False)
     for key, why in pt.get("not_timed", {}).items():
         row("patches", size, key, key, {"verified": False, "not_timed": why}, None, "s",
             False)
@@ -611,6 +616,14 @@ def markdown_table(rows: list[dict[str, Any]], skipped: dict[str, str],
         lines.append("")
         lines.append("Peers skipped: " + "; ".join(absent))
     return "\n".join(lines)
+
+
+def _figure(draw: Callable[[], str | None], file_name: str) -> str:
+    """`file_name` when `draw()` wrote it, else why not (its own reason, or the error)."""
+    try:
+        return draw() or file_name
+    except Exception as exc:  # a figure never costs the measurements  # noqa: BLE001
+        return f"not written ({type(exc).__name__}: {exc})"
 
 
 def plot(result: dict[str, Any], path: Path) -> str | None:
@@ -769,18 +782,19 @@ def run(*, mode: str = "quick", parts: list[str] | None = None, out_dir: str | P
         "sparseforge_failed_verification": failed, "sparseforge_crashed": crashed,
         "total_wall_s": time.perf_counter() - t_start,
     }
+    # The figures after the JSON, and a failing figure recorded, never the run lost.
+    result["plot"] = "not requested (--no-plot)"
+    path = H.write_json(out_dir, name, result)
     if "scaling" in results and plot_png and "curves" in results["scaling"]:
         from .scaling import plot_scaling
         results["scaling"]["metadata"] = meta
-        why = plot_scaling(results["scaling"], out_dir / f"{name}_scaling.png")
+        result["plot_scaling"] = _figure(lambda: plot_scaling(
+            results["scaling"], out_dir / f"{name}_scaling.png"), f"{name}_scaling.png")
         results["scaling"].pop("metadata")
-        result["plot_scaling"] = why or f"{name}_scaling.png"
     if plot_png:
-        why = plot(result, out_dir / f"{name}.png")
-        result["plot"] = why or f"{name}.png"
-    else:
-        result["plot"] = "not requested (--no-plot)"
-    path = H.write_json(out_dir, name, result)
+        result["plot"] = _figure(lambda: plot(result, out_dir / f"{name}.png"), f"{name}.png")
+    if plot_png or "plot_scaling" in result:
+        path = H.write_json(out_dir, name, result)
     print("\n".join(H.header_lines(f"sparseforge bench ({mode})", meta)))
     print()
     print(markdown_table(rows, skipped, peer_status))

@@ -266,6 +266,9 @@ def ksvd(
     """
     plan = _validate(X, n_components, n_nonzero_coefs, tol, n_iter, method, dict_init,
                      n_jobs, duplicate_threshold, atom_replacement)
+    max_power_iter = check_int(max_power_iter, "max_power_iter", minimum=0)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"`callback` must be callable or None, got {callback!r}")
     n_samples, n_features = plan.X.shape
     if n_samples < n_components:
         warnings.warn(f"`X` has fewer signals ({n_samples}) than atoms ({n_components}): some "

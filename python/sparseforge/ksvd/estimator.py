@@ -10,7 +10,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._arrays import is_dask_array
 from .._codes import reconstruct_codes
-from .._validation import estimator_dictionary, estimator_input
+from .._plans import OUTPUTS
+from .._validation import check_choice, estimator_dictionary, estimator_input
 from ..omp import sparse_encode
 from .driver import KSVDIteration, ksvd
 
@@ -120,6 +121,7 @@ class KSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self : KSVD
         """
         del y
+        check_choice(self.output, "output", OUTPUTS)  # before the work, not at transform
         if is_dask_array(X):  # distributed K-SVD: ksvd validates the array's description
             if hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_

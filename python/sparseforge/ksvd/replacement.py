@@ -8,7 +8,7 @@ from typing import Any
 
 from .._codes import SparseCodes
 from .._namespace import namespace
-from .._replacement import replacement_candidates
+from .._replacement import drop_atom_codes, replaced_atoms, replacement_candidates
 
 REPLACEMENTS = ("residual", "signal")
 
@@ -21,9 +21,11 @@ def replace_atoms(X: Any, D: Any, codes: SparseCodes, residual: Any, usage: Any,
     Atoms no signal uses ("dead") and atoms whose |coherence| with an earlier atom exceeds
     `threshold` (the earlier one is kept) become the normalised residuals of the signals with
     the largest residual norm (or those signals themselves: `replacement`), each signal used
-    once. The codes that referenced a replaced duplicate are dropped and the residual is
-    corrected, so codes, residual and dictionary stay consistent; the compact layout (a row's
-    atoms first, the -1 padding last) is kept.
+    once; when the sources run short (few signals, or residuals at round-off), the dead atoms
+    come first and the duplicates left over keep their atoms and codes. The codes that
+    referenced a replaced duplicate are dropped and the residual is corrected, so codes,
+    residual and dictionary stay consistent; the compact layout (a row's atoms first, the -1
+    padding last) is kept.
 
     Parameters
     ----------
@@ -45,6 +47,7 @@ def replace_atoms(X: Any, D: Any, codes: SparseCodes, residual: Any, usage: Any,
     Returns
     -------
     n_dead, n_duplicate : int
+        The dead and duplicate atoms replaced.
     signal_errors : array of shape (n_signals,)
         Squared residual norm of every signal afterwards.
     """
@@ -54,25 +57,10 @@ def replace_atoms(X: Any, D: Any, codes: SparseCodes, residual: Any, usage: Any,
     # The replacements are chosen before the duplicates' codes are dropped: afterwards the
     # largest residuals would be those dropped terms, i.e. the duplicates themselves.
     sources = replacement_atoms(X, residual, x_norms, int(replace.shape[0]), replacement)
-    if duplicate.shape[0]:
-        hit = xp.isin(indices, duplicate)
-        rows, slots = xp.nonzero(hit)
-        # Slot by slot, so that a signal that used several duplicates gets each term added
-        # (within one slot the rows are distinct), in slot order as a scatter-add would.
-        for j in range(indices.shape[1]):
-            r = xp.flatnonzero(hit[:, j])
-            if r.shape[0]:
-                residual[r] += values[r, j][:, None] * D[xp.index(indices[r, j])]
-        values[rows, slots] = 0
-        indices[rows, slots] = -1
-        counts -= xp.astype(hit.sum(1), xp.numpy_dtype(counts))
-        # Keep the compact layout: a row's atoms first, the -1 padding last.
-        touched = xp.unique_values(rows)
-        order = xp.argsort(indices[touched] < 0, axis=1, stable=True)
-        indices[touched] = xp.take_along_axis(indices[touched], order, 1)
-        values[touched] = xp.take_along_axis(values[touched], order, 1)
+    dropped, n_dead, n_dup = replaced_atoms(int(dead.shape[0]), duplicate, sources.shape[0])
+    drop_atom_codes(xp, indices, values, counts, residual, D, dropped)
     D[replace[:sources.shape[0]]] = sources
-    return int(dead.shape[0]), int(duplicate.shape[0]), xp.row_norms_sq(residual)
+    return n_dead, n_dup, xp.row_norms_sq(residual)
 
 
 def atoms_to_replace(xp: Any, D: Any, usage: Any, threshold: float) -> tuple[Any, Any, Any]:

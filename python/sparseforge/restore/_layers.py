@@ -10,6 +10,11 @@ torch = require_torch()
 nn = torch.nn
 
 
+def conv_radius(body: Any) -> int:
+    """How far, in its input's pixels, an output pixel of a stack of convolutions sees."""
+    return sum(max(m.kernel_size) // 2 for m in body.modules() if isinstance(m, nn.Conv2d))
+
+
 def dncnn_body(in_channels: int, out_channels: int, depth: int, width: int,
                batch_norm: bool = True) -> Any:
     """DnCNN's layers: conv+ReLU, ``depth - 2`` x (conv+BN+ReLU), conv; 3x3, padding 1.

@@ -16,35 +16,6 @@ from ._torch import require_torch
 torch = require_torch()
 
 
-def receptive_radius(model: Any) -> int | None:
-    """How far, in pixels, an output pixel of `model` sees in every direction, or None when
-    tiles cannot reproduce the whole image's result (a patch grid with ``step`` > 1 depends
-    on the image's size).
-
-    The inputs of the CNN: the patch codes' synthesis (8 x 8 patches: 7 pixels), or for an
-    inpainting hybrid on ``inpaint_ksvd``'s rounds 7 pixels per pass (the masked pass and
-    each round recode every patch of the previous estimate); then one pixel per 3 x 3
-    convolution, ``unshuffle`` pixels at 1/``unshuffle`` resolution, plus the unshuffle
-    block itself.
-    """
-    from torch import nn
-
-    from .hybrid import PATCH, HybridRestorer
-
-    unshuffle = int(getattr(model, "unshuffle", 1))
-    body = model.cnn if isinstance(model, HybridRestorer) else model.body
-    convs = sum(max(m.kernel_size) // 2 for m in body.modules() if isinstance(m, nn.Conv2d))
-    inputs = 0
-    if isinstance(model, HybridRestorer):
-        if model.step != 1:
-            return None
-        if model.ksvd_rounds is not None:
-            inputs = (PATCH - 1) * (model.ksvd_rounds + 1)
-        elif model.code_channels:
-            inputs = PATCH - 1
-    return inputs + convs * unshuffle + (unshuffle - 1)
-
-
 def tile_regions(size: int, tile: int, radius: int,
                  align: int) -> Iterator[tuple[int, int, int, int]]:
     """(start, end, core start, core end) along one axis of `size` pixels: cores of `tile`

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ._inputs import check_degraded, check_finite, check_sigma, check_sigma_range
-from ._layers import dncnn_body
+from ._layers import conv_radius, dncnn_body
 from ._torch import require_torch
 
 torch = require_torch()
@@ -95,6 +95,11 @@ class DnCNN(nn.Module):
                        "sigma_range": list(self.sigma_range), "batch_norm": bool(batch_norm),
                        "task": task}
         self.body = dncnn_body(2 if self.noise_map else 1, 1, depth, width, batch_norm)
+
+    def receptive_radius(self) -> int:
+        """How far, in pixels, an output pixel sees in every direction (one pixel per 3 x 3
+        convolution): the halo of restore_image's tiles."""
+        return conv_radius(self.body)
 
     def forward(self, degraded: Any, sigma: Any = None, mask: Any = None) -> Any:
         """Restore a batch.

@@ -25,7 +25,7 @@ from ..dictionaries import universal_dictionary
 from ._inputs import (check_degraded, check_finite, check_mask, check_sigma, check_sigma_range,
                       check_task)
 from ._torch import require_torch
-from ._layers import dncnn_body
+from ._layers import conv_radius, dncnn_body
 from .codes import LeastSquaresOnSupport, omp_support
 from .synthesis import SparseSynthesis, coverage, extract_patches, overlap_add
 
@@ -303,6 +303,23 @@ class HybridRestorer(nn.Module):
                                      n_jobs=self.n_jobs) for i in range(len(y))])[:, None]
         return torch.from_numpy(out).to(seen.device, seen.dtype)
 
+    def receptive_radius(self) -> int | None:
+        """How far, in pixels, an output pixel sees in every direction (the halo of
+        restore_image's tiles), or None when tiles cannot give the whole image's result (a
+        patch grid with `step` > 1 depends on the image's size). The CNN's inputs: the patch
+        codes' synthesis (8 x 8 patches: 7 pixels), or on ``inpaint_ksvd``'s rounds 7 pixels
+        per pass (the masked pass and each round recode every patch of the previous
+        estimate); then one pixel per 3 x 3 convolution, `unshuffle` pixels at
+        1/`unshuffle` resolution, plus the unshuffle block."""
+        if self.step != 1:
+            return None
+        inputs = 0
+        if self.ksvd_rounds is not None:
+            inputs = (PATCH - 1) * (self.ksvd_rounds + 1)
+        elif self.code_channels:
+            inputs = PATCH - 1
+        return inputs + conv_radius(self.cnn) * self.unshuffle + (self.unshuffle - 1)
+
     def _refine(self, x: Any) -> Any:
         """The CNN on (B, C, H, W) inputs, at 1/`unshuffle` resolution when > 1."""
         s = self.unshuffle
@@ -345,7 +362,7 @@ def restore_image(model: Any, image: Any, *, sigma: float | None = None, mask: A
         and used for all 8.
     tile : int or None, default 512
         An image larger than `tile` x `tile` pixels is restored in tiles of that size, each
-        with a halo of the model's receptive radius (``restore._tiles``): the result of
+        with a halo of the model's ``receptive_radius()`` (``restore._tiles``): the result of
         the whole image (to float round-off), in bounded memory (the hybrid needs about
         2.5 KB per pixel of what it restores at once: about 0.9 GB per 512-pixel tile with
         its halo, against 10 GB for a whole 2048 x 2048 image). A blind model's sigma is
@@ -415,9 +432,9 @@ def restore_image(model: Any, image: Any, *, sigma: float | None = None, mask: A
     if tile is not None and (isinstance(tile, bool) or not isinstance(tile, numbers.Integral)
                              or tile < 8):
         raise ValueError(f"`tile` must be an integer >= 8 or None, got {tile!r}")
-    from ._tiles import receptive_radius, run_tiled
+    from ._tiles import run_tiled
 
-    radius = receptive_radius(model)
+    radius = model.receptive_radius() if hasattr(model, "receptive_radius") else None
     tiled = tile is not None and radius is not None and max(image.shape) > tile
 
     def views(x_part: Any, m_part: Any, s: Any) -> Any:
