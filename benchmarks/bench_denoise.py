@@ -94,13 +94,19 @@ def load_dataset(name: str, limit: int | None = None) -> list[tuple[str, np.ndar
     return out
 
 
-def scores(clean: np.ndarray, restored: np.ndarray) -> dict[str, float]:
-    """PSNR and SSIM (scikit-image, data_range 255) of the clipped `restored` image."""
+def scores(clean: np.ndarray, restored: np.ndarray, clip: bool = True) -> dict[str, float]:
+    """PSNR and SSIM (data_range 255) of `restored`, clipped to [0, 255] unless `clip` is
+    False (the noisy input: the protocol scores it as it is). SSIM is Wang et al.'s: an
+    11x11 Gaussian window of sigma 1.5, population covariances (as bench_inverse.py and the
+    literature's tables; scikit-image's default 7x7 uniform window gave other numbers)."""
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-    out = np.clip(np.asarray(restored, dtype=np.float64), 0, 255)
+    out = np.asarray(restored, dtype=np.float64)
+    out = np.clip(out, 0, 255) if clip else out
     return {"psnr": float(peak_signal_noise_ratio(clean, out, data_range=255)),
-            "ssim": float(structural_similarity(clean, out, data_range=255))}
+            "ssim": float(structural_similarity(clean, out, data_range=255,
+                                                gaussian_weights=True, sigma=1.5,
+                                                use_sample_covariance=False))}
 
 
 def denoisers(sf, threads: int, bm3d) -> dict[str, Callable[[np.ndarray, float], np.ndarray]]:
@@ -150,7 +156,7 @@ def run_denoise(sf, args, bm3d, progress) -> dict[str, Any]:
                     seconds = time.perf_counter() - t0
                     records.append({"dataset": dataset, "sigma": sigma, "image": name,
                                     "method": method, "seconds": seconds,
-                                    **scores(clean, restored)})
+                                    **scores(clean, restored, clip=method != "noisy")})
     summary = summarise(records, ("dataset", "sigma", "method"))
     checks = []
     for sigma, (univ, adapt) in PUBLISHED_BSD68.items():

@@ -19,15 +19,19 @@ Richardson-Lucy (issue 17).
 
 Data and protocols: ../shared/data/README.md.
 
-sr      (bench_inverse_sr.json)  Set5 and Set14 at x2/x3/x4: HR RGB cropped to a multiple of
-        the scale; LR = MATLAB-compatible bicubic down-scaling of the RGB image, rounded to
-        8 bits. "bicubic" up-scales the RGB LR image (rounded to 8 bits) and takes Y; the
-        other methods super-resolve the Y channel of the LR image. PSNR/SSIM on Y (BT.601,
-        rounded to 8 bits, as MATLAB's rgb2ycbcr on uint8) with `scale` pixels shaved from
-        every border. Methods: bicubic, zeyde, cnn (the pure-torch SR CNN, --sr-cnn weights,
+sr      (bench_inverse_sr.json)  Set5 and Set14 at x2/x3/x4: HR image (RGB, or grey as
+        stored: Set14's bridge.png) cropped to a multiple of the scale; LR = MATLAB-compatible
+        bicubic down-scaling of it, rounded to 8 bits. "bicubic" up-scales the LR image
+        (rounded to 8 bits) and takes Y; the other methods super-resolve the Y channel of the
+        LR image. PSNR/SSIM on Y (BT.601, rounded to 8 bits, as MATLAB's rgb2ycbcr on uint8;
+        a grey image on its own values) with `scale` pixels shaved from every border.
+        (Before 2026-11-30 grey images were stacked into RGB and scored on Y = 16 + 219/255
+        v: Set14's published means are ~0.09 dB high for every method.) Methods: bicubic, zeyde, cnn (the pure-torch SR CNN, --sr-cnn weights,
         ``upscale(method="cnn")``), pnp-ksvd, pnp-hybrid (--hybrid weights), pnp-cnn (--cnn
         weights). Published references are stored beside ours.
-deblur  (bench_inverse_deblur.json)  Set3C (Y channel) and Set12 with Levin's 8 kernels at
+deblur  (bench_inverse_deblur.json)  Set3C (DPIR's full-range grey, 0.299 R + 0.587 G +
+        0.114 B rounded to 8 bits; studio-range Y before 2026-11-30) and Set12 with Levin's 8
+        kernels at
         sigma 2.55 and 7.65: circular blur (scipy.ndimage.convolve mode="wrap") + seeded
         Gaussian noise (the seed depends on the image's index in its dataset, not on
         --images, so split runs see the same noise), PSNR/SSIM against the clean image
@@ -123,13 +127,23 @@ PUBLISHED = {
 ZEYDE_SET5_X2_PLUS = round(PUBLISHED["zeyde"]["Set5"][2] + 0.5, 2)
 
 
-def load_rgb(path: Path) -> np.ndarray:
+def load_image(path: Path) -> np.ndarray:
+    """The image as stored: (H, W) for a grey file, (H, W, 3) for colour (alpha dropped).
+    A grey image is scored on its own values: only colour images go through rgb_to_y (a
+    grey one stacked into RGB got Y = 16 + 219/255 v, which inflated Set14's bridge.png by
+    about 1.3 dB for every method before 2026-11-30)."""
     import skimage.io
 
     img = np.asarray(skimage.io.imread(path)).astype(np.float64)
+    return img if img.ndim == 2 else img[..., :3]
+
+
+def full_range_grey(img: np.ndarray) -> np.ndarray:
+    """DPIR's grey image of a colour file (OpenCV's IMREAD_GRAYSCALE: 0.299 R + 0.587 G +
+    0.114 B, full range, 8 bits); a grey file as it is."""
     if img.ndim == 2:
-        img = np.stack([img] * 3, axis=-1)
-    return img[..., :3]
+        return img
+    return np.round(img @ np.array([0.299, 0.587, 0.114]))
 
 
 def parse_images(spec: str) -> tuple[int, ...]:
@@ -440,7 +454,7 @@ def run_sr(args, keep: dict) -> dict[str, Any]:
     for ds in args.datasets_sr:
         for scale in args.scales:
             for _, path in selected("sr", ds, args):
-                hr = load_rgb(path)
+                hr = load_image(path)
                 hr = hr[:hr.shape[0] // scale * scale, :hr.shape[1] // scale * scale]
                 lr = np.clip(np.round(imresize(hr, 1 / scale)), 0, 255)
                 y_hr = np.round(rgb_to_y(hr))
@@ -487,15 +501,16 @@ def run_deblur(args, keep: dict) -> dict[str, Any]:
     from scipy.ndimage import convolve
     from skimage.restoration import richardson_lucy, wiener
 
-    from sparseforge.restore import deblur, rgb_to_y
+    from sparseforge.restore import deblur
 
     learned = getattr(args, "learned", {})
     kernels = np.load(DATA_DIR / "kernels" / "levin09.npz")
     records = []
     for ds in args.datasets_deblur:
         for index, path in selected("deblur", ds, args):
-            img = load_rgb(path)
-            clean = rgb_to_y(img) if ds == "Set3C" else img[..., 0]
+            # Set3C as DPIR's grey protocol reads it (studio-range Y, used before
+            # 2026-11-30, squeezed the contrast against an absolute sigma).
+            clean = full_range_grey(load_image(path))
             for kname in args.kernels:
                 k = kernels[kname]
                 for sigma in args.sigmas:

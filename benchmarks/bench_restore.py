@@ -307,7 +307,7 @@ def run_denoise(args, bm3d, models: Models) -> dict[str, Any]:
                     restored = fn()
                     row = {"dataset": dataset, "sigma": sigma, "image": image,
                            "method": method, "seconds": time.perf_counter() - t0,
-                           **scores(clean, restored), **extra}
+                           **scores(clean, restored, clip=method != "noisy"), **extra}
                     records.append(row)
                     return row
 
