@@ -114,8 +114,8 @@ if __name__ == "__main__" and "--keep-blas-env" not in sys.argv:
 
 import numpy as np  # noqa: E402
 
-from bench_denoise import (load_dataset, noisy_copy, optional_bm3d, parse_lists,  # noqa: E402
-                           progress, restoration_parser, scores, summarise)
+from bench_denoise import (SCORING, load_dataset, noisy_copy, optional_bm3d,  # noqa: E402
+                           parse_lists, progress, restoration_parser, scores, summarise)
 
 WEIGHTS_DIR = H.BENCH_DIR / "weights"
 SIGMAS = (5, 10, 15, 25, 50)
@@ -252,24 +252,33 @@ class BM3DRows:
         self.paths, self.rows = list(paths), {}
         self.reused: dict[str, int] = {}
         self.computed: dict[str, int] = {}
+        self.ssim_dropped: list[str] = []
         for path in self.paths:
-            for r in json.loads(Path(path).read_text())["records"]:
+            data = json.loads(Path(path).read_text())
+            same_ssim = data.get("scoring") == SCORING
+            if not same_ssim:
+                self.ssim_dropped.append(str(path))
+            for r in data["records"]:
                 if r.get("method") in ("noisy", "bm3d"):
                     key = (r["dataset"], int(r["sigma"]), r["image"], r["method"])
-                    self.rows[key] = {**r, "from": str(path)}
+                    self.rows[key] = {**r, "from": str(path), "same_ssim": same_ssim}
 
-    def lookup(self, dataset: str, sigma: int, image: str, noisy_psnr: float):
+    def lookup(self, dataset: str, sigma: int, image: str, noisy_psnrs: tuple[float, ...]):
+        """The BM3D row when the file's noisy image is this run's: its noisy PSNR equals one
+        of `noisy_psnrs` (this run's, and clipped as files before 2026-11-30 scored it).
+        Its SSIM only when the file was scored as this run is (else None)."""
         noisy = self.rows.get((dataset, sigma, image, "noisy"))
         bm3d = self.rows.get((dataset, sigma, image, "bm3d"))
         if noisy is None or bm3d is None:
             return None
-        if abs(noisy["psnr"] - noisy_psnr) > 1e-9:
+        if min(abs(noisy["psnr"] - p) for p in noisy_psnrs) > 1e-9:
             raise SystemExit(f"{noisy['from']}: its noisy {dataset}/{image} at sigma={sigma} "
                              f"scores {noisy['psnr']:.6f} dB, this run's "
-                             f"{noisy_psnr:.6f} dB (another --seed?); cannot reuse its BM3D")
+                             f"{noisy_psnrs[0]:.6f} dB (another --seed?); cannot reuse its "
+                             "BM3D")
         self.reused[f"{dataset}/{sigma}"] = self.reused.get(f"{dataset}/{sigma}", 0) + 1
-        return {"psnr": bm3d["psnr"], "ssim": bm3d["ssim"], "seconds": bm3d["seconds"],
-                "from": bm3d["from"]}
+        return {"psnr": bm3d["psnr"], "ssim": bm3d["ssim"] if bm3d["same_ssim"] else None,
+                "seconds": bm3d["seconds"], "from": bm3d["from"]}
 
     def count(self, dataset: str, sigma: int) -> None:
         self.computed[f"{dataset}/{sigma}"] = self.computed.get(f"{dataset}/{sigma}", 0) + 1
@@ -278,7 +287,8 @@ class BM3DRows:
         if not self.paths and not self.computed:
             return None
         return {"files": [str(p) for p in self.paths],
-                "reused_images": self.reused, "computed_images": self.computed}
+                "reused_images": self.reused, "computed_images": self.computed,
+                "ssim_not_reused_from": self.ssim_dropped}
 
 
 def run_denoise(args, bm3d, models: Models) -> dict[str, Any]:
@@ -314,7 +324,8 @@ def run_denoise(args, bm3d, models: Models) -> dict[str, Any]:
                 noisy_row = add("noisy", lambda: noisy)
                 add("ksvd", lambda: denoise_ksvd(noisy.astype(np.float32), float(sigma),
                                                  n_jobs=args.threads))
-                reused = bm3d_rows.lookup(dataset, sigma, image, noisy_row["psnr"])
+                reused = bm3d_rows.lookup(dataset, sigma, image,
+                                          (noisy_row["psnr"], scores(clean, noisy)["psnr"]))
                 if reused is not None:
                     records.append({"dataset": dataset, "sigma": sigma, "image": image,
                                     "method": "bm3d", **reused})
@@ -335,7 +346,7 @@ def run_denoise(args, bm3d, models: Models) -> dict[str, Any]:
            "not_applicable": {c: sorted(s) for c, s in not_applicable.items()},
            "weights_used": {n: models.sources[n] for n in names if n in models.sources},
            "noise": "float64 white Gaussian, not clipped, rng=default_rng([seed, sigma, i])",
-           "scoring": "outputs clipped to [0, 255]; skimage PSNR/SSIM, data_range=255"}
+           "scoring": SCORING}
     if bm3d_rows.report() is not None:
         out["bm3d_from"] = {**bm3d_rows.report(), "incomplete_dropped": incomplete}
     return out
@@ -349,7 +360,8 @@ def compare(summary: dict[str, Any], key: str, a: str, b: str) -> dict[str, Any]
     if ra is None or rb is None:
         return {**out, "difference_db": None, "difference_ssim": None}
     return {**out, "difference_db": ra["psnr"] - rb["psnr"],
-            "difference_ssim": ra["ssim"] - rb["ssim"]}
+            "difference_ssim": None if ra["ssim"] is None or rb["ssim"] is None
+            else ra["ssim"] - rb["ssim"]}
 
 
 def beats(summary, key, a, b, tolerance=0.0) -> dict[str, Any]:
@@ -478,7 +490,7 @@ def run_inpaint(args, models: Models) -> dict[str, Any]:
             "weights_used": {n: models.sources[n] for n in names if n in models.sources},
             "mask": "uniform random, True = observed = default_rng([seed, percent_missing, "
                     "i]).random(shape) >= fraction; missing pixels set to 0 in the input",
-            "scoring": "outputs clipped to [0, 255]; skimage PSNR/SSIM, data_range=255"}
+            "scoring": SCORING}
 
 
 # --------------------------------------------------------------------------------------------
@@ -645,7 +657,8 @@ def table(summary: dict[str, Any], rows: list[tuple[str, str, str]], columns: li
             if r is None:
                 text.append("—")
                 continue
-            cell = f"{r['psnr']:.2f} / {r['ssim']:.3f}"
+            ssim = "—" if r["ssim"] is None else f"{r['ssim']:.3f}"
+            cell = f"{r['psnr']:.2f} / {ssim}"
             text.append(f"**{cell}**" if round(r["psnr"], 2) == best else cell)
         lines.append(f"| {a} | {b} | " + " | ".join(text) + " | "
                      + verdict(summary, key, columns, hybrid) + " |")
