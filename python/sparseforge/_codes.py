@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SparseCodes:
     """Sparse codes of ``n_samples`` signals, one padded row per signal.
 
@@ -47,6 +47,17 @@ class SparseCodes:
     counts: np.ndarray
     status: np.ndarray
     n_components: int
+
+    # The generated __eq__ would compare tuples of arrays (an error for any two objects):
+    # equal codes are the same atoms, values, counts and statuses over as many atoms.
+    __hash__ = None  # type: ignore[assignment]  # mutable arrays inside
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SparseCodes):
+            return NotImplemented
+        return self.n_components == other.n_components and all(
+            _array_equal(getattr(self, name), getattr(other, name))
+            for name in ("indices", "values", "counts", "status"))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -148,3 +159,10 @@ def _check_n_codes(got: int, expected: int) -> None:
         # scikit-learn's sentence first.
         raise ValueError("The number of components in the code is different from the number "
                          f"of components in the dictionary: expected {expected}, got {got}")
+
+
+def _array_equal(a: Any, b: Any) -> bool:
+    """Exact equality of two arrays of any framework (host copies of device ones)."""
+    from ._namespace import namespace
+
+    return bool(np.array_equal(namespace(a).to_numpy(a), namespace(b).to_numpy(b)))

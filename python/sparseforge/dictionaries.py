@@ -42,9 +42,13 @@ def overcomplete_dct(patch_size: int = 8, n_atoms_per_dim: int = 16, *,
     >>> sf.overcomplete_dct(4, 6, dtype=np.float32).shape   # 36 float32 atoms of 4x4
     (36, 16)
     """
-    if patch_size < 1 or n_atoms_per_dim < patch_size:
-        raise ValueError(f"need patch_size >= 1 and n_atoms_per_dim >= patch_size, got "
-                         f"{patch_size} and {n_atoms_per_dim}")
+    from ._validation import check_int
+
+    patch_size = check_int(patch_size, "patch_size", minimum=1)
+    n_atoms_per_dim = check_int(n_atoms_per_dim, "n_atoms_per_dim", minimum=patch_size)
+    if patch_size == 1 and n_atoms_per_dim > 1:  # every non-DC cosine would be zero
+        raise ValueError("`patch_size` 1 has only the DC atom: `n_atoms_per_dim` must be 1")
+    dtype = _float_dtype(dtype)
     p, m = patch_size, n_atoms_per_dim
     t = np.arange(p)[:, None]
     k = np.arange(m)[None, :]
@@ -102,4 +106,16 @@ def universal_dictionary(*, dtype: DTypeLike = np.float64) -> np.ndarray:
     with resources.as_file(resources.files("sparseforge") / "data"
                            / "universal_8x8_256.npy") as path:
         atoms = np.load(path)
-    return np.ascontiguousarray(atoms, dtype=dtype)
+    return np.ascontiguousarray(atoms, dtype=_float_dtype(dtype))
+
+
+def _float_dtype(dtype: DTypeLike) -> np.dtype:
+    """float32 or float64, as the docs say (an integer dtype rounded the atoms to zeros)."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    # (not `in`: a dtype compares equal to None, which np.dtype reads as float64)
+    if resolved is None or resolved.name not in ("float32", "float64"):
+        raise TypeError(f"`dtype` must be float32 or float64, got {dtype!r}")
+    return resolved

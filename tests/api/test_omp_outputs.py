@@ -464,3 +464,21 @@ def test_out_tracked_by_autograd_is_refused(problem):
     out = torch.zeros(X.shape[0], D.shape[0], dtype=torch.float64, requires_grad=True)
     with pytest.raises((TypeError, ValueError), match=r"`out`"):
         sf.sparse_encode(X.astype(np.float64), D.astype(np.float64), out=out)
+
+
+def test_sparse_codes_compare_by_value():
+    """Two SparseCodes are equal when they hold the same codes (the generated __eq__ raised
+    on the arrays); unhashable, as their arrays are mutable."""
+    import copy
+    import pickle
+
+    rng = np.random.default_rng(0)
+    D = sf.overcomplete_dct(4, 6)
+    X = rng.standard_normal((20, 16))
+    codes = sf.sparse_encode(X, D, n_nonzero_coefs=3, output="compact")
+    assert codes == copy.deepcopy(codes) == pickle.loads(pickle.dumps(codes))
+    assert codes != sf.sparse_encode(X[:2], D, n_nonzero_coefs=3, output="compact")
+    assert codes != sf.sparse_encode(X, D, n_nonzero_coefs=2, output="compact")
+    assert codes != "codes"
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(codes)

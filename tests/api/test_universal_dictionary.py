@@ -45,3 +45,18 @@ def test_codes_unseen_natural_patches_better_than_dct(k):
         return np.mean((X - codes.reconstruct(D)) ** 2)
 
     assert error(sf.universal_dictionary()) < 0.97 * error(sf.overcomplete_dct(8, 16))
+
+
+def test_dictionary_arguments_are_checked():
+    """A 1-pixel patch has only the DC atom (other cosines were NaN); bools and integer
+    dtypes are refused (an int dtype rounded every atom to zero)."""
+    with pytest.raises(ValueError, match="`patch_size` 1 has only the DC atom"):
+        sf.overcomplete_dct(1, 4)
+    np.testing.assert_array_equal(sf.overcomplete_dct(1, 1), [[1.0]])
+    with pytest.raises(TypeError, match="`patch_size` must be an integer"):
+        sf.overcomplete_dct(True, 2)
+    for bad in (np.int32, np.float16, np.complex128, "nope"):
+        with pytest.raises(TypeError, match="`dtype` must be float32 or float64"):
+            sf.overcomplete_dct(4, 6, dtype=bad)
+        with pytest.raises(TypeError, match="`dtype` must be float32 or float64"):
+            sf.universal_dictionary(dtype=bad)
