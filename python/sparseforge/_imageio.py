@@ -232,11 +232,21 @@ def _read_pillow(data: bytes, name: str, what: str) -> ImageFile:
             frames = getattr(im, "n_frames", 1)
             icc = im.info.get("icc_profile")
             transparency = im.info.get("transparency")
-            if mode in ("P", "PA") and (transparency is not None or mode == "PA") \
-                    and frames == 1:
-                # A palette with transparency (tRNS): RGBA, or its alpha would be lost (the
-                # pillow plugin expands palettes to the palette's RGB).
-                paletted = np.asarray(im.convert("RGBA"))
+            # A grey PNG of 1, 2 or 4 bits: Pillow widens the samples to 0-255 but keeps the
+            # colour key at the file's depth; the key is scaled below instead.
+            low_bits = (fmt == "PNG" and mode == "L"
+                        and _png.header(data)["bit_depth"] < 8)
+            if frames == 1 and ((mode in ("P", "PA") and (transparency is not None
+                                                          or mode == "PA"))
+                                or (mode in ("L", "RGB") and transparency is not None
+                                    and not low_bits)):
+                # Transparency given by tRNS (a palette's entries, or a colour key of an
+                # 8-bit grey or RGB image, which Pillow matches on the file's own bit
+                # depth): Pillow builds the alpha; the pillow plugin of imageio drops it.
+                from PIL import ImageOps
+
+                im = ImageOps.exif_transpose(im)
+                paletted = np.asarray(im.convert("LA" if mode == "L" else "RGBA"))
     except UnidentifiedImageError:
         raise ImageError(f"{what} {name} is not an image file sparseforge can read (PNG, "
                          "TIFF, JPEG, BMP, ...)") from None
@@ -258,11 +268,14 @@ def _read_pillow(data: bytes, name: str, what: str) -> ImageFile:
     if mode == "I" and fmt in ("PNG", "PPM") and pixels.size and 0 <= pixels.min() \
             and pixels.max() <= 65535:  # Pillow's 32-bit mode for 16-bit PNG / PGM files
         pixels = pixels.astype(np.uint16)
-    if paletted is None and transparency is not None and mode in ("L", "I", "I;16", "I;16B",
-                                                                   "I;16L", "RGB") \
+    if paletted is None and transparency is not None and (
+            mode in ("I", "I;16", "I;16B", "I;16L") or low_bits) \
             and not isinstance(transparency, bytes) and pixels.dtype.kind == "u":
-        # A colour key (tRNS of a gray or RGB PNG): the pixels equal to it are transparent.
+        # A colour key (tRNS of a 16-bit or low-bit grey PNG): the pixels equal to it are
+        # transparent.
         key = np.asarray(transparency).reshape(-1)
+        if low_bits:
+            key = key * 255 // (2 ** _png.header(data)["bit_depth"] - 1)
         hit = np.all(pixels.reshape(*pixels.shape[:2], -1) == key, axis=2)
         alpha = np.where(hit, 0, np.iinfo(pixels.dtype).max).astype(pixels.dtype)
         pixels = np.dstack([pixels, alpha])

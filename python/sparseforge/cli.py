@@ -298,7 +298,8 @@ def _train_hint(method: str, task: str, sigma: float | None) -> str:
 
 
 #: The last --weights file loaded, keyed by (real path, mtime, size): choosing a command's
-#: default method and building its prior both look at the model, and load it once.
+#: default method and building its prior both look at the model, and load it once; cleared
+#: when the command ends (main), so no state leaks into a later command.
 _LOADED: dict[tuple, Any] = {}
 
 
@@ -1634,6 +1635,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"sparseforge {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _LOADED.clear()  # one command's cache: a later one loads (and sets up) its own
 
 
 if __name__ == "__main__":

@@ -119,7 +119,9 @@ class SparseCoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         (an online-learning loop may update it in place), else `dictionary` validated now."""
         snapshot = getattr(self, "_fitted_values", None)
         if getattr(self, "_fitted_dictionary", None) is self.dictionary and \
-                snapshot is not None and cpu.same_values(snapshot, self.components_):
+                snapshot is not None and cpu.same_values(snapshot, np.asarray(self.dictionary)):
+            # (the dictionary as given, not components_: a list or an integer array was
+            # copied at fit, and its in-place changes show only in the original)
             return self.components_, self.gram_
         return estimator_dictionary(self.dictionary, "dictionary"), None
 

@@ -230,3 +230,15 @@ def test_errors_name_the_estimator_parameters():
         sf.SparseCoder(D, transform_n_nonzero_coefs=0).fit()
     with pytest.raises(ValueError, match="`transform_alpha`"):
         sf.SparseCoder(D, transform_alpha=-1.0).transform(np.ones((2, 8)))
+
+
+def test_list_dictionary_updated_in_place_after_fit():
+    """A list dictionary is copied at fit: its in-place changes are seen all the same."""
+    rng = np.random.default_rng(1)
+    rows = [list(map(float, r)) for r in rng.standard_normal((12, 6))]
+    X = rng.standard_normal((8, 6))
+    coder = sf.SparseCoder(rows, transform_n_nonzero_coefs=2).fit(X)
+    for r in rows:
+        r.reverse()
+    fresh = sf.SparseCoder([r[:] for r in rows], transform_n_nonzero_coefs=2).transform(X)
+    np.testing.assert_allclose(coder.transform(X), fresh, rtol=1e-12, atol=1e-12)

@@ -331,3 +331,17 @@ def test_writing_through_a_link_replaces_its_target(tmp_path):
     write_image(tmp_path / "link.png", image, ImageFile(image, "PNG"))
     assert os.path.islink(tmp_path / "link.png")
     np.testing.assert_array_equal(read_image(tmp_path / "real.png").pixels, image)
+
+
+def test_low_bit_grey_png_colour_key(tmp_path):
+    """A 2-bit grey PNG's tRNS key is at the file's depth while Pillow widens the samples to
+    0-255: the key is scaled the same way (value 1 of 0-3 is 85 of 0-255)."""
+    import png
+
+    from sparseforge._imageio import read_image
+
+    buf = io.BytesIO()
+    png.Writer(4, 1, greyscale=True, bitdepth=2, transparent=1).write(buf, [[0, 1, 2, 3]])
+    (tmp_path / "g2.png").write_bytes(buf.getvalue())
+    assert read_image(tmp_path / "g2.png").pixels.tolist() == [
+        [[0, 255], [85, 0], [170, 255], [255, 255]]]

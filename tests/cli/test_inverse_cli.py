@@ -622,6 +622,7 @@ def test_weights_are_loaded_once_per_command(files, tmp_path, monkeypatch):
     assert main(["upscale", src, str(tmp_path / "v.png"), "--scale", "2", "--weights",
                  str(blind)]) == 0
     assert loads == [str(blind)] * 2
+    assert not cli._LOADED  # cleared when each command ends: nothing leaks into the next
 
 
 def test_without_torch_the_upscale_default_is_zeyde(hr, tmp_path, capsys, monkeypatch):
