@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from sklearn.utils import check_random_state
 
 from ._arrays import ArrayInfo, Placement, describe, new_frozen, placement
+from ._corners import GridAxis, GridCorners, ListedCorners, grid_corners
 from ._validation import (check_algorithm, check_bool, check_chunk_size, check_choice,
                           check_float, check_int, check_mask, check_n_jobs, check_out,
                           check_n_nonzero_coefs, check_omp_ignored, check_positive,
@@ -309,7 +310,7 @@ def plan_orthogonal_mp_gram(place: Placement, *, n_nonzero_coefs: Any, tol: Any,
 
 @dataclass(frozen=True)
 class PatchPlan:
-    """Patch extraction (`positions` set) or aggregation of grid patches, validated.
+    """Patch extraction or aggregation of grid patches, validated.
 
     Attributes
     ----------
@@ -319,8 +320,10 @@ class PatchPlan:
         The image (extraction) or the patches (aggregation) have no channel axis; the
         backend adds one of size 1.
     ph, pw, step : int
-    positions : ndarray of int64, shape (n_patches, 2)
-        Top-left corners (extraction; also the grid of an aggregation). Host memory.
+    corners : GridCorners or ListedCorners
+        The patches' top-left corners (extraction; also the grid of an aggregation), as a
+        description (a grid) or a list (patches drawn at random); :attr:`positions`
+        materialises them in host memory.
     weighted : bool
         Aggregation with per-patch weights.
     n_threads : int
@@ -336,14 +339,19 @@ class PatchPlan:
     ph: int
     pw: int
     step: int
-    positions: np.ndarray
+    corners: GridCorners | ListedCorners
     weighted: bool
     n_threads: int
     drop_channel: bool
 
     @property
     def n_patches(self) -> int:
-        return int(self.positions.shape[0])
+        return len(self.corners)
+
+    @property
+    def positions(self) -> np.ndarray:
+        """The corners (n_patches, 2), int64, in host memory (16 bytes a patch)."""
+        return self.corners.array()
 
     def kernel_args(self) -> dict[str, Any]:
         """The scalar fields shared by the extraction and aggregation structs."""
@@ -381,35 +389,39 @@ def check_step(step: Any, patch: tuple[int, int]) -> int:
 def grid_positions(length: int, patch: int, step: int = 1) -> np.ndarray:
     """Top-left positions of the patches along one axis: 0, step, 2*step, ... and always
     ``length - patch`` (the last patch), so every pixel is covered."""
-    positions = np.arange(0, length - patch + 1, step)
-    if positions[-1] != length - patch:
-        positions = np.append(positions, length - patch)
-    return positions
+    axis = GridAxis(int(length), int(patch), int(step))
+    return axis.at(np.arange(len(axis)))
+
+
+def patch_corners(shape: tuple[int, ...], patch: tuple[int, int], step: int,
+                  max_patches: Any, random_state: Any) -> GridCorners | ListedCorners:
+    """The corners of every grid patch (a description), or of `max_patches` drawn at random
+    (scikit-learn's draw for ``step=1``; a list)."""
+    grid = grid_corners(shape, patch, step)
+    if max_patches is None:
+        return grid
+    rows, cols = grid.rows.at(np.arange(len(grid.rows))), grid.cols.at(np.arange(len(grid.cols)))
+    total = rows.size * cols.size
+    if isinstance(max_patches, bool):
+        raise TypeError(f"`max_patches` must be an int or a float, got {max_patches!r}")
+    if isinstance(max_patches, numbers.Integral) and max_patches > 0:
+        count = min(int(max_patches), total)
+    elif isinstance(max_patches, numbers.Real) and 0 < max_patches <= 1:
+        count = int(max_patches * total)
+    else:
+        raise ValueError(f"`max_patches` must be a positive integer or a float in (0, 1], "
+                         f"got {max_patches!r}")
+    rng = check_random_state(random_state)
+    yy = rows[rng.randint(rows.size, size=count)]
+    xx = cols[rng.randint(cols.size, size=count)]
+    return ListedCorners(np.ascontiguousarray(np.stack([yy, xx], axis=1), np.int64))
 
 
 def patch_positions(shape: tuple[int, ...], patch: tuple[int, int], step: int,
                     max_patches: Any, random_state: Any) -> np.ndarray:
     """Top-left corners (n_patches, 2) of every grid patch, or of `max_patches` drawn at
     random (scikit-learn's draw for ``step=1``), int64."""
-    rows = grid_positions(shape[0], patch[0], step)
-    cols = grid_positions(shape[1], patch[1], step)
-    if max_patches is None:
-        yy, xx = np.meshgrid(rows, cols, indexing="ij")
-    else:
-        total = rows.size * cols.size
-        if isinstance(max_patches, bool):
-            raise TypeError(f"`max_patches` must be an int or a float, got {max_patches!r}")
-        if isinstance(max_patches, numbers.Integral) and max_patches > 0:
-            count = min(int(max_patches), total)
-        elif isinstance(max_patches, numbers.Real) and 0 < max_patches <= 1:
-            count = int(max_patches * total)
-        else:
-            raise ValueError(f"`max_patches` must be a positive integer or a float in (0, 1], "
-                             f"got {max_patches!r}")
-        rng = check_random_state(random_state)
-        yy = rows[rng.randint(rows.size, size=count)]
-        xx = cols[rng.randint(cols.size, size=count)]
-    return np.ascontiguousarray(np.stack([yy.ravel(), xx.ravel()], axis=1), np.int64)
+    return patch_corners(shape, patch, step, max_patches, random_state).array()
 
 
 def plan_extract(place: Placement, patch_size: Any, *, step: Any, max_patches: Any,
@@ -421,9 +433,9 @@ def plan_extract(place: Placement, patch_size: Any, *, step: Any, max_patches: A
     shape = tuple(image.shape) + ((1,) if gray else ())
     ph, pw = check_patch_size(patch_size, shape)
     step = check_step(step, (ph, pw))
-    positions = patch_positions(shape, (ph, pw), step, max_patches, random_state)
+    corners = patch_corners(shape, (ph, pw), step, max_patches, random_state)
     # scikit-learn returns (n, ph, pw) for an (H, W, 1) image too.
-    return PatchPlan(shape[0], shape[1], shape[2], gray, ph, pw, step, positions, False,
+    return PatchPlan(shape[0], shape[1], shape[2], gray, ph, pw, step, corners, False,
                      n_threads, drop_channel=shape[2] == 1)
 
 
@@ -451,14 +463,14 @@ def plan_aggregate(place: Placement, image_size: Any, *, step: Any, n_jobs: Any)
         raise ValueError(f"`patches` have {shape[3]} channels; `image_size` has {size[2]}")
     ph, pw = check_patch_size(shape[1:3], size)
     step = check_step(step, (ph, pw))
-    positions = patch_positions(size, (ph, pw), step, None, None)
-    if shape[0] != positions.shape[0]:
+    corners = grid_corners(size, (ph, pw), step)
+    if shape[0] != len(corners):
         raise ValueError(f"`patches` has {shape[0]} patches; an image of size "
-                         f"{size[:2]} with step {step} has {positions.shape[0]}")
+                         f"{size[:2]} with step {step} has {len(corners)}")
     weights = place.infos.get("weights")
     if weights is not None:
         check_shape(check_float(weights, ndim=1, dtype=patches.dtype), (shape[0],),
                     "(n_patches,)")
     channels = 1 if gray else size[2]
-    return PatchPlan(size[0], size[1], channels, gray, ph, pw, step, positions,
+    return PatchPlan(size[0], size[1], channels, gray, ph, pw, step, corners,
                      weights is not None, n_threads, drop_channel=len(size) == 2)

@@ -119,3 +119,18 @@ def test_cupy_blocks(image, monkeypatch):
     np.testing.assert_allclose(got.get(), sf.reconstruct_from_patches_2d(
         memory_p, image.shape, step=2), rtol=0, atol=1e-13)
     assert cuda.launches("extract_patches") and cuda.launches("aggregate_patches")
+
+
+def test_grid_corners_stay_out_of_the_graph():
+    # 16 million patches: their corners as a list would be 256 MB on the client and in the
+    # graph; described as a grid, each block task carries a few integers (the whole graph,
+    # ~60 blocks and the image's own tasks, pickles to ~0.2 MB).
+    cloudpickle = pytest.importorskip("cloudpickle")
+    image = da.zeros((4000, 4000), chunks=1000)
+    lazy = sf.extract_patches_2d(image, (8, 8))
+    assert lazy.shape[0] == 3993 ** 2 and lazy.numblocks[0] > 10
+    assert len(cloudpickle.dumps(dict(lazy.__dask_graph__()))) < 2_000_000
+    np.testing.assert_array_equal(lazy[-3:].compute(scheduler="threads"), np.zeros((3, 8, 8)))
+    patches = da.zeros(lazy.shape, chunks=(200_000, 8, 8))
+    image = sf.reconstruct_from_patches_2d(patches, (4000, 4000))
+    assert len(cloudpickle.dumps(dict(image.__dask_graph__()))) < 2_000_000

@@ -25,7 +25,8 @@ same row blocks.
 
 The patch functions: ``extract_patches`` cuts the patches into consecutive blocks (about
 dask's ``array.chunk-size`` each), each extracted by one task from the bounding box of its
-positions; ``aggregate_patches`` builds the image in tiles of rows, each from the grid rows
+corners (a grid travels as a few integers a task, never as a list of corners);
+``aggregate_patches`` builds the image in tiles of rows, each from the grid rows
 of patches that cover it (a halo of ``ph - 1`` rows) over their slab of the image, cropped:
 the same sums in the same order as in memory. Backends never import a public module.
 """
@@ -340,8 +341,9 @@ def extract_block(image: Any, plan: Any, where: str) -> Any:
 
 def extract_patches(plan: Any, image: Any, ctx: DaskContext) -> Any:
     """Lazy patches (n, ph, pw, C) of a dask image: consecutive blocks of patches, each
-    coded by one task from the bounding box of its positions (a few rows of the image for
-    grid patches; often the whole image for patches drawn at random)."""
+    coded by one task from the bounding box of its corners (a few rows of the image for
+    grid patches; often the whole image for patches drawn at random). A grid's corners
+    travel as a description (a few integers a task; see ``_corners``), never as a list."""
     import dask
     import dask.array as da
 
@@ -350,12 +352,10 @@ def extract_patches(plan: Any, image: Any, ctx: DaskContext) -> Any:
     blocks = []
     for a in range(0, n, per):
         b = min(a + per, n)
-        pos = plan.positions[a:b]
-        y0, x0 = (int(v) for v in pos.min(axis=0))
-        y1, x1 = int(pos[:, 0].max()) + plan.ph, int(pos[:, 1].max()) + plan.pw
+        corners, (y0, x0, y_last, x_last) = plan.corners.window(a, b)
+        y1, x1 = y_last + plan.ph, x_last + plan.pw
         piece = image[y0:y1, x0:x1]
-        sub = dataclasses.replace(plan, height=y1 - y0, width=x1 - x0,
-                                  positions=np.ascontiguousarray(pos - [y0, x0], np.int64))
+        sub = dataclasses.replace(plan, height=y1 - y0, width=x1 - x0, corners=corners)
         task = dask.delayed(extract_block, pure=True)(
             piece, sub, f"rows {y0}..{y1 - 1}, columns {x0}..{x1 - 1}")
         blocks.append(da.from_delayed(task, shape=(b - a, plan.ph, plan.pw, C),
@@ -389,12 +389,9 @@ def aggregate_patches(plan: Any, patches: Any, weights: Any, ctx: DaskContext) -
     import dask
     import dask.array as da
 
-    from .._plans import grid_positions
-
     ph, pw, C = plan.ph, plan.pw, plan.channels
-    rows = grid_positions(plan.height, ph, plan.step)
-    cols = grid_positions(plan.width, pw, plan.step)
-    n_cols = cols.size
+    grid_rows, n_cols = plan.corners.rows, len(plan.corners.cols)
+    rows = grid_rows.at(np.arange(len(grid_rows)))  # one value a grid row: small
     itemsize = np.dtype(patches.dtype).itemsize
     row_bytes = n_cols * ph * pw * C * itemsize  # one grid row of patches
     tile = max(1, (_block_bytes() // max(1, row_bytes)) * plan.step - ph + 1)
@@ -406,9 +403,9 @@ def aggregate_patches(plan: Any, patches: Any, weights: Any, ctx: DaskContext) -
         g1 = int(np.searchsorted(rows, t1 - 1, side="right"))  # grid rows g0..g1-1
         p0, p_last = int(rows[g0]), int(rows[g1 - 1])
         slab = p_last + ph - p0
-        positions = np.stack(np.meshgrid(rows[g0:g1] - p0, cols, indexing="ij"),
-                             axis=-1).reshape(-1, 2).astype(np.int64)
-        sub = dataclasses.replace(plan, height=slab, positions=positions)
+        corners = dataclasses.replace(plan.corners, rows=grid_rows.window(g0, g1, p0),
+                                      first=0, count=(g1 - g0) * n_cols)
+        sub = dataclasses.replace(plan, height=slab, corners=corners)
         piece = patches[g0 * n_cols:g1 * n_cols]
         w = None if weights is None else weights[g0 * n_cols:g1 * n_cols]
         task = dask.delayed(aggregate_block, pure=True)(
