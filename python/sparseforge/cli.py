@@ -979,7 +979,7 @@ def train(args: argparse.Namespace) -> int:
                          f"{INSTALL_HINT}")
     _check_train_options(args)
     from .restore import train as run
-    from .restore.training import MissingCheckpointWarning
+    from .restore.training import MissingCheckpointWarning, TrainingSetupError
 
     config = {k: v for k, v in (("depth", args.depth), ("width", args.width),
                                 ("channels", args.channels), ("max_atoms", args.max_atoms),
@@ -999,8 +999,10 @@ def train(args: argparse.Namespace) -> int:
                          seed=args.seed, val_every=args.val_every, checkpoint=args.checkpoint,
                          resume=args.resume, output=args.out, threads=args.threads,
                          lr=args.lr, nproc=args.nproc, progress=_progress())
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError,
-            FloatingPointError) as exc:  # the data, the checkpoint or the options
+    except (TrainingSetupError, FileExistsError, FileNotFoundError,
+            FloatingPointError) as exc:  # the data, the checkpoint, the options; divergence
+        # One line for what the user can act on; any other exception is a bug and keeps
+        # its traceback.
         raise UsageError(str(exc).splitlines()[0]) from None
     if os.environ.get("RANK", "0") != "0":  # under torchrun: rank 0 reports, as it writes
         return 0

@@ -155,3 +155,34 @@ def test_train_errors_of_data_and_checkpoints_are_one_line(tmp_path, capsys):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     fails([*base[:-1], str(tmp_path / "bad.pt"), "--crop", "16", "--resume"], capsys,
           r"bad.pt is not a readable training checkpoint")
+
+
+def test_train_setup_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, capsys,
+                                                                        monkeypatch):
+    from skimage.io import imsave
+
+    from sparseforge.restore import TrainingSetupError, train
+    from sparseforge.restore import training as training_module
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    imsave(folder / "0.png", sf.datasets.load_image("camera")[:48, :48], check_contrast=False)
+    base = ["train", "--depth", "2", "--width", "4", "--steps", "1", "--batch", "2",
+            "--crop", "16", "--train-dir", str(folder), "--val-dir", "", "--threads", "1",
+            "--out", str(tmp_path / "w.pt")]
+    # A configuration the model refuses is the user's to fix: one line naming it.
+    fails([*base, "--max-atoms", "300"], capsys,
+          r"cannot build the 'hybrid' model .*`max_atoms` must be in \[1, n_components=256\]")
+    with pytest.raises(TrainingSetupError, match="cannot build the 'hybrid' model"):
+        train("hybrid", model_config={"channels": 0}, max_steps=1, train_dir=folder,
+              val_dir="", progress=False)
+
+    # A ValueError from inside the training loop is a bug: it is not turned into a usage
+    # message.
+    def broken(*args, **kwargs):
+        raise ValueError("an internal shape mismatch")
+
+    monkeypatch.setattr(training_module, "_fit", broken)
+    with pytest.raises(ValueError, match="internal shape mismatch"):
+        main(base)
+    assert not (tmp_path / "w.pt").exists()

@@ -112,3 +112,15 @@ def test_train_plain(tmp_path):
 def test_unshuffle_errors():
     with pytest.raises(ValueError, match="`unshuffle`"):
         HybridRestorer(unshuffle=3)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"max_atoms": 257}, r"`max_atoms` must be in \[1, n_components=256\]"),
+    ({"max_atoms": 0}, r"`max_atoms` must be in"),
+    ({"inpaint_atoms": 300, "task": "inpaint"}, r"`inpaint_atoms` must be in"),
+])
+def test_atom_counts_are_checked_against_the_dictionary(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        HybridRestorer(**kwargs)
+    with pytest.raises(TypeError, match="`max_atoms` must be an integer"):
+        HybridRestorer(max_atoms=2.5)

@@ -26,7 +26,7 @@ _LAZY = {
     "DnCNN": "baselines", "matched_dncnn": "baselines", "matched_plain_cnn": "baselines",
     "count_parameters": "baselines",
     "LeastSquaresOnSupport": "codes", "sparse_codes": "codes",
-    "train": "training", "TrainResult": "training",
+    "train": "training", "TrainResult": "training", "TrainingSetupError": "training",
     "load_pretrained": "pretrained", "load_model": "pretrained", "save_model": "pretrained",
     "available_pretrained": "_registry", "PRETRAINED": "_registry",
 }

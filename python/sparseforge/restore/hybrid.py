@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_n_nonzero_coefs
 from ..dictionaries import universal_dictionary
 from ._inputs import (check_degraded, check_finite, check_mask, check_sigma, check_sigma_range,
                       check_task)
@@ -146,8 +147,13 @@ class HybridRestorer(nn.Module):
         D = universal_dictionary() if dictionary is None else np.asarray(dictionary, np.float64)
         if D.ndim != 2 or D.shape[1] != PATCH * PATCH:
             raise ValueError(f"`dictionary` must have shape (K, {PATCH * PATCH}), got {D.shape}")
+        # Checked here, against the dictionary the codes use, not at the first forward pass
+        # (a model without code channels codes nothing: any positive count).
+        limit = D.shape[0] if code_channels else np.iinfo(np.int32).max
+        if max_atoms is not None:
+            max_atoms = check_n_nonzero_coefs(max_atoms, limit, "max_atoms")
         self.step, self.gain, self.max_atoms = int(step), float(gain), max_atoms
-        self.inpaint_atoms = int(inpaint_atoms)
+        self.inpaint_atoms = check_n_nonzero_coefs(inpaint_atoms, limit, "inpaint_atoms")
         if ksvd_rounds is not None:
             if self.task != "inpaint":
                 raise ValueError("`ksvd_rounds` is for inpainting models (task='inpaint')")

@@ -65,15 +65,17 @@ def load_folder(folder: str | os.PathLike, limit: int | None = None,
     for path in files:
         image = np.asarray(imread(path))
         if image.ndim != 2:
-            raise ValueError(f"{path}: expected a grayscale image, got shape {image.shape}")
+            raise TrainingSetupError(f"{path}: expected a grayscale image, got shape "
+                                     f"{image.shape}")
         if image.dtype == np.uint16:
             image = image.astype(np.float32) * np.float32(255.0 / 65535.0)
         elif image.dtype != np.uint8:
-            raise ValueError(f"{path}: expected 8- or 16-bit samples, got {image.dtype} (the "
-                             "training scale is 0-255; convert the image first)")
+            raise TrainingSetupError(f"{path}: expected 8- or 16-bit samples, got "
+                                     f"{image.dtype} (the training scale is 0-255; convert "
+                                     "the image first)")
         if min(image.shape) < min_size:
-            raise ValueError(f"{path}: {image.shape[0]}x{image.shape[1]} is smaller than the "
-                             f"{min_size}x{min_size} crops")
+            raise TrainingSetupError(f"{path}: {image.shape[0]}x{image.shape[1]} is smaller "
+                                     f"than the {min_size}x{min_size} crops")
         images.append(image.astype(np.float32))
     return images
 
@@ -86,7 +88,7 @@ def random_crops(images: list[np.ndarray], count: int, size: int,
     for i in range(count):
         image = images[rng.integers(len(images))]
         if min(image.shape) < size:
-            raise ValueError(f"`crop_size` {size} exceeds an image of shape {image.shape}")
+            raise TrainingSetupError(f"`crop_size` {size} exceeds an image of shape {image.shape}")
         y = rng.integers(image.shape[0] - size + 1)
         x = rng.integers(image.shape[1] - size + 1)
         crop = np.rot90(image[y:y + size, x:x + size], k=int(rng.integers(4)))
@@ -245,6 +247,22 @@ class TrainResult:
     cpu_seconds: float = 0.0
 
 
+class TrainingSetupError(ValueError):
+    """The training run cannot start as asked: an option, the images, the model's
+    configuration or the checkpoint (a damaged file, another run's). The message names what;
+    nothing was trained or written. Any other exception of :func:`train` is a bug.
+
+    Examples
+    --------
+    >>> from sparseforge.restore import TrainingSetupError, train
+    >>> try:
+    ...     train("hybrid", model_config={"max_atoms": 300}, max_steps=1)
+    ... except TrainingSetupError as exc:
+    ...     print(str(exc)[:60])
+    cannot build the 'hybrid' model from `model_config` {'max_at
+    """
+
+
 class MissingCheckpointWarning(UserWarning):
     """``resume=True`` found no checkpoint: the run starts from step 0."""
 
@@ -260,12 +278,13 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, empty, not a torch file  # noqa: BLE001
-        raise ValueError(f"{path} is not a readable training checkpoint ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else 'no details'})") from None
+        detail = str(exc).splitlines()[0] if str(exc) else "no details"
+        raise TrainingSetupError(f"{path} is not a readable training checkpoint "
+                                 f"({type(exc).__name__}: {detail})") from None
     needed = ("state_dict", "optimizer", "step", "history", "train_seconds", "numpy_rng",
               "torch_rng")
     if not isinstance(blob, dict) or any(k not in blob for k in needed):
-        raise ValueError(f"{path} is not a sparseforge training checkpoint")
+        raise TrainingSetupError(f"{path} is not a sparseforge training checkpoint")
     return blob
 
 
@@ -279,8 +298,8 @@ def check_resumable(blob: dict[str, Any], net: Any, run_config: dict[str, Any],
         return json.loads(json.dumps(value))
 
     if blob.get("model") not in (None, model_kind(net)):
-        raise ValueError(f"{path} holds a {blob['model']} run; this call trains a "
-                         f"{model_kind(net)}")
+        raise TrainingSetupError(f"{path} holds a {blob['model']} run; this call trains a "
+                                 f"{model_kind(net)}")
     def differences(there: dict, here: dict, keys) -> str:
         return ", ".join(f"{k}: {there.get(k)!r} there, {here.get(k)!r} here" for k in keys)
 
@@ -288,15 +307,15 @@ def check_resumable(blob: dict[str, Any], net: Any, run_config: dict[str, Any],
     if saved is not None and plain(saved) != plain(current):
         keys = sorted(k for k in set(saved) | set(current)
                       if plain(saved.get(k)) != plain(current.get(k)))
-        raise ValueError(f"{path} was trained with another model configuration "
-                         f"({differences(saved, current, keys)})")
+        raise TrainingSetupError(f"{path} was trained with another model configuration "
+                                 f"({differences(saved, current, keys)})")
     old = blob.get("train_config") or {}
     keys = sorted(k for k in set(old) & set(run_config)
                   if k not in RESUME_MAY_CHANGE and plain(old[k]) != plain(run_config[k]))
     if keys:
-        raise ValueError(f"{path} was trained with other settings "
-                         f"({differences(old, run_config, keys)}); a resumed run may change "
-                         f"only {', '.join(RESUME_MAY_CHANGE)}")
+        raise TrainingSetupError(f"{path} was trained with other settings "
+                                 f"({differences(old, run_config, keys)}); a resumed run may "
+                                 f"change only {', '.join(RESUME_MAY_CHANGE)}")
 
 
 def _save_checkpoint(path: Path, model, optimizer, step, clock, history, rng, generator,
@@ -313,6 +332,47 @@ def _save_checkpoint(path: Path, model, optimizer, step, clock, history, rng, ge
                          "cpu_seconds": clock["cpu"]}},
                tmp)
     os.replace(tmp, path)
+
+
+def _build_network(model: Any, task: str, sigma_range: tuple[float, float],
+                   model_config: dict[str, Any] | None, threads: int | None) -> Any:
+    """The network `train` trains: a fresh one built from its name, or the module given."""
+    from .baselines import count_parameters, matched_dncnn, matched_plain_cnn
+
+    config = dict(model_config or {})
+    if task == "upscale" and model not in ("dncnn", "dncnn-matched") and isinstance(model, str):
+        raise TrainingSetupError(f"`task`='upscale' trains a DnCNN ('dncnn' or "
+                                 f"'dncnn-matched'), not {model!r}")
+    if isinstance(model, str):
+        if model == "hybrid":
+            config.setdefault("task", task)
+            config.setdefault("sigma_range", sigma_range)
+            if threads is not None:
+                config.setdefault("n_jobs", int(threads))
+            net = build_model("hybrid", **config)
+        elif model == "plain":
+            config.setdefault("task", task)
+            config.setdefault("sigma_range", sigma_range)
+            net = matched_plain_cnn(build_model("hybrid", **config))
+        elif model in ("dncnn", "dncnn-matched"):
+            if task == "inpaint":
+                raise TrainingSetupError("DnCNN baselines denoise or upscale; `task`='inpaint' "
+                                         "needs 'hybrid' or 'plain'")
+            if model == "dncnn":
+                net = build_model("dncnn", sigma_range=sigma_range, task=task, **config)
+            else:
+                # Upscaling: matched to the denoising hybrid `model_config` describes (the
+                # plug-and-play prior whose budget it shares).
+                hybrid = build_model("hybrid", task="denoise", sigma_range=sigma_range,
+                                     **config)
+                net = matched_dncnn(count_parameters(hybrid), sigma_range=sigma_range,
+                                    task=task)
+        else:
+            raise TrainingSetupError(f"`model` must be 'hybrid', 'plain', 'dncnn', "
+                                     f"'dncnn-matched' or a module, got {model!r}")
+    else:
+        net = model
+    return net
 
 
 def train(model: Any = "hybrid", *, task: str = "denoise",
@@ -445,17 +505,19 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
     >>> tmp.cleanup()
     """
     from ._inputs import check_sigma_range
-    from .baselines import count_parameters, matched_dncnn, matched_plain_cnn
 
     if task not in TRAIN_TASKS:
-        raise ValueError(f"`task` must be one of {TRAIN_TASKS}, got {task!r}")
-    sigma_range = check_sigma_range(sigma_range)
+        raise TrainingSetupError(f"`task` must be one of {TRAIN_TASKS}, got {task!r}")
+    try:
+        sigma_range = check_sigma_range(sigma_range)
+    except ValueError as exc:
+        raise TrainingSetupError(str(exc)) from None
     if max_steps is None and max_seconds is None:
-        raise ValueError("give a budget: `max_steps`, `max_seconds` or both")
+        raise TrainingSetupError("give a budget: `max_steps`, `max_seconds` or both")
     if budget_clock not in ("wall", "cpu"):
-        raise ValueError(f"`budget_clock` must be 'wall' or 'cpu', got {budget_clock!r}")
+        raise TrainingSetupError(f"`budget_clock` must be 'wall' or 'cpu', got {budget_clock!r}")
     if loss not in ("mse", "balanced"):
-        raise ValueError(f"`loss` must be 'mse' or 'balanced', got {loss!r}")
+        raise TrainingSetupError(f"`loss` must be 'mse' or 'balanced', got {loss!r}")
     # Plain Python numbers: checkpoints and weights are read back with weights_only=True,
     # which refuses numpy scalars.
     try:
@@ -468,40 +530,40 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
                         "`checkpoint_every` must be integers, `lr` a number and `missing` a "
                         "pair of numbers") from None
     if crop_size < 8 or batch_size < 1:
-        raise ValueError(f"`crop_size` must be >= 8 and `batch_size` >= 1, got {crop_size} "
-                         f"and {batch_size}")
+        raise TrainingSetupError(f"`crop_size` must be >= 8 and `batch_size` >= 1, got "
+                                 f"{crop_size} and {batch_size}")
     if val_every < 1 or checkpoint_every < 1:
-        raise ValueError(f"`val_every` and `checkpoint_every` must be >= 1, got {val_every} "
-                         f"and {checkpoint_every}")
+        raise TrainingSetupError(f"`val_every` and `checkpoint_every` must be >= 1, got "
+                                 f"{val_every} and {checkpoint_every}")
     if not 0 < lr < math.inf:
-        raise ValueError(f"`lr` must be a positive number, got {lr}")
+        raise TrainingSetupError(f"`lr` must be a positive number, got {lr}")
     if not 0 <= missing[0] <= missing[1] < 1:
-        raise ValueError(f"`missing` must satisfy 0 <= low <= high < 1, got {missing}")
+        raise TrainingSetupError(f"`missing` must satisfy 0 <= low <= high < 1, got {missing}")
     if checkpoint is not None and Path(checkpoint).is_file() and not resume:
         raise FileExistsError(f"the checkpoint {checkpoint} exists: pass resume=True (CLI "
                               "--resume) to continue that run, or remove the file (or choose "
                               "another path) to start a new one")
     if task == "upscale" and crop_size % math.lcm(*SCALES):
-        raise ValueError(f"`crop_size` {crop_size} must be a multiple of "
-                         f"{math.lcm(*SCALES)} to upscale by {SCALES}")
+        raise TrainingSetupError(f"`crop_size` {crop_size} must be a multiple of "
+                                 f"{math.lcm(*SCALES)} to upscale by {SCALES}")
     from . import distributed
 
     nproc = int(nproc)
     launched = distributed.environment_world()
     if launched is not None:
         if nproc not in (1, launched[1]):
-            raise ValueError(f"`nproc` is {nproc} but torchrun started {launched[1]} "
-                             "processes; leave `nproc` at 1 under torchrun")
+            raise TrainingSetupError(f"`nproc` is {nproc} but torchrun started {launched[1]} "
+                                     "processes; leave `nproc` at 1 under torchrun")
         nproc = launched[1]
     elif nproc < 1 or nproc > distributed.cpu_count():
-        raise ValueError(f"`nproc` must be from 1 to the {distributed.cpu_count()} CPUs, "
-                         f"got {nproc}")
+        raise TrainingSetupError(f"`nproc` must be from 1 to the {distributed.cpu_count()} CPUs, "
+                                 f"got {nproc}")
     if loss == "balanced" and nproc != 1:
-        raise ValueError("`loss`='balanced' needs every crop's error, which one process of "
-                         "several does not see: use nproc=1")
+        raise TrainingSetupError("`loss`='balanced' needs every crop's error, which one "
+                                 "process of several does not see: use nproc=1")
     if nproc > batch_size:
-        raise ValueError(f"`batch_size` {batch_size} is less than `nproc` {nproc}: each "
-                         "process needs at least one crop")
+        raise TrainingSetupError(f"`batch_size` {batch_size} is less than `nproc` {nproc}: each "
+                                 "process needs at least one crop")
     if nproc > 1:
         if not distributed.available():
             raise RuntimeError("`nproc` > 1 needs torch.distributed with gloo, which this "
@@ -511,41 +573,15 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
     if threads is not None:
         torch.set_num_threads(int(threads))
     torch.manual_seed(seed)
-    config = dict(model_config or {})
-    if task == "upscale" and model not in ("dncnn", "dncnn-matched") and isinstance(model, str):
-        raise ValueError(f"`task`='upscale' trains a DnCNN ('dncnn' or 'dncnn-matched'), not "
-                         f"{model!r}")
-    if isinstance(model, str):
-        if model == "hybrid":
-            config.setdefault("task", task)
-            config.setdefault("sigma_range", sigma_range)
-            if threads is not None:
-                config.setdefault("n_jobs", int(threads))
-            net = build_model("hybrid", **config)
-        elif model == "plain":
-            config.setdefault("task", task)
-            config.setdefault("sigma_range", sigma_range)
-            net = matched_plain_cnn(build_model("hybrid", **config))
-        elif model in ("dncnn", "dncnn-matched"):
-            if task == "inpaint":
-                raise ValueError("DnCNN baselines denoise or upscale; `task`='inpaint' needs "
-                                 "'hybrid' or 'plain'")
-            if model == "dncnn":
-                net = build_model("dncnn", sigma_range=sigma_range, task=task, **config)
-            else:
-                # Upscaling: matched to the denoising hybrid `model_config` describes (the
-                # plug-and-play prior whose budget it shares).
-                hybrid = build_model("hybrid", task="denoise", sigma_range=sigma_range,
-                                     **config)
-                net = matched_dncnn(count_parameters(hybrid), sigma_range=sigma_range,
-                                    task=task)
-        else:
-            raise ValueError(f"`model` must be 'hybrid', 'plain', 'dncnn', 'dncnn-matched' "
-                             f"or a module, got {model!r}")
-    else:
-        net = model
+    try:
+        net = _build_network(model, task, sigma_range, model_config, threads)
+    except (TypeError, ValueError) as exc:  # the configuration the caller gave
+        if isinstance(exc, TrainingSetupError):
+            raise
+        raise TrainingSetupError(f"cannot build the {model!r} model from `model_config` "
+                                 f"{model_config!r}: {exc}") from exc
     if getattr(net, "task", task) != task:
-        raise ValueError(f"the model restores {net.task!r} but `task` is {task!r}")
+        raise TrainingSetupError(f"the model restores {net.task!r} but `task` is {task!r}")
     images = load_folder(train_dir if train_dir is not None
                          else default_data_dir() / "Train400", min_size=crop_size)
     val_folder = val_dir if val_dir is not None else default_data_dir() / "Set12"
