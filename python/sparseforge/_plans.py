@@ -10,6 +10,7 @@ hold no large arrays and are the same for host and device inputs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Any
@@ -357,6 +358,34 @@ class PatchPlan:
         """The scalar fields shared by the extraction and aggregation structs."""
         return {"H": self.height, "W": self.width, "C": self.channels, "ph": self.ph,
                 "pw": self.pw}
+
+
+def safe_weights(weights: Any) -> Any:
+    """Aggregation weights rescaled by a power of two when their largest is extreme, so the
+    per-pixel sums of the weights and of the weighted patches neither overflow (weights near
+    the float maximum: a pixel summed to inf and came out 0 or NaN) nor underflow.
+
+    Multiplying by a power of two is exact, and so are the sums and the final division
+    after it (short of overflow or underflow), so the weighted mean is unchanged bit for bit
+    wherever the unscaled sums were representable; weights in an ordinary range are
+    returned as they are (no copy). Works on any array with ``max`` and ``*`` (NumPy, CuPy,
+    torch); weights more than ~2^-1070 times smaller than the largest become 0.
+    """
+    if weights is None or int(np.prod(weights.shape)) == 0:
+        return weights
+    largest = float(weights.max())
+    if not 0 < largest < math.inf:
+        return weights
+    info = np.finfo(np.dtype(str(weights.dtype).rsplit(".", 1)[-1]))
+    exponent = math.frexp(largest)[1]  # largest = m 2^exponent, 0.5 <= m < 1
+    if info.minexp // 2 < exponent < info.maxexp // 2:
+        return weights
+    shift = -exponent  # to bring the largest into [0.5, 1)
+    while shift:  # in factors every float dtype represents exactly (float32 too)
+        part = max(-60, min(60, shift))
+        weights = weights * math.ldexp(1.0, part)
+        shift -= part
+    return weights
 
 
 def check_patch_size(patch_size: Any, shape: tuple[int, ...]) -> tuple[int, int]:

@@ -93,6 +93,9 @@ def reconstruct_from_patches_2d(patches: Any, image_size: tuple[int, ...], *, st
         The step the patches were extracted with.
     weights : ndarray of shape (n_patches,), optional
         Non-negative weight of each patch. A pixel whose patches all have weight 0 is 0.
+        Only their ratios matter, at any finite magnitude: weights near the float maximum
+        or minimum are rescaled by a power of two first (exact), so their sums cannot
+        overflow.
     n_jobs : int, optional
         Threads (None: the OpenMP default; validated but unused for CUDA arrays).
 

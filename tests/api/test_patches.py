@@ -131,6 +131,30 @@ def test_zero_weights_give_zero_pixels(backend):
     assert np.all(out[:5, :5] == 0) and np.all(out[5:, :] == 1)
 
 
+@pytest.mark.parametrize("dtype,shifts", [(np.float64, (1000, 600, -1000, -1060)),
+                                          (np.float32, (120, 70, -120, -140))])
+def test_extreme_weights_give_the_same_image(backend, dtype, shifts):
+    # Weights near the float maximum overflowed the per-pixel weight sums (the image came out
+    # 0 or NaN); near the smallest float, the products underflowed. Scaling every weight by
+    # a power of two leaves the weighted mean exactly as it was.
+    B, H = backend.asarray, backend.result
+    rng = np.random.default_rng(5)
+    image = rng.random((11, 9, 2)).astype(dtype)
+    patches = sf.extract_patches_2d(B(image), (4, 3), step=2)
+    weights = rng.random(patches.shape[0]).astype(dtype) + dtype(0.25)
+    expected = H(sf.reconstruct_from_patches_2d(patches, image.shape, step=2,
+                                                weights=B(weights)))
+    for shift in shifts:
+        scaled = np.ldexp(weights, shift).astype(dtype)
+        assert np.isfinite(scaled).all() and (scaled > 0).all()
+        out = H(sf.reconstruct_from_patches_2d(patches, image.shape, step=2,
+                                               weights=B(scaled)))
+        if (scaled >= np.finfo(dtype).tiny).all():  # normal numbers: every bit kept
+            np.testing.assert_array_equal(out, expected)
+        else:  # subnormal weights carry fewer bits: the mean to their precision
+            np.testing.assert_allclose(out, expected, rtol=1e-3)
+
+
 def test_grid_positions_cover_every_pixel():
     assert list(grid_positions(10, 4, 4)) == [0, 4, 6]
     assert list(grid_positions(8, 8, 3)) == [0]
