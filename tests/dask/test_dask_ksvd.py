@@ -64,6 +64,20 @@ def test_equal_in_process(method):
     check_same(memory, on_dask, sync)
 
 
+def test_in_process_blocks_hold_one_copy_of_x():
+    # Without a distributed client the row blocks are views of one computed X (the blocks
+    # and a concatenated copy were both kept before: twice X's memory).
+    from sparseforge.backends.dask_ksvd import DaskKsvd
+
+    X, _ = repeated_directions()
+    with dask.config.set(scheduler="sync"):
+        residual = DaskKsvd(da.from_array(X, chunks=(130, 8)), 32)
+    bases = {id(block.x.base) for block in residual.blocks}
+    assert len(residual.blocks) == 4 and len(bases) == 1
+    assert all(block.x.base is not None for block in residual.blocks)
+    np.testing.assert_array_equal(np.concatenate([b.x for b in residual.blocks]), X)
+
+
 @pytest.mark.parametrize("init", ["data", "dct"])
 def test_named_starts_in_process(init):
     X, _ = repeated_directions()

@@ -203,7 +203,6 @@ class DaskKsvd:
     """The state of one ``ksvd`` call on a dask array (the driver's `residual`)."""
 
     def __init__(self, X: Any, n_components: int, power_tol: float = POWER_TOL) -> None:
-        import dask
         import dask.array as da
 
         X = X.rechunk({1: -1})
@@ -228,10 +227,12 @@ class DaskKsvd:
             self.blocks = [self._submit(i, _b_init, f, int(s))
                            for i, (f, s) in enumerate(zip(xf, self.starts))]
         else:
-            parts = dask.compute(*X.to_delayed().ravel())
-            self.X = da.from_array(np.concatenate(parts) if len(parts) > 1 else parts[0],
-                                   chunks=(self.rows, -1))
-            self.blocks = [_b_init(p, int(s)) for p, s in zip(parts, self.starts)]
+            # One copy of X in memory: the blocks are views of it (computing the blocks and
+            # concatenating them kept both, twice X).
+            whole = np.ascontiguousarray(X.compute())
+            self.X = da.from_array(whole, chunks=(self.rows, -1))
+            self.blocks = [_b_init(whole[s:e], int(s))
+                           for s, e in zip(self.starts[:-1], self.starts[1:])]
         self.pending: Any = None
         self.status_blocks: list = []
 
