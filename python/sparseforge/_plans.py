@@ -360,16 +360,20 @@ class PatchPlan:
                 "pw": self.pw}
 
 
-def safe_weights(weights: Any) -> Any:
-    """Aggregation weights rescaled by a power of two when their largest is extreme, so the
-    per-pixel sums of the weights and of the weighted patches neither overflow (weights near
-    the float maximum: a pixel summed to inf and came out 0 or NaN) nor underflow.
+def safe_weights(weights: Any, patches: Any, cover: int) -> Any:
+    """Aggregation weights rescaled by a power of two when their magnitude is extreme, so the
+    per-pixel sums of at most `cover` weights and weighted patches neither overflow (weights
+    near the float maximum: a pixel's sums reached inf and it came out 0 or NaN) nor lose
+    bits to underflow (weights near the smallest float).
 
-    Multiplying by a power of two is exact, and so are the sums and the final division
-    after it (short of overflow or underflow), so the weighted mean is unchanged bit for bit
-    wherever the unscaled sums were representable; weights in an ordinary range are
-    returned as they are (no copy). Works on any array with ``max`` and ``*`` (NumPy, CuPy,
-    torch); weights more than ~2^-1070 times smaller than the largest become 0.
+    Multiplying by a power of two is exact, and so are the sums and the final division after
+    it while every number stays normal, so the weighted mean is unchanged bit for bit
+    wherever the unscaled sums were: weights are scaled down only as far as overflow needs
+    (then weights below the largest by more than the float range's width are lost, as any
+    one-scale sum loses them) and up only until the largest is below 1. Weights in the
+    ordinary range (largest in 2^(minexp/2) .. 2^(maxexp/4)) are returned as they are, no
+    pass over `patches` and no copy. Works on any array with ``max``, ``min`` and ``*``
+    (NumPy, CuPy, torch).
     """
     if weights is None or int(np.prod(weights.shape)) == 0:
         return weights
@@ -378,14 +382,28 @@ def safe_weights(weights: Any) -> Any:
         return weights
     info = np.finfo(np.dtype(str(weights.dtype).rsplit(".", 1)[-1]))
     exponent = math.frexp(largest)[1]  # largest = m 2^exponent, 0.5 <= m < 1
-    if info.minexp // 2 < exponent < info.maxexp // 2:
+    if info.minexp // 2 <= exponent <= info.maxexp // 4:
         return weights
-    shift = -exponent  # to bring the largest into [0.5, 1)
+    # The rare case: bound the sums by the patches' magnitude (one pass over them).
+    values = max(abs(float(patches.max())), abs(float(patches.min())), 1.0)
+    # The largest weight exponent at which cover * weight * value stays below the maximum.
+    ceiling = info.maxexp - 2 - math.ceil(math.log2(cover)) - math.frexp(values)[1]
+    if exponent > ceiling:
+        shift = ceiling - exponent  # down, as little as overflow needs
+    elif exponent < info.minexp // 2:
+        shift = min(0, ceiling) - exponent  # up: exact, and the products stay normal
+    else:
+        return weights
     while shift:  # in factors every float dtype represents exactly (float32 too)
         part = max(-60, min(60, shift))
         weights = weights * math.ldexp(1.0, part)
         shift -= part
     return weights
+
+
+def patch_cover(plan: PatchPlan) -> int:
+    """The most grid patches covering one pixel (a bound)."""
+    return (plan.ph // plan.step + 1) * (plan.pw // plan.step + 1)
 
 
 def check_patch_size(patch_size: Any, shape: tuple[int, ...]) -> tuple[int, int]:

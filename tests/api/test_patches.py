@@ -131,8 +131,8 @@ def test_zero_weights_give_zero_pixels(backend):
     assert np.all(out[:5, :5] == 0) and np.all(out[5:, :] == 1)
 
 
-@pytest.mark.parametrize("dtype,shifts", [(np.float64, (1000, 600, -1000, -1060)),
-                                          (np.float32, (120, 70, -120, -140))])
+@pytest.mark.parametrize("dtype,shifts", [(np.float64, (1022, 1000, 600, -1000, -1060)),
+                                          (np.float32, (125, 120, 70, -120, -140))])
 def test_extreme_weights_give_the_same_image(backend, dtype, shifts):
     # Weights near the float maximum overflowed the per-pixel weight sums (the image came out
     # 0 or NaN); near the smallest float, the products underflowed. Scaling every weight by
@@ -153,6 +153,22 @@ def test_extreme_weights_give_the_same_image(backend, dtype, shifts):
             np.testing.assert_array_equal(out, expected)
         else:  # subnormal weights carry fewer bits: the mean to their precision
             np.testing.assert_allclose(out, expected, rtol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weights_spanning_a_wide_range(backend, dtype):
+    # A large weight far from overflow must not be brought down to 1 (which pushed the small
+    # weights to subnormal numbers or 0): each pixel is its patches' weighted mean, to the
+    # precision of the dtype, against a float64 reference from exact ratios.
+    B, H = backend.asarray, backend.result
+    image = np.random.default_rng(2).random((16, 8)).astype(dtype)
+    patches = sf.extract_patches_2d(B(image), (4, 4), step=4)
+    big = 70 if dtype == np.float32 else 600
+    exps = np.full(patches.shape[0], -60.0)
+    exps[0], exps[-1] = big, -85
+    weights = np.ldexp(np.full(patches.shape[0], 0.75), exps.astype(int)).astype(dtype)
+    out = H(sf.reconstruct_from_patches_2d(patches, image.shape, step=4, weights=B(weights)))
+    np.testing.assert_allclose(out, image, rtol=4 * np.finfo(dtype).eps)
 
 
 def test_grid_positions_cover_every_pixel():

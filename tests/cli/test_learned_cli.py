@@ -177,6 +177,22 @@ def test_train_setup_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path,
         train("hybrid", model_config={"channels": 0}, max_steps=1, train_dir=folder,
               val_dir="", progress=False)
 
+    # Validation images smaller than the model takes, named.
+    small = tmp_path / "small"
+    small.mkdir()
+    imsave(small / "tiny.png", sf.datasets.load_image("camera")[:4, :4], check_contrast=False)
+    with_small_val = [str(small) if arg == "" else arg for arg in base]  # the --val-dir
+    fails(with_small_val, capsys, r"tiny.png: 4x4 is smaller than 8x8, the smallest validation image")
+    # A checkpoint whose keys are there but whose contents are damaged.
+    ckpt = tmp_path / "ck.pt"
+    assert main([*base, "--checkpoint", str(ckpt), "--out", str(tmp_path / "w2.pt")]) == 0
+    capsys.readouterr()
+    blob = torch.load(ckpt, weights_only=True)
+    blob["optimizer"] = {"state": {}}
+    torch.save(blob, ckpt)
+    fails([*base, "--checkpoint", str(ckpt), "--resume", "--steps", "2",
+           "--out", str(tmp_path / "w3.pt")], capsys, r"ck.pt is a damaged training checkpoint")
+
     # A ValueError from inside the training loop is a bug: it is not turned into a usage
     # message.
     def broken(*args, **kwargs):

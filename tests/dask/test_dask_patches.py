@@ -134,3 +134,19 @@ def test_grid_corners_stay_out_of_the_graph():
     patches = da.zeros(lazy.shape, chunks=(200_000, 8, 8))
     image = sf.reconstruct_from_patches_2d(patches, (4000, 4000))
     assert len(cloudpickle.dumps(dict(image.__dask_graph__()))) < 2_000_000
+
+
+def test_extreme_weights_equal_to_in_memory():
+    # Weights far from overflow are not rescaled anywhere, and tiny ones are rescaled
+    # exactly, so the tiles (each deciding on its own weights) equal the whole image.
+    image = np.random.default_rng(3).random((64, 8))
+    patches = sf.extract_patches_2d(image, (4, 4), step=2)
+    for low, high in [(-85, 70), (-1060, -1000), (-30, 1000)]:
+        weights = np.ldexp(np.full(patches.shape[0], 0.75), low)
+        weights[0] = np.ldexp(0.75, high)
+        memory = sf.reconstruct_from_patches_2d(patches, image.shape, step=2, weights=weights)
+        with dask.config.set({"array.chunk-size": "2KiB"}):
+            lazy = sf.reconstruct_from_patches_2d(da.from_array(patches, chunks=(20, 4, 4)),
+                                                  image.shape, step=2, weights=weights)
+        assert lazy.numblocks[0] > 4
+        np.testing.assert_array_equal(lazy.compute(scheduler="threads"), memory)

@@ -124,3 +124,11 @@ def test_atom_counts_are_checked_against_the_dictionary(kwargs, match):
         HybridRestorer(**kwargs)
     with pytest.raises(TypeError, match="`max_atoms` must be an integer"):
         HybridRestorer(max_atoms=2.5)
+
+
+def test_unused_atom_counts_are_not_checked():
+    # A 3-atom dictionary denoises with max_atoms <= 3; the inpainting count (default 4) is
+    # not used by a denoiser, so it is not held against the dictionary.
+    small = np.random.default_rng(0).standard_normal((3, 64))
+    HybridRestorer(small, depth=2, width=4)
+    HybridRestorer(small, task="inpaint", depth=2, width=4, inpaint_atoms=3, max_atoms=10)

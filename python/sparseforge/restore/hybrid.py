@@ -147,13 +147,15 @@ class HybridRestorer(nn.Module):
         D = universal_dictionary() if dictionary is None else np.asarray(dictionary, np.float64)
         if D.ndim != 2 or D.shape[1] != PATCH * PATCH:
             raise ValueError(f"`dictionary` must have shape (K, {PATCH * PATCH}), got {D.shape}")
-        # Checked here, against the dictionary the codes use, not at the first forward pass
-        # (a model without code channels codes nothing: any positive count).
-        limit = D.shape[0] if code_channels else np.iinfo(np.int32).max
-        if max_atoms is not None:
-            max_atoms = check_n_nonzero_coefs(max_atoms, limit, "max_atoms")
+        # The count the codes use is checked here, against the dictionary, not at the first
+        # forward pass (denoising codes up to `max_atoms`, inpainting `inpaint_atoms`; a
+        # model without code channels codes nothing).
+        if code_channels and self.task == "denoise" and max_atoms is not None:
+            max_atoms = check_n_nonzero_coefs(max_atoms, D.shape[0], "max_atoms")
+        if code_channels and self.task == "inpaint":
+            inpaint_atoms = check_n_nonzero_coefs(inpaint_atoms, D.shape[0], "inpaint_atoms")
         self.step, self.gain, self.max_atoms = int(step), float(gain), max_atoms
-        self.inpaint_atoms = check_n_nonzero_coefs(inpaint_atoms, limit, "inpaint_atoms")
+        self.inpaint_atoms = int(inpaint_atoms)
         if ksvd_rounds is not None:
             if self.task != "inpaint":
                 raise ValueError("`ksvd_rounds` is for inpainting models (task='inpaint')")

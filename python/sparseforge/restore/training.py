@@ -48,11 +48,12 @@ def default_data_dir() -> Path:
         f"{', '.join(str(c) for c in candidates)})")
 
 
-def load_folder(folder: str | os.PathLike, limit: int | None = None,
-                min_size: int = 1) -> list[np.ndarray]:
+def load_folder(folder: str | os.PathLike, limit: int | None = None, min_size: int = 1,
+                needed: str = "the {0}x{0} crops") -> list[np.ndarray]:
     """Sorted grayscale images of `folder` as float32 arrays on the 0-255 scale: 8-bit as
     they are, 16-bit scaled by 255 / 65535; other sample types, colour images and images
-    with a side under `min_size` (the crop) are refused, naming the file."""
+    with a side under `min_size` (the crop; `needed` says so in the error) are refused,
+    naming the file."""
     from skimage.io import imread
 
     folder = Path(folder)
@@ -75,7 +76,7 @@ def load_folder(folder: str | os.PathLike, limit: int | None = None,
                                      "the image first)")
         if min(image.shape) < min_size:
             raise TrainingSetupError(f"{path}: {image.shape[0]}x{image.shape[1]} is smaller "
-                                     f"than the {min_size}x{min_size} crops")
+                                     f"than {needed.format(min_size)}")
         images.append(image.astype(np.float32))
     return images
 
@@ -158,7 +159,11 @@ def validation_set(folder: str | os.PathLike, task: str, sigma_range: tuple[floa
     per image: the noise level is the middle of `sigma_range`, the missing fraction the middle
     of `missing`, the scale 3 (upscaling; the image cropped to a multiple of it)."""
     items = []
-    for i, image in enumerate(load_folder(folder, limit)):
+    # The restorers take images of at least 8 x 8 (their patch); upscaling crops the image
+    # to a multiple of 3 first.
+    smallest = 9 if task == "upscale" else 8
+    for i, image in enumerate(load_folder(folder, limit, min_size=smallest,
+                                          needed="{0}x{0}, the smallest validation image")):
         if crop is not None:  # each side to at most `crop`, centred
             h, w = min(image.shape[0], crop), min(image.shape[1], crop)
             y, x = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
@@ -510,7 +515,7 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
         raise TrainingSetupError(f"`task` must be one of {TRAIN_TASKS}, got {task!r}")
     try:
         sigma_range = check_sigma_range(sigma_range)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise TrainingSetupError(str(exc)) from None
     if max_steps is None and max_seconds is None:
         raise TrainingSetupError("give a budget: `max_steps`, `max_seconds` or both")
@@ -685,15 +690,20 @@ def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
     if o["resume"] and ckpt is not None and ckpt.is_file():
         blob = read_checkpoint(ckpt)
         check_resumable(blob, net, run_config, ckpt)
-        net.load_state_dict(blob["state_dict"])
-        optimizer.load_state_dict(blob["optimizer"])
+        try:
+            net.load_state_dict(blob["state_dict"])
+            optimizer.load_state_dict(blob["optimizer"])
+            rng.bit_generator.state = blob["numpy_rng"]
+            generator.set_state(blob["torch_rng"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:  # damaged contents
+            raise TrainingSetupError(f"{ckpt} is a damaged training checkpoint "
+                                     f"({type(exc).__name__}: "
+                                     f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
         for group in optimizer.param_groups:
             group["lr"] = lr
         step, history = blob["step"], blob["history"]
         clock = {"wall": blob["train_seconds"],
                  "cpu": blob.get("cpu_seconds", blob["train_seconds"])}
-        rng.bit_generator.state = blob["numpy_rng"]
-        generator.set_state(blob["torch_rng"])
     # Every process draws the same global batch (same seeds and states) and trains on its
     # share; the wrapped model averages the gradients.
     model = distributed.wrap(net) if world > 1 else net

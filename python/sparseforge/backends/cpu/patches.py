@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ... import _backend
-from ..._plans import PatchPlan, safe_weights
+from ..._plans import PatchPlan, patch_cover, safe_weights
 from .omp import aligned
 
 
@@ -26,7 +26,7 @@ def aggregate_patches(plan: PatchPlan, patches: np.ndarray, weights: Any,
                       ctx: Any = None) -> np.ndarray:
     """The (H, W, C) image whose pixels average the grid patches covering them."""
     del ctx
-    weights = safe_weights(weights)
+    weights = safe_weights(weights, patches, patch_cover(plan))
     src = aligned(patches[..., None] if plan.gray else patches)
     out = np.empty((plan.height, plan.width, plan.channels), patches.dtype)
     _backend._core.aggregate_patches({

@@ -12,7 +12,7 @@ from typing import Any
 
 from ... import _backend
 from ..._arrays import DeviceContext
-from ..._plans import PatchPlan, safe_weights
+from ..._plans import PatchPlan, patch_cover, safe_weights
 
 
 def extract_patches(plan: PatchPlan, image: Any, ctx: DeviceContext) -> Any:
@@ -33,7 +33,7 @@ def aggregate_patches(plan: PatchPlan, patches: Any, weights: Any, ctx: DeviceCo
     """The (H, W, C) device image whose pixels average the grid patches covering them."""
     dtype = ctx.arrays["patches"].dtype
     if weights is not None:
-        weights = ctx.contiguous(safe_weights(weights))
+        weights = ctx.contiguous(safe_weights(weights, patches, patch_cover(plan)))
     src = ctx.contiguous(patches)
     out = ctx.empty((plan.height, plan.width, plan.channels), dtype)
     _backend._cuda.aggregate_patches(dtype.name, ctx.device, ctx.stream, {
