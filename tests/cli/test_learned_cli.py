@@ -182,7 +182,8 @@ def test_train_setup_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path,
     small.mkdir()
     imsave(small / "tiny.png", sf.datasets.load_image("camera")[:4, :4], check_contrast=False)
     with_small_val = [str(small) if arg == "" else arg for arg in base]  # the --val-dir
-    fails(with_small_val, capsys, r"tiny.png: 4x4 is smaller than 8x8, the smallest validation image")
+    fails(with_small_val, capsys,
+          r"tiny.png: 4x4 is smaller than 8x8, the smallest validation image")
     # A checkpoint whose keys are there but whose contents are damaged.
     ckpt = tmp_path / "ck.pt"
     assert main([*base, "--checkpoint", str(ckpt), "--out", str(tmp_path / "w2.pt")]) == 0
