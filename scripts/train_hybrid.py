@@ -85,6 +85,13 @@ and the budget counts the training steps of all its sessions together:
     python scripts/train_hybrid.py plain-inpaint --seconds 3000 --threads 1 --resume --budget-clock cpu
     python scripts/train_hybrid.py plain-inpaint --seconds 3600 --threads 1 --resume --lr 1e-4 \
         --budget-clock cpu
+    # issue 16's blind hybrid retrained from scratch with the whole 3-hour budget of the
+    # 2-core machine (both threads: 21,600 CPU s; sessions 13-14, resumed from its committed
+    # checkpoint), the balanced loss, lr 1e-3 to 18,000 CPU s then 1e-4
+    D="--threads 2 --budget-clock cpu --loss balanced --out-dir benchmarks/weights-2x3h"
+    python scripts/train_hybrid.py hybrid-blind --seconds 18000 $D
+    python scripts/train_hybrid.py hybrid-blind --seconds 18000 --resume $D
+    python scripts/train_hybrid.py hybrid-blind --seconds 21600 --resume --lr 1e-4 $D
 
 Other names follow the same pattern: ``{hybrid,dncnn,dncnn-matched}-sigma{15,25,50}`` (fixed
 sigma), ``{hybrid,plain,hybrid-fullres,dncnn,dncnn-matched}-blind`` (sigma in [0, 55]) and
