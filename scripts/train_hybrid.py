@@ -92,6 +92,9 @@ and the budget counts the training steps of all its sessions together:
     python scripts/train_hybrid.py hybrid-blind --seconds 18000 $D
     python scripts/train_hybrid.py hybrid-blind --seconds 18000 --resume $D
     python scripts/train_hybrid.py hybrid-blind --seconds 21600 --resume --lr 1e-4 $D
+    # its like-for-like pure-torch CNN, the same flags (session 14 on, resumed across sessions)
+    python scripts/train_hybrid.py plain-blind --seconds 18000 $D
+    python scripts/train_hybrid.py plain-blind --seconds 21600 --resume --lr 1e-4 $D
 
 Other names follow the same pattern: ``{hybrid,dncnn,dncnn-matched}-sigma{15,25,50}`` (fixed
 sigma), ``{hybrid,plain,hybrid-fullres,dncnn,dncnn-matched}-blind`` (sigma in [0, 55]) and
