@@ -447,7 +447,8 @@ def patch_corners(shape: tuple[int, ...], patch: tuple[int, int], step: int,
     grid = grid_corners(shape, patch, step)
     if max_patches is None:
         return grid
-    rows, cols = grid.rows.at(np.arange(len(grid.rows))), grid.cols.at(np.arange(len(grid.cols)))
+    rows = grid_positions(shape[0], patch[0], step)
+    cols = grid_positions(shape[1], patch[1], step)
     total = rows.size * cols.size
     if isinstance(max_patches, bool):
         raise TypeError(f"`max_patches` must be an int or a float, got {max_patches!r}")
