@@ -213,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-dir", default=None)
     p.add_argument("--out-dir", default=None, help="override where weights are written")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints")
+    p.add_argument("--allow-machine-change", action="store_true",
+                   help="resume a run timed on another kind of CPU (see restore.train)")
     args = p.parse_args(argv)
     # The cap: 3 hours of wall clock on this 2-core machine. On the CPU clock a
     # process of k threads spends up to k CPU seconds per wall second, so its cap is k x 3 h.
@@ -224,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import sparseforge
-    from sparseforge.restore import count_parameters, load_model, save_model, train
+    from sparseforge.restore import (TrainingSetupError, count_parameters, load_model,
+                                     save_model, train)
 
     torch.set_num_threads(args.threads)
     for name in args.names:
@@ -237,13 +240,17 @@ def main(argv: list[str] | None = None) -> int:
         # A float16 name bound for the package trains into benchmarks/weights/ in float32.
         half = out_dir == SHIPPED_DIR and name in HALF
         trained = OTHER_DIR / f"{name}.pt" if half else weights
-        result = train(**settings, train_dir=args.train_dir, val_dir=args.val_dir,
-                       batch_size=args.batch, max_seconds=args.seconds, max_steps=args.steps,
-                       budget_clock=args.budget_clock,
-                       lr=args.lr, seed=args.seed, loss=args.loss,
-                       checkpoint=(OTHER_DIR if out_dir == SHIPPED_DIR else out_dir)
-                       / f"{name}.ckpt.pt",
-                       resume=args.resume, output=trained, threads=args.threads)
+        try:
+            result = train(**settings, train_dir=args.train_dir, val_dir=args.val_dir,
+                           batch_size=args.batch, max_seconds=args.seconds, max_steps=args.steps,
+                           budget_clock=args.budget_clock,
+                           lr=args.lr, seed=args.seed, loss=args.loss,
+                           checkpoint=(OTHER_DIR if out_dir == SHIPPED_DIR else out_dir)
+                           / f"{name}.ckpt.pt",
+                           resume=args.resume, output=trained, threads=args.threads,
+                           allow_machine_change=args.allow_machine_change)
+        except TrainingSetupError as exc:  # the options or the checkpoint: one line
+            raise SystemExit(f"{name}: {exc}") from None
         if half:
             model = load_model(trained)  # its training record comes back as model.meta
             save_model(model, weights, precision="float16", **model.meta)
@@ -271,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             "parameters": count_parameters(result.model), "history": result.history,
             "versions": {"sparseforge": sparseforge.__version__, "torch": torch.__version__,
                          "python": platform.python_version()},
-            "machine": platform.processor() or platform.machine(), **carried,
+            "machines": result.machines, **carried,
         }
         (out_dir / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
         last = result.history[-1] if result.history else {}

@@ -998,7 +998,8 @@ def train(args: argparse.Namespace) -> int:
                          max_seconds=args.seconds, budget_clock=args.budget_clock,
                          seed=args.seed, val_every=args.val_every, checkpoint=args.checkpoint,
                          resume=args.resume, output=args.out, threads=args.threads,
-                         lr=args.lr, nproc=args.nproc, progress=_progress())
+                         lr=args.lr, nproc=args.nproc, progress=_progress(),
+                         allow_machine_change=args.allow_machine_change)
     except (TrainingSetupError, FileExistsError, FileNotFoundError,
             FloatingPointError) as exc:  # the data, the checkpoint, the options; divergence
         # One line for what the user can act on; any other exception is a bug and keeps
@@ -1555,6 +1556,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--val-every", type=int, default=500)
     p_train.add_argument("--checkpoint", default=None)
     p_train.add_argument("--resume", action="store_true")
+    p_train.add_argument("--allow-machine-change", action="store_true",
+                         help="with --resume and --seconds: continue a run timed on another "
+                              "kind of CPU (refused by default: its seconds buy other compute)")
     p_train.add_argument("--lr", type=float, default=1e-3,
                          help="Adam's learning rate (with --resume: from the checkpoint on)")
     p_train.add_argument("--out", required=True, help="weights file to write")

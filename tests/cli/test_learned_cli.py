@@ -155,6 +155,13 @@ def test_train_errors_of_data_and_checkpoints_are_one_line(tmp_path, capsys):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     fails([*base[:-1], str(tmp_path / "bad.pt"), "--crop", "16", "--resume"], capsys,
           r"bad.pt is not a readable training checkpoint")
+    # A seconds budget resumed on another kind of CPU: one line, unless allowed.
+    blob = torch.load(tmp_path / "ck.pt", weights_only=True)
+    blob["machines"] = [{"from_step": 0, "cpu": "Another CPU", "cpus": 2}]
+    torch.save(blob, tmp_path / "ck.pt")
+    timed = [*base, "--crop", "16", "--resume", "--steps", "2", "--seconds", "60"]
+    fails(timed, capsys, r"ck.pt was timed on 'Another CPU' \(2 CPUs\) and this machine is")
+    assert main([*timed, "--allow-machine-change"]) == 0
 
 
 def test_train_setup_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, capsys,

@@ -3,6 +3,8 @@ resume continues the same run, the parameter-matched DnCNN, save/load and load_p
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from skimage.io import imsave
@@ -267,6 +269,46 @@ def test_resume_refuses_another_run(folders, tmp_path):
         _run(folders, max_steps=1, checkpoint=ckpt, sigma_range=(0, 55))
     with pytest.warns(UserWarning, match="no checkpoint .* starting from step 0"):
         _run(folders, max_steps=1, checkpoint=tmp_path / "none.pt", resume=True)
+
+
+def test_resume_on_another_machine(folders, tmp_path, monkeypatch):
+    """A seconds budget does not silently move to another kind of CPU (its seconds buy
+    other compute): refused naming both machines, unless allowed; a step budget may move.
+    The record lists each machine with the step it took over at; a checkpoint from before
+    machines were recorded lists an unknown one and resumes."""
+    from sparseforge.restore import TrainingSetupError, training
+
+    ckpt = tmp_path / "ckpt.pt"
+    here = training.this_machine()
+    first = _run(folders, max_steps=2, max_seconds=1e6, checkpoint=ckpt)
+    assert first.machines == [{"from_step": 0, **here}] and here["cpu"]
+    assert torch.load(ckpt, weights_only=True)["machines"] == first.machines
+    same = _run(folders, max_steps=3, max_seconds=1e6, checkpoint=ckpt, resume=True)
+    assert same.machines == first.machines  # same kind: nothing added
+    other = {"cpu": "Some Other CPU @ 9 GHz", "cpus": 64}
+    monkeypatch.setattr(training, "this_machine", lambda: dict(other))
+    words = f"timed on {here['cpu']!r}.*this machine is 'Some Other CPU @ 9 GHz' (64 CPUs)"
+    with pytest.raises(TrainingSetupError, match=re.escape(words).replace(r"\.\*", ".*")):
+        _run(folders, max_steps=4, max_seconds=1e6, checkpoint=ckpt, resume=True)
+    assert torch.load(ckpt, weights_only=True)["step"] == 3  # nothing trained or written
+    moved = _run(folders, max_steps=4, max_seconds=1e6, checkpoint=ckpt, resume=True,
+                 allow_machine_change=True, output=tmp_path / "w.pt")
+    assert moved.machines == [{"from_step": 0, **here}, {"from_step": 3, **other}]
+    assert load_model(tmp_path / "w.pt").meta["machines"] == moved.machines
+    # A step budget buys the same steps anywhere; the record still says where they ran.
+    steps_only = tmp_path / "steps.pt"
+    monkeypatch.setattr(training, "this_machine", lambda: dict(here))
+    _run(folders, max_steps=1, checkpoint=steps_only)
+    monkeypatch.setattr(training, "this_machine", lambda: dict(other))
+    assert _run(folders, max_steps=2, checkpoint=steps_only, resume=True).machines[-1] == \
+        {"from_step": 1, **other}
+    # Before machines were recorded: unknown from step 0, not checkable, resumes.
+    blob = torch.load(ckpt, weights_only=True)
+    del blob["machines"]
+    torch.save(blob, ckpt)
+    old = _run(folders, max_steps=5, max_seconds=1e6, checkpoint=ckpt, resume=True)
+    assert old.machines == [{"from_step": 0, "cpu": None, "cpus": None},
+                            {"from_step": 4, **other}]
 
 
 def test_damaged_files_are_named(tmp_path):

@@ -67,6 +67,12 @@ def _cpuinfo() -> dict[str, Any]:
     return info
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere), the
+    one name every result and training record gives the machine."""
+    return str(_cpuinfo()["model"])
+
+
 def versions(dists: list[str]) -> dict[str, str | None]:
     """Installed version of each distribution (None when absent)."""
     from importlib.metadata import PackageNotFoundError, version

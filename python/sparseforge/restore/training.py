@@ -220,6 +220,10 @@ class TrainResult:
     checkpoint : Path or None
         The checkpoint file (`checkpoint` of :func:`train`), None when none was written
         (no `checkpoint`, or a budget already spent).
+    machines : list of dict
+        Where the steps ran: one entry per machine kind (``cpu`` model, ``cpus``) with the
+        step it took over at (``from_step``); several only when a resumed run moved with
+        ``allow_machine_change=True`` (or, ``cpu`` None, before machines were recorded).
 
     Examples
     --------
@@ -250,6 +254,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     checkpoint: Path | None = None
     cpu_seconds: float = 0.0
+    machines: list[dict[str, Any]] = field(default_factory=list)
 
 
 class TrainingSetupError(ValueError):
@@ -275,6 +280,43 @@ class MissingCheckpointWarning(UserWarning):
 #: What a resumed run may change; everything else of the run (the model, task, noise or
 #: mask ranges, crops, batch, seed) must be as the checkpoint records it.
 RESUME_MAY_CHANGE = ("lr", "loss", "nproc")
+
+
+def this_machine() -> dict[str, Any]:
+    """What a seconds budget is measured on: the CPU model and the CPUs the OS offers. Two
+    machines with the same record give a run the same compute per second, to timing
+    noise; another CPU can differ several-fold (the same training step: 164 ms on the
+    2-core AMD EPYC dev box, 545 ms on a 2.0 GHz Xeon)."""
+    from ..bench.machine import cpu_model
+
+    return {"cpu": cpu_model(), "cpus": os.cpu_count()}
+
+
+def check_machine(machines: list[dict[str, Any]], here: dict[str, Any], step: int,
+                  path: Path, seconds_budget: bool,
+                  allow_machine_change: bool) -> list[dict[str, Any]]:
+    """The machines of a run resumed at `step`, with this one (`here`) added when it is not
+    the last one's kind.
+
+    A run with a seconds budget may not silently move to another machine: its remaining
+    seconds would buy a different number of steps than the seconds already spent, and a
+    comparison of two runs "at the same budget" would no longer be like for like. A
+    checkpoint from before machines were recorded lists an unknown one (``cpu`` None) from
+    step 0, which cannot be checked."""
+    if not machines and step > 0:
+        machines = [{"from_step": 0, "cpu": None, "cpus": None}]
+    last = machines[-1] if machines else None
+    same = last is not None and all(last.get(k) == here[k] for k in here)
+    known = last is not None and last.get("cpu") is not None
+    if known and not same and seconds_budget and not allow_machine_change:
+        raise TrainingSetupError(
+            f"{path} was timed on {last.get('cpu')!r} ({last.get('cpus')} CPUs) and this "
+            f"machine is {here['cpu']!r} ({here['cpus']} CPUs): the rest of a seconds budget "
+            f"buys a different number of steps on another CPU, so the run would not get the "
+            f"budget it started with. Resume it on that machine, budget it in steps, or pass "
+            f"allow_machine_change=True (CLI --allow-machine-change) to accept the change "
+            f"(the record lists each machine and the step it took over)")
+    return machines if same else [*machines, {"from_step": step, **here}]
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -324,7 +366,7 @@ def check_resumable(blob: dict[str, Any], net: Any, run_config: dict[str, Any],
 
 
 def _save_checkpoint(path: Path, model, optimizer, step, clock, history, rng, generator,
-                     config) -> None:
+                     config, machines) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"format": FORMAT, "model": model_kind(model), "config": dict(model.config),
@@ -332,7 +374,7 @@ def _save_checkpoint(path: Path, model, optimizer, step, clock, history, rng, ge
                 "step": step, "train_seconds": clock["wall"],
                 "cpu_seconds": clock["cpu"], "history": history,
                 "numpy_rng": rng.bit_generator.state, "torch_rng": generator.get_state(),
-                "train_config": config,
+                "train_config": config, "machines": machines,
                 "meta": {"steps": step, "train_seconds": clock["wall"],
                          "cpu_seconds": clock["cpu"]}},
                tmp)
@@ -390,7 +432,8 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
           val_every: int = 500, val_crop: int | None = 128, val_images: int | None = None,
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 500,
           resume: bool = False, output: str | os.PathLike | None = None,
-          threads: int | None = None, progress: bool = True, nproc: int = 1) -> TrainResult:
+          threads: int | None = None, progress: bool = True, nproc: int = 1,
+          allow_machine_change: bool = False) -> TrainResult:
     """Train a restorer on random crops.
 
     Parameters
@@ -450,6 +493,10 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
         Written every `checkpoint_every` steps and at the end.
     resume : bool
         Continue from `checkpoint` when it exists (model, optimiser, step, time, RNGs).
+        With `max_seconds`, on a machine of the kind the checkpoint's run last ran on (the
+        CPU model and count, :class:`TrainResult` ``machines``): on another CPU the rest of
+        the budget would buy a different number of steps, so that is refused unless
+        `allow_machine_change`.
     output : path, optional
         Final weights for :func:`~sparseforge.restore.load_model`.
     threads : int, optional
@@ -467,6 +514,9 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
         Process 0 validates, reports, writes the checkpoint and `output`; the trained
         model is returned here. Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment)
         this call is one of the processes: `nproc` must be 1 or the world size.
+    allow_machine_change : bool
+        Resume a seconds-budgeted run on another kind of machine anyway; the record lists
+        both, with the step each took over at.
 
     Returns
     -------
@@ -597,7 +647,8 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
                    budget_clock=budget_clock, lr=lr, loss=loss,
                    seed=seed, val_every=val_every, checkpoint_every=checkpoint_every,
                    checkpoint=None if checkpoint is None else Path(checkpoint), resume=resume,
-                   output=output, progress=progress, threads=threads)
+                   output=output, progress=progress, threads=threads,
+                   allow_machine_change=bool(allow_machine_change))
     if nproc == 1:
         return _fit(net, images, val_items, options)
     if launched is not None:
@@ -619,7 +670,7 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
     net.eval()
     return TrainResult(net, blob["steps"], blob["train_seconds"], blob["history"],
                        options["checkpoint"] if blob["checkpoint"] else None,
-                       blob["cpu_seconds"])
+                       blob["cpu_seconds"], blob["machines"])
 
 
 def _fit_rank(rank: int, world: int, payload: bytes, options, result_path) -> None:
@@ -632,6 +683,7 @@ def _fit_rank(rank: int, world: int, payload: bytes, options, result_path) -> No
         torch.save({"state_dict": result.model.state_dict(), "steps": result.steps,
                     "train_seconds": result.train_seconds,
                     "cpu_seconds": result.cpu_seconds, "history": result.history,
+                    "machines": result.machines,
                     "checkpoint": result.checkpoint is not None}, result_path)
 
 
@@ -677,6 +729,8 @@ def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
     generator = torch.Generator().manual_seed(seed)
     step, history = 0, []
     clock = {"wall": 0.0, "cpu": 0.0}
+    here = this_machine()
+    machines = [{"from_step": 0, **here}]  # a resumed run: its list, this one added
     budget = "cpu" if o.get("budget_clock") == "cpu" else "wall"
     ckpt = o["checkpoint"]
     run_config = {"task": task, "sigma_range": list(sigma_range), "missing": list(missing),
@@ -690,6 +744,9 @@ def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
     if o["resume"] and ckpt is not None and ckpt.is_file():
         blob = read_checkpoint(ckpt)
         check_resumable(blob, net, run_config, ckpt)
+        machines = check_machine(list(blob.get("machines") or []), here,
+                                 int(blob["step"]), ckpt, max_seconds is not None,
+                                 o["allow_machine_change"])
         try:
             net.load_state_dict(blob["state_dict"])
             optimizer.load_state_dict(blob["optimizer"])
@@ -759,7 +816,7 @@ def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
                 losses = []
             if ckpt is not None and (step % checkpoint_every == 0 or final):
                 _save_checkpoint(ckpt, net, optimizer, step, clock, history, rng, generator,
-                                 run_config)
+                                 run_config, machines)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{step_value:.2e}", val_psnr=f"{last_psnr:.2f}",
@@ -773,6 +830,6 @@ def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
     if lead and o["output"] is not None:
         save_model(net, o["output"], steps=step, train_seconds=clock["wall"],
                    cpu_seconds=clock["cpu"], history=history,
-                   train_config=run_config)
+                   train_config=run_config, machines=machines)
     written = ckpt if ckpt is not None and ckpt.is_file() else None
-    return TrainResult(net, step, clock["wall"], history, written, clock["cpu"])
+    return TrainResult(net, step, clock["wall"], history, written, clock["cpu"], machines)
