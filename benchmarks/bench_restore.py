@@ -34,7 +34,12 @@ Others (``hybrid-fullres-blind``, ``dncnn-*``, ``dncnn-matched-*``, ``hybrid-noc
 models with the 8-view test-time average, as columns ``NAME-x8`` (8x the time);
 ``--estimate-sigma NAMES`` runs blind denoisers without being told σ (estimated from the
 image), as columns ``NAME-est``. Neither kind of column takes part in the targets or in the
-hybrid's verdict (issue 16 asks for plain models, σ given).
+hybrid's verdict (issue 16 asks for plain models, σ given). ``--sure-blend NAMES`` also runs
+those denoisers blended with ``denoise_ksvd(dictionary="adaptive")`` by
+``sparseforge.restore.sure_blend`` (the weights of least SURE, one probe of 0.1 σ; the
+adaptive K-SVD runs once per image and σ for all of them), as columns ``NAME+ksvd``: a
+method of its own (4 runs per image: each denoiser on the image and on the probe), which
+``--hybrid`` / ``--plain`` may name.
 
 Parts (each writes JSON to benchmarks/results/ and prints a Markdown table in which the best
 PSNR of each row is bold and the last column says whether the hybrid "wins" or "loses by X dB
@@ -227,16 +232,44 @@ def model_columns(models: Models, names: list[str], args) -> list[tuple[str, str
             out.append((f"{name}-x8", name, "x8"))
         if name in args.estimate_sigma:
             out.append((f"{name}-est", name, "est"))
+        if name in args.sure_blend:
+            out.append((f"{name}+ksvd", name, "sure"))
     return out
 
 
-def column_fn(models: Models, name: str, variant: str, threads: int):
+class AdaptiveKSVD:
+    """``denoise_ksvd(y, sigma, dictionary="adaptive")`` remembering its last few results,
+    so the ``+ksvd`` columns of one image share its runs (the noisy image and the probe)."""
+
+    def __init__(self, threads: int, keep: int = 4) -> None:
+        self.threads, self.keep, self.cache = threads, keep, {}
+
+    def __call__(self, y: np.ndarray, sigma: float) -> np.ndarray:
+        from sparseforge.restore import denoise_ksvd
+
+        key = (hashlib.sha1(np.ascontiguousarray(y).view(np.uint8)).hexdigest(), y.dtype.str,
+               y.shape, float(sigma))
+        if key not in self.cache:
+            if len(self.cache) >= self.keep:
+                self.cache.pop(next(iter(self.cache)))
+            self.cache[key] = denoise_ksvd(y, sigma, dictionary="adaptive",
+                                           n_jobs=self.threads)
+        return self.cache[key]
+
+
+def column_fn(models: Models, name: str, variant: str, threads: int,
+              adaptive: AdaptiveKSVD | None = None):
     model = models.get(name)
     if model is None:
         return None
     fn = learned_fn(model, threads, self_ensemble=variant == "x8")
     if variant == "est":
         return lambda y, s=None, mask=None: fn(y, sigma=None, mask=mask)
+    if variant == "sure":
+        from sparseforge.restore import sure_blend
+
+        return lambda y, s=None, mask=None: sure_blend(
+            y, s, [lambda v: fn(v, sigma=s), lambda v: adaptive(v, s)])
     return lambda y, s=None, mask=None: fn(y, sigma=s, mask=mask)
 
 
@@ -296,7 +329,8 @@ def run_denoise(args, bm3d, models: Models) -> dict[str, Any]:
 
     names = models.names("denoise", args.models)
     columns = model_columns(models, names, args)
-    fns = {col: column_fn(models, name, variant, args.threads)
+    adaptive = AdaptiveKSVD(args.threads)
+    fns = {col: column_fn(models, name, variant, args.threads, adaptive)
            for col, name, variant in columns}
     bm3d_rows = BM3DRows(args.bm3d_from)
     records, not_applicable = [], {}
@@ -770,11 +804,13 @@ def main(argv: list[str] | None = None) -> int:
                         "NAME-x8 (8x the time)")
     p.add_argument("--estimate-sigma", default="", metavar="NAMES",
                    help="blind denoisers also run without sigma (estimated), as NAME-est")
+    p.add_argument("--sure-blend", default="", metavar="NAMES",
+                   help="denoisers also blended with adaptive K-SVD by SURE, as NAME+ksvd")
     p.add_argument("--tag", default="",
                    help="suffix of the output files, e.g. _ablation for another --weights-dir")
     args = parse_lists(p.parse_args(argv))
     args.models = [m for m in args.models.split(",") if m]
-    for option in ("self_ensemble", "estimate_sigma"):
+    for option in ("self_ensemble", "estimate_sigma", "sure_blend"):
         names = [n for n in getattr(args, option).split(",") if n]
         if set(names) - set(args.models):
             p.error(f"--{option.replace('_', '-')}: {sorted(set(names) - set(args.models))} "

@@ -15,6 +15,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from .aggregate import SureBlend, sure_blend
 from .classical import denoise_ksvd, inpaint_ksvd
 from .operators import check_kernel, check_scale, imresize, rgb_to_y
 from .pnp import bicubic_kernel, deblur, upscale
@@ -31,9 +32,9 @@ _LAZY = {
     "available_pretrained": "_registry", "PRETRAINED": "_registry",
 }
 
-__all__ = ["bicubic_kernel", "check_kernel", "check_scale", "deblur", "denoise_ksvd",
-           "imresize", "inpaint_ksvd", "load_zeyde", "rgb_to_y", "train_zeyde", "upscale",
-           "zeyde_upscale", *sorted(_LAZY)]
+__all__ = ["SureBlend", "bicubic_kernel", "check_kernel", "check_scale", "deblur",
+           "denoise_ksvd", "imresize", "inpaint_ksvd", "load_zeyde", "rgb_to_y", "sure_blend",
+           "train_zeyde", "upscale", "zeyde_upscale", *sorted(_LAZY)]
 
 
 def __getattr__(name: str) -> Any:
