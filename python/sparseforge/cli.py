@@ -22,7 +22,7 @@ import numpy as np
 #: Options only K-SVD uses, per command (their argparse destinations).
 _KSVD_ONLY = {"denoise": ("dictionary", "step"), "inpaint": ("dictionary", "step", "n_iter")}
 #: Options only the learned methods use.
-_LEARNED_ONLY = ("weights", "self_ensemble")
+_LEARNED_ONLY = ("weights", "self_ensemble", "blend_ksvd")
 #: The widest noise level a learned model serves (0-255 scale), restore._inputs.MAX_SIGMA;
 #: repeated here so that choosing a method never imports torch.
 _MAX_LEARNED_SIGMA = 55.0
@@ -339,7 +339,8 @@ def _learned_model(args: argparse.Namespace, task: str, sigma: float | None):
     if method == "ksvd":
         return None
     insist = [o for o, given in ((f"--method {method}", method), ("--weights", weights),
-                                 ("--self-ensemble", getattr(args, "self_ensemble", False)))
+                                 ("--self-ensemble", getattr(args, "self_ensemble", False)),
+                                 ("--blend-ksvd", getattr(args, "blend_ksvd", False)))
               if given]
     wanted = method or "hybrid"
     if not torch_available():
@@ -410,6 +411,9 @@ def _model_sigma(model: Any, sigma: float, source: str) -> float:
 def _check_self_ensemble(args: argparse.Namespace, model: Any) -> None:
     if model is None and args.self_ensemble:
         raise UsageError("--self-ensemble applies to the learned methods (hybrid, dncnn), "
+                         "not to K-SVD")
+    if model is None and getattr(args, "blend_ksvd", False):
+        raise UsageError("--blend-ksvd applies to the learned methods (hybrid, dncnn), "
                          "not to K-SVD")
 
 
@@ -484,12 +488,21 @@ def denoise(args: argparse.Namespace) -> int:
             verbose=_progress()))
         how = f"K-SVD, {dictionary} dictionary"
     else:
-        from .restore import restore_image
+        from .restore import denoise_ksvd, restore_image, sure_blend
 
         threads = _threads(args.n_jobs)
-        out = _restore_channels(image, vrange, lambda x: restore_image(
-            model, x, sigma=sigma255, threads=threads, self_ensemble=args.self_ensemble))
-        how = type(model).__name__ + (" x8" if args.self_ensemble else "")
+
+        def learned(x):
+            return restore_image(model, x, sigma=sigma255, threads=threads,
+                                 self_ensemble=args.self_ensemble)
+
+        def blended(x):  # both on the image and on one probe: about 4x the time
+            return sure_blend(x, sigma255, [learned, lambda v: denoise_ksvd(
+                v, sigma255, dictionary="adaptive", n_jobs=args.n_jobs)])
+
+        out = _restore_channels(image, vrange, blended if args.blend_ksvd else learned)
+        how = (type(model).__name__ + (" x8" if args.self_ensemble else "")
+               + (" blended with adaptive K-SVD by SURE" if args.blend_ksvd else ""))
     _write_output(args.output, out, image)
     print(f"denoised {args.input} ({image.describe()}, sigma={args.sigma:g}"
           f"{_scale_note(sigma255, vrange)}, {how}) in "
@@ -1519,6 +1532,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "(0: no noise, OUT has IN's pixels)")
             p.add_argument("--dictionary", choices=["universal", "dct", "adaptive"],
                            default=None, help="K-SVD: dictionary (default universal)")
+            p.add_argument("--blend-ksvd", action="store_true",
+                           help="learned methods: blend the estimate with adaptive K-SVD's, "
+                                "weights of least SURE (the best measured; ~4x the time)")
         else:
             p.add_argument("--dictionary", choices=["universal", "dct"], default=None,
                            help="K-SVD: dictionary (default universal)")

@@ -161,3 +161,32 @@ def test_self_ensemble_option(noisy_file, tmp_path, capsys):
     with pytest.raises(SystemExit, match="--self-ensemble applies to the learned"):
         main(["denoise", str(noisy_file / "noisy.png"), str(tmp_path / "k.png"),
               "--sigma", "25", "--method", "ksvd", "--self-ensemble"])
+
+
+def test_blend_ksvd_option(noisy_file, tmp_path, capsys):
+    """--blend-ksvd: the shipped hybrid's estimate blended with adaptive K-SVD's by
+    sure_blend (the same pixels as the API); no worse than the better of the two here; a
+    learned-only option, refused with K-SVD."""
+    from sparseforge.restore import (denoise_ksvd, load_pretrained, restore_image,
+                                     sure_blend)
+
+    noisy_path, out = noisy_file / "noisy.png", tmp_path / "b.png"
+    assert main(["denoise", str(noisy_path), str(out), "--sigma", "25", "--blend-ksvd",
+                 "--n-jobs", "1"]) == 0
+    assert "blended with adaptive K-SVD by SURE" in capsys.readouterr().out
+    noisy = imread(noisy_path).astype(np.float64)
+    model = load_pretrained("hybrid-blind")
+    hybrid = lambda v: restore_image(model, v, sigma=25, threads=1)  # noqa: E731
+    ksvd = lambda v: denoise_ksvd(v, 25, dictionary="adaptive", n_jobs=1)  # noqa: E731
+    expected = sure_blend(noisy, 25, [hybrid, ksvd])
+    got = imread(out).astype(np.float64)
+    assert np.abs(got - np.clip(np.rint(expected), 0, 255)).max() <= 1
+    clean = sf.datasets.load_image("camera")[96:160, 160:224].astype(float)
+    error = {name: np.mean((np.clip(np.rint(f(noisy)), 0, 255) - clean) ** 2)  # as written
+             for name, f in (("hybrid", hybrid), ("ksvd", ksvd))}
+    assert np.mean((got - clean) ** 2) <= min(error.values()), error
+    for extra in (["--method", "ksvd"], ["--dictionary", "dct"]):
+        with pytest.raises(SystemExit):
+            main(["denoise", str(noisy_path), str(tmp_path / "c.png"), "--sigma", "25",
+                  "--blend-ksvd", *extra])
+    assert not (tmp_path / "c.png").exists()
