@@ -496,7 +496,7 @@ def denoise(args: argparse.Namespace) -> int:
             return restore_image(model, x, sigma=sigma255, threads=threads,
                                  self_ensemble=args.self_ensemble)
 
-        def blended(x):  # both on the image and on one probe: about 4x the time
+        def blended(x):  # both on the image and on one probe: 2 x (model + K-SVD)
             return sure_blend(x, sigma255, [learned, lambda v: denoise_ksvd(
                 v, sigma255, dictionary="adaptive", n_jobs=args.n_jobs)])
 
@@ -1534,7 +1534,7 @@ def build_parser() -> argparse.ArgumentParser:
                            default=None, help="K-SVD: dictionary (default universal)")
             p.add_argument("--blend-ksvd", action="store_true",
                            help="learned methods: blend the estimate with adaptive K-SVD's, "
-                                "weights of least SURE (the best measured; ~4x the time)")
+                                "weights of least SURE (2 x (model + adaptive K-SVD) time)")
         else:
             p.add_argument("--dictionary", choices=["universal", "dct"], default=None,
                            help="K-SVD: dictionary (default universal)")

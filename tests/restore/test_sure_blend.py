@@ -163,6 +163,8 @@ def test_edge_cases(smooth):
     ({"n_probes": 0}, "`n_probes` must be a positive integer"),
     ({"n_probes": 1.5}, "`n_probes` must be a positive integer"),
     ({"sigma": -1}, "sigma"),
+    ({"random_state": -1}, "`random_state` must be a non-negative integer"),
+    ({"random_state": "seed"}, "`random_state` must be a non-negative integer"),
     ({"image": np.full((4, 4), np.nan)}, "`image` holds NaN"),
     ({"image": np.array([], dtype=float)}, "`image` must be a non-empty numeric array"),
 ])

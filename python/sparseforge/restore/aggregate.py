@@ -97,9 +97,10 @@ def sure_blend(image: Any, sigma: float, denoisers: Sequence[Callable[[np.ndarra
         Probes averaged: each costs one more run of every denoiser and lowers the variance
         of the divergence estimates (which grows as the image shrinks; on whole Set12
         images three probes gave weights within 0.12 of each other).
-    random_state : int or numpy Generator, default 0
-        Seeds the probes (an integer is mixed with a constant of this module's, so the
-        probes do not repeat noise drawn with the same seed).
+    random_state : int, numpy Generator or None, default 0
+        Seeds the probes (a non-negative integer is mixed with a constant of this module's,
+        so the probes do not repeat noise drawn with the same seed; None: fresh entropy, a
+        different blend each call).
     return_details : bool, default False
         Also return a :class:`SureBlend` with the weights and the risk estimates.
 
@@ -114,7 +115,11 @@ def sure_blend(image: Any, sigma: float, denoisers: Sequence[Callable[[np.ndarra
     ------
     ValueError
         Fewer than two or more than eight denoisers; an estimate of another shape than the
-        image or not finite; `epsilon` not positive; `image` not a finite float array.
+        image or not finite; `epsilon` not positive; `n_probes` not a positive integer;
+        `image` empty, not numeric or not finite; `sigma` negative or not finite;
+        `random_state` a negative integer or not an integer, Generator or None.
+    TypeError
+        `sigma` is not a real number.
 
     Notes
     -----
@@ -161,8 +166,7 @@ def sure_blend(image: Any, sigma: float, denoisers: Sequence[Callable[[np.ndarra
     step = float(epsilon) * sigma
     divergences = np.zeros(len(denoisers))
     if step > 0:
-        rng = (random_state if isinstance(random_state, np.random.Generator)
-               else np.random.default_rng([int(random_state), PROBE_SALT]))
+        rng = _probe_generator(random_state)
         for _ in range(int(n_probes)):
             shifted = y + (step * rng.standard_normal(y.shape)).astype(y.dtype)
             # The divergence uses the probe as actually added (rounded to float32 for
@@ -179,6 +183,18 @@ def sure_blend(image: Any, sigma: float, denoisers: Sequence[Callable[[np.ndarra
     if return_details:
         return blended, SureBlend(weights, risks, risk, divergences)
     return blended
+
+
+def _probe_generator(random_state: Any) -> np.random.Generator:
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None:
+        return np.random.default_rng()
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool) \
+            and random_state >= 0:
+        return np.random.default_rng([int(random_state), PROBE_SALT])
+    raise ValueError(f"`random_state` must be a non-negative integer, a numpy Generator or "
+                     f"None, got {random_state!r}")
 
 
 def _check_image(image: Any) -> np.ndarray:

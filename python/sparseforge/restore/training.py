@@ -222,8 +222,9 @@ class TrainResult:
         (no `checkpoint`, or a budget already spent).
     machines : list of dict
         Where the steps ran: one entry per machine kind (``cpu`` model, ``cpus``) with the
-        step it took over at (``from_step``); several only when a resumed run moved with
-        ``allow_machine_change=True`` (or, ``cpu`` None, before machines were recorded).
+        step it took over at (``from_step``); several when a resumed run moved (a step
+        budget, or a seconds budget with ``allow_machine_change=True``), or when its
+        checkpoint predates the record (an entry with ``cpu`` None from step 0).
 
     Examples
     --------
@@ -289,7 +290,9 @@ def this_machine() -> dict[str, Any]:
     2-core AMD EPYC dev box, 545 ms on a 2.0 GHz Xeon)."""
     from ..bench.machine import cpu_model
 
-    return {"cpu": cpu_model(), "cpus": os.cpu_count()}
+    cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count())
+    return {"cpu": cpu_model(), "cpus": cpus}
 
 
 def check_machine(machines: list[dict[str, Any]], here: dict[str, Any], step: int,
@@ -306,7 +309,9 @@ def check_machine(machines: list[dict[str, Any]], here: dict[str, Any], step: in
     if not machines and step > 0:
         machines = [{"from_step": 0, "cpu": None, "cpus": None}]
     last = machines[-1] if machines else None
-    same = last is not None and all(last.get(k) == here[k] for k in here)
+    # Only what both records hold: a key added later must not make every older checkpoint
+    # look like another machine.
+    same = last is not None and all(last[k] == here[k] for k in here if k in last)
     known = last is not None and last.get("cpu") is not None
     if known and not same and seconds_budget and not allow_machine_change:
         raise TrainingSetupError(
