@@ -401,6 +401,26 @@ def safe_weights(weights: Any, patches: Any, cover: int) -> Any:
     return weights
 
 
+def aggregate_without_overflow(aggregate: Any, plan: PatchPlan, patches: Any, weights: Any,
+                               ctx: Any) -> Any:
+    """``aggregate(plan, patches, weights, ctx)`` (a backend's in-memory aggregation of
+    finite patches), again on the patches scaled down by a power of two when a pixel's sum
+    overflowed: patch values within `cover` times of the float maximum made it inf although
+    every patch and the mean are finite. The scaling is exact (but for values it makes
+    subnormal) and the mean is scaled back up, which cannot overflow: it is at most the
+    largest patch value. Only in that rare case is a copy of the patches made; otherwise the
+    cost is one pass over the image."""
+    from ._validation import all_finite
+
+    out = aggregate(plan, patches, weights, ctx)
+    if all_finite(out, ctx):
+        return out
+    shift = math.ceil(math.log2(patch_cover(plan))) + 1
+    out = aggregate(plan, patches * math.ldexp(1.0, -shift), weights, ctx)
+    out *= math.ldexp(1.0, shift)
+    return out
+
+
 def patch_cover(plan: PatchPlan) -> int:
     """The most grid patches covering one pixel (a bound)."""
     return (plan.ph // plan.step + 1) * (plan.pw // plan.step + 1)

@@ -283,6 +283,12 @@ def _xp(arr: Any, ctx: DeviceContext | None):
 
 def check_finite(arr: Any, name: str, ctx: DeviceContext | None = None) -> None:
     """No NaN or infinity in `arr` (host, or a device reduction through `ctx`)."""
+    if not all_finite(arr, ctx):
+        raise ValueError(f"`{name}` contains NaN or infinity")
+
+
+def all_finite(arr: Any, ctx: DeviceContext | None = None) -> bool:
+    """Whether `arr` holds no NaN or infinity (host, or a device reduction through `ctx`)."""
     if ctx is None:
         arr = np.asarray(arr)
         if arr.dtype in FLOAT_DTYPES and (arr.flags.c_contiguous or arr.flags.f_contiguous):
@@ -293,8 +299,7 @@ def check_finite(arr: Any, name: str, ctx: DeviceContext | None = None) -> None:
             ok = arr.size == 0 or bool(np.isfinite(arr).all())
     else:
         ok = ctx.all_finite(arr)
-    if not ok:
-        raise ValueError(f"`{name}` contains NaN or infinity")
+    return bool(ok)
 
 
 def check_gram_values(gram: Any, name: str, ctx: DeviceContext | None = None) -> None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from ._arrays import placement
-from ._plans import (check_patch_size, check_step, grid_positions, patch_positions,
-                     plan_aggregate, plan_extract)
+from ._plans import (aggregate_without_overflow, check_patch_size, check_step,
+                     grid_positions, patch_positions, plan_aggregate, plan_extract)
 from ._validation import check_finite, check_non_negative
 from .backends import backend_for
 
@@ -123,5 +123,9 @@ def reconstruct_from_patches_2d(patches: Any, image_size: tuple[int, ...], *, st
         weights = place.infos["weights"].obj
         check_finite(weights, "weights", place.ctx)
         check_non_negative(weights, "weights", place.ctx)
-    out = backend_for(place).aggregate_patches(plan, patches, weights, place.ctx)
+    aggregate = backend_for(place).aggregate_patches
+    if place.kind == "dask":  # lazy: each block task guards its own tile
+        out = aggregate(plan, patches, weights, place.ctx)
+    else:
+        out = aggregate_without_overflow(aggregate, plan, patches, weights, place.ctx)
     return out[..., 0] if plan.drop_channel else out

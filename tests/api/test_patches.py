@@ -171,6 +171,26 @@ def test_weights_spanning_a_wide_range(backend, dtype):
     np.testing.assert_allclose(out, image, rtol=4 * np.finfo(dtype).eps)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_patches_near_the_float_maximum(backend, dtype, weighted):
+    # Patch values near the float maximum overflowed a pixel's sum (up to 16 patches here):
+    # the pixel came out inf although every patch and the mean are finite. Each pixel is
+    # the mean of copies of itself, so the image comes back, to the dtype's round-off.
+    B, H = backend.asarray, backend.result
+    top = np.finfo(dtype).max
+    image = (top * (0.5 + 0.5 * np.random.default_rng(4).random((9, 10)))).astype(dtype)
+    image[0, 0] = -image[0, 0]  # negative extremes too
+    image[1, 1] = 1.0  # an ordinary value beside them keeps its bits
+    patches = sf.extract_patches_2d(B(image), (4, 4))
+    weights = (B(np.random.default_rng(1).random(patches.shape[0]).astype(dtype) + 0.5)
+               if weighted else None)
+    out = H(sf.reconstruct_from_patches_2d(patches, image.shape, weights=weights))
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, image, rtol=4 * np.finfo(dtype).eps)
+    assert out[1, 1] == 1.0
+
+
 def test_grid_positions_cover_every_pixel():
     assert list(grid_positions(10, 4, 4)) == [0, 4, 6]
     assert list(grid_positions(8, 8, 3)) == [0]

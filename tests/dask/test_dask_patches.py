@@ -150,3 +150,21 @@ def test_extreme_weights_equal_to_in_memory():
                                                   image.shape, step=2, weights=weights)
         assert lazy.numblocks[0] > 4
         np.testing.assert_array_equal(lazy.compute(scheduler="threads"), memory)
+
+
+def test_patches_near_the_float_maximum_equal_to_in_memory():
+    # Sums near the float maximum overflow in some tiles only: each tile task rescales its
+    # own patches by a power of two (exact), so the tiles still equal the whole image, and
+    # no pixel is inf.
+    top = np.finfo(np.float64).max
+    image = np.random.default_rng(3).random((64, 8))
+    image[40:] = top * (0.5 + 0.5 * image[40:])  # the lower tiles only
+    patches = sf.extract_patches_2d(image, (4, 4))
+    memory = sf.reconstruct_from_patches_2d(patches, image.shape)
+    assert np.isfinite(memory).all()
+    np.testing.assert_allclose(memory, image, rtol=1e-15)
+    with dask.config.set({"array.chunk-size": "8KiB"}):
+        lazy = sf.reconstruct_from_patches_2d(da.from_array(patches, chunks=(40, 4, 4)),
+                                              image.shape)
+    assert lazy.numblocks[0] > 2
+    np.testing.assert_array_equal(lazy.compute(scheduler="threads"), memory)

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from .._arrays import DaskContext, is_dask_array, placement
-from .._plans import COPY_CHUNK_BYTES, OmpPlan
+from .._plans import COPY_CHUNK_BYTES, OmpPlan, aggregate_without_overflow
 from .._status import check_status
 from .._validation import check_finite
 from ._chunks import OmpOutputs, _fill
@@ -376,7 +376,8 @@ def aggregate_block(patches: Any, weights: Any, plan: Any, crop: tuple[int, int]
         if not bool((weights >= 0).all()):
             raise ValueError(f"`weights` must be non-negative ({where})")
     plan = dataclasses.replace(plan, n_threads=block_threads(plan.n_threads))
-    out = _inner(place.kind).aggregate_patches(plan, patches, weights, place.ctx)
+    out = aggregate_without_overflow(_inner(place.kind).aggregate_patches, plan, patches,
+                                     weights, place.ctx)
     return out[crop[0]:crop[1]]
 
 
