@@ -404,21 +404,29 @@ def safe_weights(weights: Any, patches: Any, cover: int) -> Any:
 def aggregate_without_overflow(aggregate: Any, plan: PatchPlan, patches: Any, weights: Any,
                                ctx: Any) -> Any:
     """``aggregate(plan, patches, weights, ctx)`` (a backend's in-memory aggregation of
-    finite patches), again on the patches scaled down by a power of two when a pixel's sum
-    overflowed: patch values within `cover` times of the float maximum made it inf although
-    every patch and the mean are finite. The scaling is exact (but for values it makes
-    subnormal) and the mean is scaled back up, which cannot overflow: it is at most the
-    largest patch value. Only in that rare case is a copy of the patches made; otherwise the
-    cost is one pass over the image."""
-    from ._validation import all_finite
+    finite patches), with the pixels whose sums overflowed computed again: patch values
+    within `cover` times of the float maximum (times the largest weight) made a pixel inf
+    although every patch and the mean are finite. The retry scales the patches down by a
+    power of two, and weights above 1 down to below 1 (exact, but for values it makes
+    subnormal), and scales the mean back up, which cannot overflow: it is at most the
+    largest patch value. Only the pixels that were not finite take the retry's value, so
+    every other pixel is the first pass's, bit for bit. Only in that rare case are the
+    patches copied; otherwise the cost is one pass over the image (on a GPU, a reduction
+    and a wait for the stream)."""
+    from ._validation import _xp, all_finite
 
-    out = aggregate(plan, patches, weights, ctx)
-    if all_finite(out, ctx):
-        return out
+    first = aggregate(plan, patches, weights, ctx)
+    if all_finite(first, ctx):
+        return first
     shift = math.ceil(math.log2(patch_cover(plan))) + 1
-    out = aggregate(plan, patches * math.ldexp(1.0, -shift), weights, ctx)
-    out *= math.ldexp(1.0, shift)
-    return out
+    if weights is not None:
+        largest = float(weights.max())
+        if largest > 1:
+            weights = weights * math.ldexp(1.0, -math.frexp(largest)[1])
+    retry = aggregate(plan, patches * math.ldexp(1.0, -shift), weights, ctx)
+    retry *= math.ldexp(1.0, shift)
+    xp = _xp(first, ctx)
+    return xp.where(xp.isfinite(first), first, retry)
 
 
 def patch_cover(plan: PatchPlan) -> int:

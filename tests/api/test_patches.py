@@ -183,12 +183,19 @@ def test_patches_near_the_float_maximum(backend, dtype, weighted):
     image[0, 0] = -image[0, 0]  # negative extremes too
     image[1, 1] = 1.0  # an ordinary value beside them keeps its bits
     patches = sf.extract_patches_2d(B(image), (4, 4))
-    weights = (B(np.random.default_rng(1).random(patches.shape[0]).astype(dtype) + 0.5)
-               if weighted else None)
-    out = H(sf.reconstruct_from_patches_2d(patches, image.shape, weights=weights))
-    assert np.isfinite(out).all()
-    np.testing.assert_allclose(out, image, rtol=4 * np.finfo(dtype).eps)
-    assert out[1, 1] == 1.0
+    for scale in ((1.0, 4.0, 1e10) if weighted else (None,)):
+        weights = None if scale is None else B(
+            (scale * (np.random.default_rng(1).random(patches.shape[0]) + 0.5)).astype(dtype))
+        out = H(sf.reconstruct_from_patches_2d(patches, image.shape, weights=weights))
+        assert np.isfinite(out).all(), scale
+        np.testing.assert_allclose(out, image, rtol=4 * np.finfo(dtype).eps)
+        assert out[1, 1] == 1.0
+    # Pixels that did not overflow keep the first pass's value, bit for bit.
+    tiny = image.copy()
+    tiny[:, :4] = np.finfo(dtype).smallest_subnormal * 3
+    patches = sf.extract_patches_2d(B(tiny), (4, 4))
+    out = H(sf.reconstruct_from_patches_2d(patches, tiny.shape))
+    assert (out[:, 0] == tiny[:, 0]).all() and np.isfinite(out).all()
 
 
 def test_grid_positions_cover_every_pixel():
