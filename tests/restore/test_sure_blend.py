@@ -173,3 +173,9 @@ def test_errors_name_the_argument(smooth, kwargs, words):
     args.update(kwargs)
     with pytest.raises(ValueError, match=words):
         sure_blend(args.pop("image"), args.pop("sigma"), args.pop("denoisers"), **args)
+
+
+def test_dask_arrays_are_refused_not_computed(smooth):
+    da = pytest.importorskip("dask.array")
+    with pytest.raises(TypeError, match="`image` is a dask array"):
+        sure_blend(da.from_array(smooth[1]), 10, [lambda v: v, lambda v: 0.5 * v])

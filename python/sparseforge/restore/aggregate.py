@@ -215,15 +215,25 @@ def _probe_generator(random_state: Any) -> np.random.Generator:
 
 
 def _check_image(image: Any) -> np.ndarray:
-    y = np.asarray(image)
-    if y.dtype.kind not in "fiu" or y.size == 0:
+    """A host float array (integers converted to float64); dask arrays, CUDA arrays and
+    torch tensors are refused by the package's one host-array rule, not silently copied or
+    computed."""
+    from .._validation import host_float_array
+
+    y = image
+    if isinstance(y, (list, tuple)) or (isinstance(y, np.ndarray) and y.dtype.kind in "iu"):
+        y = np.asarray(y, dtype=np.float64)
+    if isinstance(y, np.ndarray) and (y.dtype.kind not in "f" or y.size == 0):
         raise ValueError(f"`image` must be a non-empty numeric array, got dtype {y.dtype} and "
                          f"shape {y.shape}")
-    if y.dtype != np.float32:
-        y = y.astype(np.float64, copy=False)
+    y = host_float_array(y, "image", ndim=(1, 2, 3), finite=False, user=_USER)
     if not np.isfinite(y).all():
         raise ValueError("`image` holds NaN or infinite values")
     return y
+
+
+#: Who the host-array errors name.
+_USER = "sure_blend's denoisers"
 
 
 def _estimate(denoiser: Callable[[np.ndarray], Any], y: np.ndarray, k: int) -> np.ndarray:
