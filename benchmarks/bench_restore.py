@@ -238,23 +238,22 @@ def model_columns(models: Models, names: list[str], args) -> list[tuple[str, str
     return out
 
 
-class AdaptiveKSVD:
-    """``denoise_ksvd(y, sigma, dictionary="adaptive")`` remembering its last few results,
-    so the ``+ksvd`` columns of one image share its runs (the noisy image and the probe)."""
+class Remembered:
+    """``fn(y, sigma)`` remembering its last few results (keyed by the bytes of `y`), so
+    columns that need the same run share it: the ``+ksvd`` columns of one image share the
+    adaptive K-SVD of the noisy image and of the probe."""
 
-    def __init__(self, threads: int, keep: int = 4) -> None:
-        self.threads, self.keep, self.cache = threads, keep, {}
+    def __init__(self, fn: Callable[[np.ndarray, float], np.ndarray], keep: int = 4) -> None:
+        self.fn, self.keep, self.cache = fn, keep, {}
         self.reused_seconds = 0.0  # of the cached runs handed out since the last take
 
     def take_reused_seconds(self) -> float:
         """Seconds of the runs a column got from the cache since the last call: added to its
-        time, so every ``+ksvd`` column is timed as if it had run K-SVD itself."""
+        time, so every column is timed as if it had made the runs itself."""
         seconds, self.reused_seconds = self.reused_seconds, 0.0
         return seconds
 
     def __call__(self, y: np.ndarray, sigma: float) -> np.ndarray:
-        from sparseforge.restore import denoise_ksvd
-
         key = (hashlib.sha1(np.ascontiguousarray(y).view(np.uint8)).hexdigest(), y.dtype.str,
                y.shape, float(sigma))
         if key in self.cache:
@@ -263,13 +262,21 @@ class AdaptiveKSVD:
         if len(self.cache) >= self.keep:
             self.cache.pop(next(iter(self.cache)))
         start = time.perf_counter()
-        out = denoise_ksvd(y, sigma, dictionary="adaptive", n_jobs=self.threads)
+        out = self.fn(y, sigma)
         self.cache[key] = (out, time.perf_counter() - start)
         return out
 
 
+def adaptive_ksvd(threads: int, keep: int = 4) -> Remembered:
+    """``denoise_ksvd(y, sigma, dictionary="adaptive")``, remembered."""
+    from sparseforge.restore import denoise_ksvd
+
+    return Remembered(lambda y, sigma: denoise_ksvd(y, sigma, dictionary="adaptive",
+                                                    n_jobs=threads), keep)
+
+
 def column_fn(models: Models, name: str, variant: str, threads: int,
-              adaptive: AdaptiveKSVD | None = None):
+              adaptive: Remembered | None = None):
     model = models.get(name)
     if model is None:
         return None
@@ -340,7 +347,7 @@ def run_denoise(args, bm3d, models: Models) -> dict[str, Any]:
 
     names = models.names("denoise", args.models)
     columns = model_columns(models, names, args)
-    adaptive = AdaptiveKSVD(args.threads)
+    adaptive = adaptive_ksvd(args.threads)
     fns = {col: column_fn(models, name, variant, args.threads, adaptive)
            for col, name, variant in columns}
     bm3d_rows = BM3DRows(args.bm3d_from)

@@ -33,6 +33,7 @@ if __name__ == "__main__" and "--keep-blas-env" not in sys.argv:
 import numpy as np  # noqa: E402
 
 from bench_denoise import load_dataset, noisy_copy  # noqa: E402
+from bench_restore import Remembered, adaptive_ksvd  # noqa: E402
 
 
 def psnr(x: np.ndarray, clean: np.ndarray) -> float:
@@ -58,38 +59,28 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from sparseforge.restore import denoise_ksvd, load_pretrained, restore_image, sure_blend
+    from sparseforge.restore import load_pretrained, restore_image, sure_blend
 
     torch.set_num_threads(args.threads)
     model = load_pretrained(args.model)
     sigma = args.sigma
 
-    def remembered(fn):
-        """The same input twice (the image for every epsilon) runs once."""
-        cache: dict[bytes, np.ndarray] = {}
-
-        def run(y):
-            key = y.tobytes()
-            if key not in cache:
-                if len(cache) > 8:
-                    cache.clear()
-                cache[key] = fn(y)
-            return cache[key]
-        return run
-
-    hybrid = remembered(lambda y: restore_image(model, y.astype(np.float32), sigma=sigma,
-                                                threads=args.threads).astype(np.float64))
-    ksvd = remembered(lambda y: denoise_ksvd(y, sigma, dictionary="adaptive",
-                                             n_jobs=args.threads))
+    # The image's runs are shared by every epsilon (the denoisers are deterministic).
+    hybrid = Remembered(lambda y, s: restore_image(model, y.astype(np.float32), sigma=s,
+                                                   threads=args.threads).astype(np.float64),
+                        keep=16)
+    ksvd = adaptive_ksvd(args.threads, keep=16)
     grid = np.linspace(0, 1, 101)
     rows = []
     for index, (image, clean) in enumerate(load_dataset(args.dataset, args.max_images)):
         noisy = noisy_copy(clean, sigma, args.seed, index)
-        h, a = hybrid(noisy), ksvd(noisy)
+        h, a = hybrid(noisy, sigma), ksvd(noisy, sigma)
         scores = [psnr(w * h + (1 - w) * a, clean) for w in grid]
         best = int(np.argmax(scores))
         for eps, n in settings:
-            blended, d = sure_blend(noisy, sigma, [hybrid, ksvd], epsilon=eps, n_probes=n,
+            blended, d = sure_blend(noisy, sigma, [lambda v: hybrid(v, sigma),
+                                                   lambda v: ksvd(v, sigma)],
+                                    epsilon=eps, n_probes=n,
                                     return_details=True)
             row = {"image": image, "epsilon": eps, "n_probes": n,
                    "weight_sure": float(d.weights[0]),
