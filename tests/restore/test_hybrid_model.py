@@ -283,6 +283,56 @@ def test_coverage_counts_the_grid_patches():
 
 
 
+def _fold_average(patches, h, w, step, channels):
+    """The reference: F.fold (overlap_add) of the features reordered to (C, row, column),
+    divided by the coverage."""
+    from sparseforge.restore.synthesis import overlap_add
+
+    b, n, _ = patches.shape
+    cols = patches.reshape(b, n, 8, 8, channels).permute(0, 1, 4, 2, 3).reshape(b, n, -1)
+    return overlap_add(cols, h, w, 8, step) / coverage(h, w, 8, step, patches.dtype)
+
+
+@pytest.mark.parametrize("h, w, step, channels", [(19, 23, 1, 3), (17, 30, 3, 1),
+                                                   (8, 8, 8, 2)])
+def test_patch_average_equals_fold_and_its_backward_is_the_adjoint(h, w, step, channels):
+    """PatchAverage (the native aggregation) against F.fold / coverage, and its gradient
+    against torch's (the unfold of fold's backward) and gradcheck."""
+    from sparseforge.restore.synthesis import PatchAverage, patch_grid
+
+    rows, cols = patch_grid(h, w, 8, step)
+    n = rows.size * cols.size
+    rng = np.random.default_rng(h * w + step)
+    patches = torch.from_numpy(rng.normal(size=(2, n, 64 * channels))).requires_grad_()
+    got = PatchAverage.apply(patches, h, w, 8, step)
+    want = _fold_average(patches, h, w, step, channels)
+    torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-12)
+    weights = torch.from_numpy(rng.normal(size=got.shape))
+    (g_got,) = torch.autograd.grad((got * weights).sum(), patches)
+    (g_want,) = torch.autograd.grad((want * weights).sum(), patches)
+    torch.testing.assert_close(g_got, g_want, rtol=1e-13, atol=1e-13)
+    tiny = torch.from_numpy(rng.normal(size=(1, 2 * 2, 64 * channels))).requires_grad_()
+    assert torch.autograd.gradcheck(lambda p: PatchAverage.apply(p, 9, 9, 8, 1), (tiny,))
+
+
+def test_patch_average_propagates_non_finite_values_as_fold_does():
+    """A diverged model's NaN / inf reach the output (and the gradient) instead of an error
+    from the native kernels, which refuse non-finite patches."""
+    from sparseforge.restore.synthesis import PatchAverage
+
+    patches = torch.ones((1, 4, 64), dtype=torch.float32)   # a 9x9 image, step 1, 1 channel
+    patches[0, 0, 0] = float("nan")
+    patches.requires_grad_()
+    got = PatchAverage.apply(patches, 9, 9, 8, 1)
+    want = _fold_average(patches.detach(), 9, 9, 1, 1)
+    torch.testing.assert_close(got, want, equal_nan=True)
+    assert torch.isnan(got[0, 0, 0, 0]) and got[0, 0, 8, 8] == 1
+    grad = torch.ones_like(got)
+    grad[0, 0, 4, 4] = float("inf")
+    (g,) = torch.autograd.grad(got, patches, grad)
+    assert torch.isinf(g).sum() == 4 and torch.isfinite(g[0, :, 1]).all()
+
+
 def test_dtype_mismatch_and_non_finite_inputs_are_named():
     from sparseforge.restore import DnCNN
 

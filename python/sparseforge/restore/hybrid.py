@@ -28,7 +28,7 @@ from ._inputs import (check_degraded, check_finite, check_mask, check_sigma, che
 from ._torch import require_torch
 from ._layers import conv_radius, dncnn_body
 from .codes import LeastSquaresOnSupport, omp_support
-from .synthesis import SparseSynthesis, coverage, extract_patches, overlap_add
+from .synthesis import PatchAverage, SparseSynthesis, extract_patches
 
 torch = require_torch()
 nn = torch.nn
@@ -242,10 +242,12 @@ class HybridRestorer(nn.Module):
         while the atoms are the initial ones."""
         b, _, h, w = degraded.shape
         indices, coefs = self.code(degraded, sigmas, mask)
-        weight = self.synthesis.weight.to(degraded.dtype)
-        per_patch = SparseSynthesis.apply(indices, coefs, weight.reshape(weight.shape[0], -1))
-        image = overlap_add(per_patch.reshape(b, -1, per_patch.shape[1]), h, w, PATCH, self.step)
-        return image / coverage(h, w, PATCH, self.step, degraded.dtype)
+        weight = self.synthesis.weight.to(degraded.dtype)       # (atoms, C, p, p)
+        # Each patch's output channels last, the layout of the native patch average.
+        kernels = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
+        per_patch = SparseSynthesis.apply(indices, coefs, kernels)
+        return PatchAverage.apply(per_patch.reshape(b, -1, per_patch.shape[1]), h, w, PATCH,
+                                  self.step)
 
     def forward(self, degraded: Any, sigma: Any = None, mask: Any = None) -> Any:
         """Restore a batch.

@@ -3,9 +3,10 @@
 The aggregate of coded patches, ``sum_p P_p^T (sum_k g_pk w_k)``, is a transposed convolution
 of the code map (one channel per atom, nonzero only at patch positions and only on each
 patch's few atoms) with the atoms as kernels. Forming that map densely costs K channels per
-pixel (256 x H x W floats); here each patch's output is summed from its own atoms only and the
-overlap-add is ``torch.nn.functional.fold``. :func:`dense_code_map` builds the dense map for
-tests that compare with ``conv_transpose2d``.
+pixel (256 x H x W floats); here each patch's output is summed from its own atoms only
+(:class:`SparseSynthesis`) and the patches are averaged where they overlap by the native patch
+aggregation (:class:`PatchAverage`). :func:`dense_code_map` builds the dense map for tests that
+compare with ``conv_transpose2d``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from ..patches import grid_positions
+from ..patches import extract_patches_2d, grid_positions, reconstruct_from_patches_2d
 from ._torch import require_torch
 
 torch = require_torch()
@@ -161,6 +162,65 @@ def overlap_add(patches: Any, height: int, width: int, patch: int, step: int) ->
         full[:, :, _linear_positions(height, width, patch, step)] = cols
         cols = full
     return F.fold(cols, (height, width), patch)
+
+
+class PatchAverage(torch.autograd.Function):
+    """The image whose pixels average the grid patches covering them:
+    ``(B, n_patches, p*p*C) -> (B, C, H, W)``, each patch's features channels last (row,
+    column, channel: the layout of :func:`sparseforge.extract_patches_2d`).
+
+    Forward arguments: ``patches, height, width, patch, step``. Equal to
+    ``overlap_add(...) / coverage(...)`` on the features reordered (tested to round-off), but
+    by the native aggregation (``sparseforge.reconstruct_from_patches_2d``) on
+    ``torch.get_num_threads()`` threads: ``F.fold`` took 0.64 s for the 97,000 patches of a
+    352 x 288 image (4 channels, 1 thread; a third of the blind hybrid's inference), the
+    native kernel 0.05 s. The backward is the adjoint, the native extraction of
+    ``grad / coverage``. CPU tensors, float32 or float64. Non-finite values (a diverged
+    model) take the ``fold`` path, which propagates them as any torch operation does, where
+    the native kernels would refuse them.
+    """
+
+    @staticmethod
+    def forward(ctx, patches, height, width, patch, step):
+        b, n, features = patches.shape
+        channels = features // (patch * patch)
+        ctx.geometry = (height, width, patch, step, channels)
+        src = native_array(patches, "patches", "PatchAverage").reshape(
+            b, n, patch, patch, channels)
+        threads = torch.get_num_threads()
+        try:
+            out = np.stack([reconstruct_from_patches_2d(src[i], (height, width, channels),
+                                                        step=step, n_jobs=threads)
+                            for i in range(b)])
+        except ValueError:
+            if bool(torch.isfinite(patches).all()):
+                raise
+            cols = patches.detach().reshape(b, n, patch, patch, channels).permute(0, 1, 4, 2, 3)
+            return (overlap_add(cols.reshape(b, n, features), height, width, patch, step)
+                    / coverage(height, width, patch, step, patches.dtype))
+        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        height, width, patch, step, channels = ctx.geometry
+        spread = grad / coverage(height, width, patch, step, grad.dtype)
+        image = spread.permute(0, 2, 3, 1).contiguous()          # (B, H, W, C)
+        b = image.shape[0]
+        threads = torch.get_num_threads()
+        try:
+            out = np.stack([extract_patches_2d(image[i].numpy(), (patch, patch), step=step,
+                                               n_jobs=threads).reshape(-1, patch * patch * channels)
+                            for i in range(b)])
+            dpatches = torch.from_numpy(out)
+        except ValueError:
+            if bool(torch.isfinite(image).all()):
+                raise
+            cols = extract_patches(spread, patch, step)               # (B, n, C*p*p)
+            n = cols.shape[1]
+            dpatches = cols.reshape(b, n, channels, patch, patch).permute(0, 1, 3, 4, 2)
+            dpatches = dpatches.reshape(b, n, -1)
+        return dpatches, None, None, None, None
 
 
 def coverage(height: int, width: int, patch: int, step: int, dtype: Any) -> Any:
