@@ -333,6 +333,29 @@ def test_patch_average_propagates_non_finite_values_as_fold_does():
     assert torch.isinf(g).sum() == 4 and torch.isfinite(g[0, :, 1]).all()
 
 
+def test_inference_in_channels_last_equals_the_default_format(clean):
+    """At inference (no autograd) the CNN bodies run on channels-last inputs (faster with
+    oneDNN): the result equals the default-format run that training uses, to float32
+    round-off, and comes back contiguous."""
+    from sparseforge.restore import DnCNN
+
+    noisy = torch.from_numpy(clean + 25 * np.random.default_rng(3).standard_normal(clean.shape))
+    x = noisy.float()[None, None]
+    for model in (HybridRestorer(sigma_range=(0, 55), **SMALL),
+                  HybridRestorer(sigma_range=(0, 55), unshuffle=2, **SMALL),
+                  DnCNN(depth=4, width=8, sigma_range=(0, 55))):
+        model.eval()
+        for m in model.modules():  # non-trivial batch-norm statistics
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+        training_path = model(x, sigma=25.0).detach()
+        with torch.no_grad():
+            inference = model(x, sigma=25.0)
+        assert inference.is_contiguous()
+        torch.testing.assert_close(inference, training_path, rtol=0, atol=1e-3)
+
+
 def test_dtype_mismatch_and_non_finite_inputs_are_named():
     from sparseforge.restore import DnCNN
 

@@ -15,6 +15,21 @@ def conv_radius(body: Any) -> int:
     return sum(max(m.kernel_size) // 2 for m in body.modules() if isinstance(m, nn.Conv2d))
 
 
+def run_body(body: Any, x: Any) -> Any:
+    """``body(x)``, at inference on the CPU in channels-last memory format.
+
+    oneDNN's 3x3 convolutions run about twice as fast on channels-last inputs: the blind
+    hybrid's body on a 352 x 288 image took 0.32-0.37 s instead of 0.64 s on one thread of
+    the 2-core Xeon dev box (2026-11-30), with outputs equal to float32 round-off (4e-6 on
+    the 0-1 scale). Training (autograd on) keeps the default format, so that the steps per
+    second, and the numerics, of the training budgets already spent stay comparable. The
+    result is contiguous, as the default path returns it.
+    """
+    if torch.is_grad_enabled() or x.device.type != "cpu":
+        return body(x)
+    return body(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
+
 def dncnn_body(in_channels: int, out_channels: int, depth: int, width: int,
                batch_norm: bool = True) -> Any:
     """DnCNN's layers: conv+ReLU, ``depth - 2`` x (conv+BN+ReLU), conv; 3x3, padding 1.

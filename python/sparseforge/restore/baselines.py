@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ._inputs import check_degraded, check_finite, check_sigma, check_sigma_range
-from ._layers import conv_radius, dncnn_body
+from ._layers import conv_radius, dncnn_body, run_body
 from ._torch import require_torch
 
 torch = require_torch()
@@ -129,12 +129,12 @@ class DnCNN(nn.Module):
             if sigma is not None:
                 raise ValueError("`sigma` given to an upscaling DnCNN (it takes the "
                                  "bicubic-interpolated image only)")
-            return degraded - 255.0 * self.body(x)
+            return degraded - 255.0 * run_body(self.body, x)
         sigmas = check_sigma(sigma, degraded.shape[0], self.sigma_range, degraded)
         if self.noise_map:
             level = (sigmas / 255.0).to(x.dtype).view(-1, 1, 1, 1).expand_as(x)
             x = torch.cat([x, level], dim=1)
-        return degraded - 255.0 * self.body(x)
+        return degraded - 255.0 * run_body(self.body, x)
 
 
 def matched_dncnn(n_parameters: int, *, sigma_range: tuple[float, float] = (25.0, 25.0),

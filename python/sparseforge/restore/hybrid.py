@@ -26,7 +26,7 @@ from ..dictionaries import universal_dictionary
 from ._inputs import (check_degraded, check_finite, check_mask, check_sigma, check_sigma_range,
                       check_task)
 from ._torch import require_torch
-from ._layers import conv_radius, dncnn_body
+from ._layers import conv_radius, dncnn_body, run_body
 from .codes import LeastSquaresOnSupport, omp_support
 from .synthesis import PatchAverage, SparseSynthesis, extract_patches
 
@@ -334,12 +334,13 @@ class HybridRestorer(nn.Module):
         """The CNN on (B, C, H, W) inputs, at 1/`unshuffle` resolution when > 1."""
         s = self.unshuffle
         if s == 1:
-            return self.cnn(x)
+            return run_body(self.cnn, x)
         h, w = x.shape[-2:]
         ph, pw = -h % s, -w % s
         if ph or pw:  # reflect needs the pad below the size: odd sizes >= 8 always allow it
             x = nn.functional.pad(x, (0, pw, 0, ph), mode="reflect")
-        y = nn.functional.pixel_shuffle(self.cnn(nn.functional.pixel_unshuffle(x, s)), s)
+        y = run_body(self.cnn, nn.functional.pixel_unshuffle(x, s))
+        y = nn.functional.pixel_shuffle(y, s)
         return y[..., :h, :w]
 
 
