@@ -791,7 +791,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--parts", default="sr,deblur,figure")
     p.add_argument("--datasets", default=None,
-                   help="comma list; SR uses Set5/Set14 among them, deblurring Set3C/Set12")
+                   help="comma list; SR uses Set5/Set14 among them (and BSD68, the held-out "
+                        "set on which PnP settings are chosen), deblurring Set3C/Set12")
     p.add_argument("--scales", default="2,3,4")
     p.add_argument("--sigmas", default="2.55,7.65")
     p.add_argument("--kernels", default=",".join(f"k{i}" for i in range(1, 9)))
@@ -843,7 +844,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.parts = args.parts.split(",")
     datasets = (args.datasets or "Set5,Set14,Set3C,Set12").split(",")
-    args.datasets_sr = [d for d in datasets if d in ("Set5", "Set14")]
+    args.datasets_sr = [d for d in datasets if d in ("Set5", "Set14", "BSD68")]
     args.datasets_deblur = [d for d in datasets if d in ("Set3C", "Set12")]
     args.scales = [int(s) for s in args.scales.split(",")]
     args.sigmas = [float(s) for s in args.sigmas.split(",")]

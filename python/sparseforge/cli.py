@@ -811,6 +811,8 @@ def _upscale_method(args: argparse.Namespace, scale: int, sigma: float):
     CNN, it is pnp-hybrid, else pnp-ksvd (PnP options given) or zeyde; without PyTorch,
     zeyde (bicubic when its dictionaries are missing), saying why.
     """
+    from .restore import sr_iterations
+
     method, learned, model = args.method, None, None
     if method is None:
         method, model, missing = _default_sr_cnn(args)
@@ -836,7 +838,7 @@ def _upscale_method(args: argparse.Namespace, scale: int, sigma: float):
         return method, {"method": method}
     if method == "cnn":
         return method, {"method": "cnn", "prior_options": _sr_cnn_weights(args, model)}
-    options: dict[str, Any] = {"sigma": sigma, "n_iter": args.n_iter or _default_n_iter(),
+    options: dict[str, Any] = {"sigma": sigma, "n_iter": args.n_iter or sr_iterations(scale),
                                "init": "bicubic" if _zeyde_missing(scale) else "zeyde"}
     if method == "pnp-ksvd":
         return method, {"method": method, **options}
@@ -1473,7 +1475,7 @@ def _add_inverse_parsers(sub) -> None:
                    help="plug-and-play: noise standard deviation of IN in its own units "
                         "(default 0: a clean image)")
     p.add_argument("--n-iter", type=int, default=None, metavar="N",
-                   help=f"plug-and-play: iterations (default {_default_n_iter()})")
+                   help="plug-and-play: iterations (default 16 at --scale 4, 8 at 2 and 3)")
     _add_file_options(p, "")
     p.set_defaults(func=upscale)
 

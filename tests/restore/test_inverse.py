@@ -419,3 +419,22 @@ def test_zeyde_model_with_a_zero_atom_loads_and_upscales(tmp_path, camera_crop):
     out = loaded.upscale(lr)
     assert psnr(camera_crop[c], np.clip(out, 0, 255)[c]) > psnr(camera_crop[c],
                                                                    imresize(lr, 2)[c]) + 0.5
+
+
+@pytest.mark.parametrize("scale, n_iter, calls", [(2, None, 8), (3, None, 8), (4, None, 16),
+                                                   (4, 3, 3)])
+def test_upscale_runs_sr_iterations_by_default(scale, n_iter, calls):
+    """The plug-and-play upscale calls its prior sr_iterations(scale) times unless n_iter
+    says otherwise."""
+    from sparseforge.restore import sr_iterations
+
+    seen = []
+
+    def prior(x, sigma):
+        seen.append(sigma)
+        return x
+
+    lr = np.random.default_rng(scale).uniform(0, 255, (12, 12))
+    upscale(lr, scale, method="pnp", prior=prior, init="bicubic", n_iter=n_iter)
+    assert len(seen) == calls == (n_iter or sr_iterations(scale))
+    assert seen == sorted(seen, reverse=True) and seen[-1] == pytest.approx(scale)

@@ -18,7 +18,7 @@ from typing import Any
 from .aggregate import SureBlend, sure_blend
 from .classical import denoise_ksvd, inpaint_ksvd
 from .operators import check_kernel, check_scale, imresize, rgb_to_y
-from .pnp import bicubic_kernel, deblur, upscale
+from .pnp import bicubic_kernel, deblur, sr_iterations, upscale
 from .zeyde import load_zeyde, train_zeyde, zeyde_upscale
 
 # Public name -> submodule that defines it (imported lazily: they import torch).
@@ -33,8 +33,8 @@ _LAZY = {
 }
 
 __all__ = ["SureBlend", "bicubic_kernel", "check_kernel", "check_scale", "deblur",
-           "denoise_ksvd", "imresize", "inpaint_ksvd", "load_zeyde", "rgb_to_y", "sure_blend",
-           "train_zeyde", "upscale", "zeyde_upscale", *sorted(_LAZY)]
+           "denoise_ksvd", "imresize", "inpaint_ksvd", "load_zeyde", "rgb_to_y", "sr_iterations",
+           "sure_blend", "train_zeyde", "upscale", "zeyde_upscale", *sorted(_LAZY)]
 
 
 def __getattr__(name: str) -> Any:
