@@ -573,7 +573,8 @@ _SLOW_PIXELS = 1_000_000
 
 
 def _default_n_iter() -> int:
-    """The plug-and-play iterations restore.deblur and restore.upscale run by default."""
+    """The plug-and-play iterations restore.deblur runs by default (upscale's depend on the
+    scale: restore.sr_iterations)."""
     import inspect
 
     from .restore.pnp import deblur as pnp_deblur
@@ -1401,10 +1402,11 @@ Zeyde's result), zeyde (Zeyde et al. 2010: sparse coding over the shipped K-SVD
 dictionaries), bicubic (MATLAB's imresize), pnp-ksvd (plug-and-play with the K-SVD prior),
 pnp-cnn (plug-and-play with a pure-torch blind DnCNN; needs --weights).
 
-default: cnn, because it is the best measured (Y channel, x2/x3/x4: Set5 36.70 / 32.96 /
-30.70 dB, Set14 32.62 / 29.49 / 27.68; Set5 x2: pnp-hybrid 36.45, pnp-cnn 36.22, zeyde
-35.74, pnp-ksvd 35.66, bicubic 33.65), and fast: about 0.5-1.7 s per Set5/Set14 image on
-two threads (pnp-hybrid: 3.6-7 s). It was trained on clean bicubic down-scalings: with
+default: cnn, because it is the best measured but once (Y channel, x2/x3/x4: Set5 36.70 /
+32.96 / 30.70 dB, Set14 32.53 / 29.40 / 27.59; Set5 x2: pnp-hybrid 36.45, pnp-cnn 36.22,
+zeyde 35.74, pnp-ksvd 35.66, bicubic 33.65; at Set5 x4 pnp-hybrid with its 16 iterations
+leads, 30.78), and fast: about 0.5-1.7 s per Set5/Set14 image on two threads (pnp-hybrid
+is several times slower). It was trained on clean bicubic down-scalings: with
 --sigma or --n-iter (a noisy input, plug-and-play settings) the default is pnp-hybrid
 (slow, growing with the output's size), pnp-ksvd without PyTorch or the hybrid's weights;
 --weights with a blind denoiser also makes it pnp-hybrid (or pnp-cnn). Without PyTorch the
