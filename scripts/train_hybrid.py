@@ -141,7 +141,9 @@ SHIPPED = ("hybrid-sigma25", "hybrid-blind", "hybrid-inpaint", "dncnn-matched-up
 #: benchmarks/checkpoints/) and the package gets the float16 copy (scripts/half_weights.py).
 HALF = ("hybrid-sigma25", "hybrid-blind", "dncnn-matched-upscale")
 _NAME = re.compile(r"^(hybrid|hybrid-fullres|hybrid-nocodes|hybrid-noimage|plain|dncnn|"
-                   r"dncnn-matched)-(sigma(\d+)|blind|inpaint|upscale)$")
+                   r"dncnn-matched|hybrid-ksvd|plain-ksvd)-(sigma(\d+)|blind|inpaint|upscale)$")
+#: Where scripts/precompute_estimates.py writes the adaptive K-SVD estimates of Train400.
+ESTIMATES = REPO / "benchmarks" / "cache" / "ksvd-estimates"
 #: The network of the blind and inpainting hybrids (issue 16): the CNN at half resolution on
 #: the 2x2 pixel-unshuffled inputs (FFDNet's layout), 15 x 56. ``hybrid-fullres-*`` keeps
 #: the first hybrids' full-resolution 12 x 48 network (the fixed-sigma models still use it).
@@ -166,7 +168,13 @@ def spec(name: str) -> dict:
         config["code_channels"] = False
     elif family == "hybrid-noimage":
         config["image_input"] = False
-    kind = "hybrid" if family.startswith("hybrid") else family
+    kind = "hybrid" if family.startswith("hybrid") else (
+        "plain" if family.startswith("plain") else family)
+    if family.endswith("-ksvd"):  # refine the adaptive K-SVD estimate (issue 16)
+        if variant != "blind":
+            raise SystemExit("the adaptive K-SVD refiners are blind denoisers "
+                             "(hybrid-ksvd-blind, plain-ksvd-blind)")
+        config["adaptive_ksvd"] = True
     if variant == "upscale":  # the pure-torch SR CNN, matched to the blind hybrid (issue 17)
         if kind not in ("dncnn", "dncnn-matched"):
             raise SystemExit("only DnCNNs upscale (dncnn-upscale, dncnn-matched-upscale)")
@@ -213,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-dir", default=None)
     p.add_argument("--out-dir", default=None, help="override where weights are written")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints")
+    p.add_argument("--warm-start", default=None,
+                   help="*-ksvd-* names: start from these trained weights (float32 .pt) with "
+                        "the estimate's input weights at zero (restore.hybrid."
+                        "with_estimate_input), instead of from scratch")
+    p.add_argument("--estimates", default=None,
+                   help=f"*-ksvd-* names: the precomputed estimates (default {ESTIMATES})")
     p.add_argument("--allow-machine-change", action="store_true",
                    help="resume a run timed on another kind of CPU (see restore.train)")
     args = p.parse_args(argv)
@@ -240,6 +254,16 @@ def main(argv: list[str] | None = None) -> int:
         # A float16 name bound for the package trains into benchmarks/weights/ in float32.
         half = out_dir == SHIPPED_DIR and name in HALF
         trained = OTHER_DIR / f"{name}.pt" if half else weights
+        warm = None
+        if settings["model_config"].get("adaptive_ksvd"):
+            settings["estimates"] = args.estimates or ESTIMATES
+            if args.warm_start:
+                from sparseforge.restore.hybrid import with_estimate_input
+
+                warm = load_model(args.warm_start)
+                settings["model"] = with_estimate_input(warm)
+        elif args.warm_start or args.estimates:
+            raise SystemExit("--warm-start and --estimates are for the *-ksvd-* names")
         try:
             result = train(**settings, train_dir=args.train_dir, val_dir=args.val_dir,
                            batch_size=args.batch, max_seconds=args.seconds, max_steps=args.steps,
@@ -268,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
                     carried = {k: old[k] for k in ("note",) if k in old}
         record = {
             "name": name, "command": command, "commands": commands,
-            "settings": {k: (list(v) if isinstance(v, tuple) else v)
+            "settings": {k: (list(v) if isinstance(v, tuple) else
+                             str(v) if isinstance(v, Path) else
+                             "warm-started module" if k == "model" and warm is not None else v)
                          for k, v in settings.items()},
             "batch_size": args.batch, "seed": args.seed, "threads": args.threads,
             "lr": args.lr,
@@ -280,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
                          "python": platform.python_version()},
             "machines": result.machines, **carried,
         }
+        if warm is not None:  # the budget spent before: the warm start's own training
+            record["warm_start"] = {"weights": str(args.warm_start),
+                                    **{k: warm.meta.get(k) for k in (
+                                        "steps", "train_seconds", "cpu_seconds", "machines",
+                                        "train_config")}}
         (out_dir / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
         last = result.history[-1] if result.history else {}
         print(f"{name}: {result.steps} steps in {result.train_seconds:.0f} s, validation "

@@ -33,13 +33,14 @@ def tile_regions(size: int, tile: int, radius: int,
 
 def run_tiled(run: Callable[[Any, Any], Any], x: Any, mask: Any, tile: int | None,
               radius: int | None, align: int) -> Any:
-    """``run(x, mask)`` on a (1, 1, H, W) batch, in tiles of `tile` pixels (a multiple of
-    `align`) with a halo of `radius` when the image is larger than one tile."""
+    """``run(x, mask)`` on a (1, C, H, W) batch (C = 1, or 2 with an adaptive K-SVD
+    estimate beside the image), in tiles of `tile` pixels (a multiple of `align`) with a halo
+    of `radius` when the image is larger than one tile; the result is (1, 1, H, W)."""
     height, width = x.shape[-2:]
     if tile is None or radius is None or (height <= tile and width <= tile):
         return run(x, mask)
     tile = max(align, tile - tile % align)
-    out = torch.empty_like(x)
+    out = x.new_empty((x.shape[0], 1, *x.shape[2:]))
     for ys, ye, y0, y1 in tile_regions(height, tile, radius, align):
         for xs, xe, x0, x1 in tile_regions(width, tile, radius, align):
             part = run(x[..., ys:ye, xs:xe], None if mask is None else mask[..., ys:ye, xs:xe])

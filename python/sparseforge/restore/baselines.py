@@ -260,7 +260,10 @@ def matched_plain_cnn(hybrid: Any, *, widths: range = range(8, 257),
     config["code_channels"] = False
     target = count_parameters(hybrid)
     s2, depth, bn = config.get("unshuffle", 1) ** 2, config["depth"], config["batch_norm"]
-    n_in = ((1 if config.get("image_input", True) else 0) + 1) * s2
+    # The adaptive K-SVD estimate stays an input (it is not the codes): the CNN of an
+    # adaptive_ksvd hybrid without its codes is that hybrid's no-codes ablation.
+    n_in = ((1 if config.get("image_input", True) else 0) + 1
+            + bool(config.get("adaptive_ksvd", False))) * s2
 
     def params(w: int) -> int:  # dncnn_body(n_in, s2, depth, w, bn), as built below
         middle = w * w * 9 + (2 * w if bn else w)

@@ -71,6 +71,14 @@ class HybridRestorer(nn.Module):
         rounds over the universal dictionary, computed without gradients), and its output is
         a residual on that estimate instead of on the masked pass's synthesis: the untrained
         model returns ``inpaint_ksvd``'s result exactly. Default None: the masked pass only.
+    adaptive_ksvd : bool
+        Denoising: the CNN also sees the adaptive K-SVD estimate
+        (:func:`~sparseforge.restore.estimates.adaptive_estimate`: ``denoise_ksvd`` with a
+        dictionary learned on the whole noisy image, computed without gradients), whose
+        atoms fit the image's own textures (its repeated stripes and weaves), which a
+        universal dictionary and a small CNN miss. Its input weights start at zero, so a
+        model built on trained weights starts as they were (:func:`with_estimate_input`).
+        The output stays a residual on the codes' channel 0.
     code_channels : bool
         Ablation switch: False drops the codes (the CNN sees the image and the map only, and
         its residual is on the degraded image).
@@ -128,8 +136,8 @@ class HybridRestorer(nn.Module):
                  sigma_range: tuple[float, float] = (25.0, 25.0), channels: int = 4,
                  depth: int = 12, width: int = 48, step: int = 1, gain: float = 1.15,
                  max_atoms: int | None = None, inpaint_atoms: int = 4,
-                 ksvd_rounds: int | None = None, code_channels: bool = True,
-                 image_input: bool = True,
+                 ksvd_rounds: int | None = None, adaptive_ksvd: bool = False,
+                 code_channels: bool = True, image_input: bool = True,
                  train_dictionary: bool = True, batch_norm: bool = True,
                  unshuffle: int = 1, n_jobs: int | None = None) -> None:
         super().__init__()
@@ -165,12 +173,16 @@ class HybridRestorer(nn.Module):
                                  f"got {ksvd_rounds!r}")
             ksvd_rounds = int(ksvd_rounds)
         self.ksvd_rounds = ksvd_rounds
+        if adaptive_ksvd and self.task != "denoise":
+            raise ValueError("`adaptive_ksvd` is for denoising models (task='denoise')")
+        self.adaptive_ksvd = bool(adaptive_ksvd)
         self.code_channels, self.image_input = bool(code_channels), bool(image_input)
         self.n_jobs = n_jobs
         self.config = {"task": self.task, "sigma_range": list(self.sigma_range),
                        "channels": int(channels), "depth": int(depth), "width": int(width),
                        "step": self.step, "gain": self.gain, "max_atoms": max_atoms,
                        "inpaint_atoms": self.inpaint_atoms, "ksvd_rounds": ksvd_rounds,
+                       "adaptive_ksvd": self.adaptive_ksvd,
                        "code_channels": self.code_channels,
                        "image_input": self.image_input,
                        "train_dictionary": bool(train_dictionary),
@@ -189,7 +201,7 @@ class HybridRestorer(nn.Module):
                 self.synthesis.weight[:k, 0] = dict_t.view(k, PATCH, PATCH)
                 self.synthesis.weight[k, 0] = 1.0   # the DC "atom": coefficient = patch mean
         n_in = ((channels if code_channels else 0) + (1 if image_input else 0) + 1
-                + (ksvd_rounds is not None))
+                + (ksvd_rounds is not None) + self.adaptive_ksvd)
         self.unshuffle = int(unshuffle)
         self.cnn = dncnn_body(n_in * self.unshuffle ** 2, self.unshuffle ** 2, depth, width,
                               batch_norm)
@@ -249,7 +261,8 @@ class HybridRestorer(nn.Module):
         return PatchAverage.apply(per_patch.reshape(b, -1, per_patch.shape[1]), h, w, PATCH,
                                   self.step)
 
-    def forward(self, degraded: Any, sigma: Any = None, mask: Any = None) -> Any:
+    def forward(self, degraded: Any, sigma: Any = None, mask: Any = None,
+                estimate: Any = None) -> Any:
         """Restore a batch.
 
         Parameters
@@ -263,6 +276,10 @@ class HybridRestorer(nn.Module):
             model's sigma (fixed models) or an estimate from each image (blind models).
         mask : Tensor (B, 1, H, W) of bool
             Inpainting only (required): True where the pixel is observed.
+        estimate : Tensor (B, 1, H, W), optional
+            ``adaptive_ksvd`` models: the adaptive K-SVD estimate of each image, when already
+            computed (training uses precomputed ones; :func:`restore_image` computes it once
+            for the whole image before cutting tiles). Default: computed here, per image.
 
         Returns
         -------
@@ -279,6 +296,8 @@ class HybridRestorer(nn.Module):
             sigmas = check_sigma(sigma, b, self.sigma_range, degraded)
             level = (sigmas / 255.0).to(degraded.dtype).view(-1, 1, 1, 1).expand_as(degraded)
             observed, seen = None, degraded
+        elif estimate is not None:
+            raise ValueError("`estimate` is for denoising models built with adaptive_ksvd=True")
         else:
             if sigma is not None:
                 raise ValueError("`sigma` given to an inpainting model (it assumes no noise)")
@@ -299,6 +318,10 @@ class HybridRestorer(nn.Module):
         if self.ksvd_rounds is not None:
             base = self._ksvd_estimate(seen, observed)
             inputs.append(base / 255.0)
+        if self.adaptive_ksvd:
+            inputs.append(self.estimate(seen, sigmas, estimate) / 255.0)
+        elif estimate is not None:
+            raise ValueError("`estimate` given to a model built without adaptive_ksvd=True")
         out = base + 255.0 * self._refine(torch.cat(inputs, dim=1))
         return out if observed is None else torch.where(observed, degraded, out)
 
@@ -313,6 +336,23 @@ class HybridRestorer(nn.Module):
                                      n_jobs=self.n_jobs) for i in range(len(y))])[:, None]
         return torch.from_numpy(out).to(seen.device, seen.dtype)
 
+    def estimate(self, degraded: Any, sigmas: Any, given: Any = None) -> Any:
+        """The adaptive K-SVD estimate of each image of a (B, 1, H, W) batch at its sigma
+        (no gradient flows through it), or `given`, checked, when it is not None."""
+        if given is not None:
+            if not torch.is_tensor(given) or given.shape != degraded.shape:
+                raise ValueError(f"`estimate` must be a tensor of the degraded batch's shape "
+                                 f"{tuple(degraded.shape)}, got "
+                                 f"{getattr(given, 'shape', type(given).__name__)}")
+            check_finite(given)
+            return given.to(degraded.dtype).detach()
+        from .estimates import adaptive_estimate
+
+        y = degraded.detach().cpu().numpy().astype(np.float32)
+        out = np.stack([adaptive_estimate(y[i, 0], float(sigmas[i]), self.n_jobs)
+                        for i in range(len(y))])[:, None]
+        return torch.from_numpy(out).to(degraded.device, degraded.dtype)
+
     def receptive_radius(self) -> int | None:
         """How far, in pixels, an output pixel sees in every direction (the halo of
         restore_image's tiles), or None when tiles cannot give the whole image's result (a
@@ -320,7 +360,9 @@ class HybridRestorer(nn.Module):
         codes' synthesis (8 x 8 patches: 7 pixels), or on ``inpaint_ksvd``'s rounds 7 pixels
         per pass (the masked pass and each round recode every patch of the previous
         estimate); then one pixel per 3 x 3 convolution, `unshuffle` pixels at
-        1/`unshuffle` resolution, plus the unshuffle block."""
+        1/`unshuffle` resolution, plus the unshuffle block. (An ``adaptive_ksvd`` model's
+        estimate adds nothing: its dictionary is learned on the whole image, so
+        :func:`restore_image` computes it once, before cutting tiles.)"""
         if self.step != 1:
             return None
         inputs = 0
@@ -342,6 +384,48 @@ class HybridRestorer(nn.Module):
         y = run_body(self.cnn, nn.functional.pixel_unshuffle(x, s))
         y = nn.functional.pixel_shuffle(y, s)
         return y[..., :h, :w]
+
+
+def with_estimate_input(model: "HybridRestorer") -> "HybridRestorer":
+    """A copy of a trained denoising `model` that also sees the adaptive K-SVD estimate
+    (``adaptive_ksvd=True``), with the new input's weights at zero: it restores exactly as
+    `model` does until training teaches it to use the estimate.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import sparseforge as sf
+    >>> from sparseforge.restore import load_pretrained, restore_image
+    >>> from sparseforge.restore.hybrid import with_estimate_input
+    >>> blind = load_pretrained("hybrid-blind")
+    >>> refined = with_estimate_input(blind)
+    >>> refined.adaptive_ksvd, refined.config["adaptive_ksvd"]
+    (True, True)
+    >>> clean = sf.datasets.load_image()[96:128, 192:224].astype(np.float64)
+    >>> noisy = clean + 15 * np.random.default_rng(0).standard_normal(clean.shape)
+    >>> bool(np.allclose(restore_image(refined, noisy, sigma=15),
+    ...                  restore_image(blind, noisy, sigma=15), atol=1e-4))
+    True
+    """
+    if not isinstance(model, HybridRestorer) or model.task != "denoise":
+        raise ValueError("`model` must be a denoising HybridRestorer")
+    if model.adaptive_ksvd:
+        raise ValueError("`model` already sees the adaptive K-SVD estimate")
+    config = dict(model.config, adaptive_ksvd=True)
+    config.pop("n_atoms", None)
+    dictionary = model.dictionary.detach().cpu().numpy() if model.code_channels else \
+        np.zeros((int(model.config["n_atoms"]), PATCH * PATCH))
+    new = HybridRestorer(dictionary, n_jobs=model.n_jobs, **config)
+    state = dict(model.state_dict())
+    first = next(name for name, value in state.items() if value.ndim == 4
+                 and name.startswith("cnn."))
+    weight = state[first]
+    extra = model.unshuffle ** 2          # the appended channel, pixel-unshuffled
+    state[first] = torch.cat([weight, weight.new_zeros(weight.shape[0], extra,
+                                                       *weight.shape[2:])], dim=1)
+    new.load_state_dict(state)
+    new.to(next(model.parameters()).dtype)
+    return new.train(model.training)
 
 
 def restore_image(model: Any, image: Any, *, sigma: float | None = None, mask: Any = None,
@@ -448,6 +532,10 @@ def restore_image(model: Any, image: Any, *, sigma: float | None = None, mask: A
     radius = model.receptive_radius() if hasattr(model, "receptive_radius") else None
     tiled = tile is not None and radius is not None and max(image.shape) > tile
 
+    # An adaptive-K-SVD model's estimate is computed once, on the whole image, and travels
+    # beside it as a second channel through the tiles and views.
+    with_estimate = bool(getattr(model, "adaptive_ksvd", False))
+
     def views(x_part: Any, m_part: Any, s: Any) -> Any:
         if not self_ensemble:
             return _run(model, x_part, s, m_part)
@@ -463,12 +551,18 @@ def restore_image(model: Any, image: Any, *, sigma: float | None = None, mask: A
                 s = sigma
                 lo, hi = getattr(model, "sigma_range", (0.0, 0.0))
                 if s is None and getattr(model, "task", None) == "denoise" and lo < hi and (
-                        self_ensemble or tiled):
+                        self_ensemble or tiled or with_estimate):
                     check_finite(x)  # one estimate for every view and tile, of a finite image
                     s = float(check_sigma(None, 1, model.sigma_range, x)[0])
-                return run_tiled(lambda x_part, m_part: views(x_part, m_part, s), x, m,
-                                 tile if tiled else None, radius,
-                                 int(getattr(model, "unshuffle", 1)))
+                x_in = x
+                if with_estimate:
+                    check_finite(x)
+                    x_in = torch.cat([x, model.estimate(
+                        x, check_sigma(s, 1, model.sigma_range, x))], dim=1)
+                out = run_tiled(lambda x_part, m_part: views(x_part, m_part, s), x_in, m,
+                                tile if tiled else None, radius,
+                                int(getattr(model, "unshuffle", 1)))
+                return out[:, :1]
         finally:
             for module, training in modes.items():
                 module.train(training)
@@ -511,6 +605,10 @@ def _on_worker_thread(fn: Any, threads: int) -> Any:
 
 
 def _run(model: Any, x: Any, sigma: float | None, mask: Any) -> Any:
+    """The model on a (B, 1, H, W) batch, or on a (B, 2, H, W) one whose second channel is
+    the adaptive K-SVD estimate (:func:`restore_image`)."""
+    if x.shape[1] == 2:
+        return model(x[:, :1], sigma=sigma, estimate=x[:, 1:])
     return model(x, sigma=sigma, mask=mask) if mask is not None else model(x, sigma=sigma)
 
 

@@ -82,18 +82,26 @@ def load_folder(folder: str | os.PathLike, limit: int | None = None, min_size: i
 
 
 def random_crops(images: list[np.ndarray], count: int, size: int,
-                 rng: np.random.Generator) -> np.ndarray:
+                 rng: np.random.Generator, picks: list[int] | None = None) -> np.ndarray:
     """`count` random `size` x `size` crops, each in one of the 8 dihedral orientations
-    (rotation by 0/90/180/270 degrees, optionally flipped), shape (count, 1, size, size)."""
-    out = np.empty((count, 1, size, size), np.float32)
+    (rotation by 0/90/180/270 degrees, optionally flipped), shape (count, C, size, size):
+    images of shape (H, W) give C = 1, (C, H, W) stacks are cropped alike in every channel.
+    The index of each crop's image is appended to `picks` when given."""
+    channels = images[0].shape[0] if images[0].ndim == 3 else 1
+    out = np.empty((count, channels, size, size), np.float32)
     for i in range(count):
-        image = images[rng.integers(len(images))]
-        if min(image.shape) < size:
+        pick = int(rng.integers(len(images)))
+        image = images[pick]
+        h, w = image.shape[-2:]
+        if min(h, w) < size:
             raise TrainingSetupError(f"`crop_size` {size} exceeds an image of shape {image.shape}")
-        y = rng.integers(image.shape[0] - size + 1)
-        x = rng.integers(image.shape[1] - size + 1)
-        crop = np.rot90(image[y:y + size, x:x + size], k=int(rng.integers(4)))
-        out[i, 0] = crop[:, ::-1] if rng.integers(2) else crop
+        y = rng.integers(h - size + 1)
+        x = rng.integers(w - size + 1)
+        crop = np.rot90(image[..., y:y + size, x:x + size], k=int(rng.integers(4)),
+                        axes=(-2, -1))
+        out[i] = crop[..., ::-1] if rng.integers(2) else crop
+        if picks is not None:
+            picks.append(pick)
     return out
 
 
@@ -438,7 +446,8 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 500,
           resume: bool = False, output: str | os.PathLike | None = None,
           threads: int | None = None, progress: bool = True, nproc: int = 1,
-          allow_machine_change: bool = False) -> TrainResult:
+          allow_machine_change: bool = False,
+          estimates: str | os.PathLike | None = None) -> TrainResult:
     """Train a restorer on random crops.
 
     Parameters
@@ -522,6 +531,13 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
     allow_machine_change : bool
         Resume a seconds-budgeted run on another kind of machine anyway; the record lists
         both, with the step each took over at.
+    estimates : path, optional
+        Denoising models built with ``adaptive_ksvd=True`` (and only they) train on fixed
+        noisy copies of `train_dir`'s images with their adaptive K-SVD estimates, made once
+        by :func:`~sparseforge.restore.estimates.precompute_estimates` (the estimate learns
+        a dictionary on a whole image: too slow for every crop of every step): crops of
+        (clean, noisy, estimate) and each copy's sigma replace the noise drawn on the fly.
+        One process (`nproc` = 1).
 
     Returns
     -------
@@ -642,8 +658,26 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
                                  f"{model_config!r}: {exc}") from exc
     if getattr(net, "task", task) != task:
         raise TrainingSetupError(f"the model restores {net.task!r} but `task` is {task!r}")
-    images = load_folder(train_dir if train_dir is not None
-                         else default_data_dir() / "Train400", min_size=crop_size)
+    train_folder = train_dir if train_dir is not None else default_data_dir() / "Train400"
+    wants_estimates = bool(getattr(net, "adaptive_ksvd", False))
+    copy_sigmas, estimates_set = None, None
+    if wants_estimates != (estimates is not None):
+        raise TrainingSetupError(
+            "a model built with adaptive_ksvd=True trains on precomputed estimates: pass "
+            "`estimates`" if wants_estimates else
+            "`estimates` is for denoising models built with adaptive_ksvd=True")
+    if estimates is not None:
+        from .estimates import load_estimates
+
+        if nproc != 1:
+            raise TrainingSetupError("`estimates` trains in one process (nproc=1)")
+        images, copy_sigmas, estimates_set = load_estimates(train_folder, estimates,
+                                                            sigma_range)
+        if min(min(image.shape[-2:]) for image in images) < crop_size:
+            raise TrainingSetupError(f"an image of {train_folder} is smaller than the "
+                                     f"{crop_size}x{crop_size} crops")
+    else:
+        images = load_folder(train_folder, min_size=crop_size)
     val_folder = val_dir if val_dir is not None else default_data_dir() / "Set12"
     val_items = (validation_set(val_folder, task, sigma_range, missing, val_crop, val_images,
                                 seed) if str(val_folder) else [])
@@ -653,7 +687,8 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
                    seed=seed, val_every=val_every, checkpoint_every=checkpoint_every,
                    checkpoint=None if checkpoint is None else Path(checkpoint), resume=resume,
                    output=output, progress=progress, threads=threads,
-                   allow_machine_change=bool(allow_machine_change))
+                   allow_machine_change=bool(allow_machine_change),
+                   copy_sigmas=copy_sigmas, estimates_set=estimates_set)
     if nproc == 1:
         return _fit(net, images, val_items, options)
     if launched is not None:
@@ -701,7 +736,9 @@ def step_loss(model: Any, clean: Any, batch: dict[str, Any], rank: int = 0,
     gradient of the global batch's MSE. ``loss="balanced"`` (one process): see
     :func:`train`."""
     if world == 1:
-        out = model(batch["degraded"], sigma=batch.get("sigma"), mask=batch.get("mask"))
+        extra = {"estimate": batch["estimate"]} if "estimate" in batch else {}
+        out = model(batch["degraded"], sigma=batch.get("sigma"), mask=batch.get("mask"),
+                    **extra)
         if loss == "balanced":
             per_crop = ((out / 255.0 - clean / 255.0) ** 2).flatten(1).mean(dim=1)
             error = per_crop.detach()
@@ -743,6 +780,8 @@ def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
                   "seed": seed, "loss": o["loss"], "parameters": count_parameters(net)}
     if world > 1:
         run_config["nproc"] = world
+    if o.get("estimates_set") is not None:
+        run_config["estimates"] = o["estimates_set"]
     if o["resume"] and ckpt is not None and not ckpt.is_file() and lead:
         warnings.warn(f"resume=True but no checkpoint {ckpt} exists: starting from step 0",
                       MissingCheckpointWarning, stacklevel=3)
@@ -786,9 +825,17 @@ def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
         while not done():
             net.train()
             start, start_cpu = time.perf_counter(), time.process_time()
-            crops = random_crops(images, o["batch_size"], o["crop_size"], rng)
-            clean = torch.from_numpy(crops)
-            batch = degrade(clean, task, sigma_range, missing, generator)
+            if o.get("copy_sigmas") is None:
+                crops = random_crops(images, o["batch_size"], o["crop_size"], rng)
+                clean = torch.from_numpy(crops)
+                batch = degrade(clean, task, sigma_range, missing, generator)
+            else:  # precomputed copies: (clean, noisy, estimate) and their sigmas
+                picks: list[int] = []
+                crops = torch.from_numpy(random_crops(images, o["batch_size"],
+                                                      o["crop_size"], rng, picks))
+                clean = crops[:, :1]
+                batch = {"degraded": crops[:, 1:2], "estimate": crops[:, 2:3],
+                         "sigma": torch.from_numpy(o["copy_sigmas"][picks])}
             loss, part = step_loss(model, clean, batch, rank, world, o["loss"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
