@@ -344,7 +344,8 @@ class HybridRestorer(nn.Module):
                 raise ValueError(f"`estimate` must be a tensor of the degraded batch's shape "
                                  f"{tuple(degraded.shape)}, got "
                                  f"{getattr(given, 'shape', type(given).__name__)}")
-            check_finite(given)
+            if not torch.isfinite(given).all():
+                raise ValueError("`estimate` contains NaN or infinity")
             return given.to(degraded.dtype).detach()
         from .estimates import adaptive_estimate
 
