@@ -41,9 +41,16 @@ def _trained_like(model):
 
 def test_adaptive_estimate_is_denoise_ksvd_adaptive():
     _, noisy = _noisy()
-    np.testing.assert_array_equal(adaptive_estimate(noisy, 20),
-                                  denoise_ksvd(noisy, 20, dictionary="adaptive",
-                                               random_state=0))
+    reference = denoise_ksvd(noisy, 20, dictionary="adaptive", random_state=0)
+    first = adaptive_estimate(noisy, 20)
+    np.testing.assert_array_equal(first, reference)
+    # The second call comes from the small cache of recent estimates: equal, but a copy.
+    first[:] = -1
+    np.testing.assert_array_equal(adaptive_estimate(noisy, 20), reference)
+    other = noisy.copy()
+    other[0, 0] += 1
+    assert not np.array_equal(adaptive_estimate(other, 20), reference)
+    assert not np.array_equal(adaptive_estimate(noisy, 21), reference)
 
 
 def test_warm_start_restores_as_the_model_it_extends():
