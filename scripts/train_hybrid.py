@@ -95,10 +95,22 @@ and the budget counts the training steps of all its sessions together:
     # its like-for-like pure-torch CNN, the same flags (session 14 on, resumed across sessions)
     python scripts/train_hybrid.py plain-blind --seconds 18000 $D
     python scripts/train_hybrid.py plain-blind --seconds 21600 --resume --lr 1e-4 $D
+    # session 17 (issue 16), the refiners of the adaptive K-SVD estimate: the fixed noisy
+    # copies of Train400 and their estimates (4 per image, sigma uniform in [0, 55]; 1,198 s
+    # on both cores of the Xeon), then the shipped blind hybrid and its like-for-like CNN,
+    # each warm-started (the estimate's input weights at zero) and trained on 1 thread side
+    # by side with the same CPU budget and schedule (lr 1e-4, their last)
+    python scripts/precompute_estimates.py --workers 2 --draws 4
+    D="--seconds 2400 --threads 1 --budget-clock cpu --loss balanced --lr 1e-4 --out-dir benchmarks/weights-ksvd"
+    python scripts/train_hybrid.py hybrid-ksvd-blind $D \
+        --warm-start benchmarks/checkpoints/hybrid-blind-balanced-float32.pt
+    python scripts/train_hybrid.py plain-ksvd-blind $D \
+        --warm-start benchmarks/checkpoints/plain-blind-balanced.pt
 
 Other names follow the same pattern: ``{hybrid,dncnn,dncnn-matched}-sigma{15,25,50}`` (fixed
 sigma), ``{hybrid,plain,hybrid-fullres,dncnn,dncnn-matched}-blind`` (sigma in [0, 55]) and
-``{hybrid,plain}-inpaint`` and ``dncnn-matched-upscale`` (the pure-torch super-resolution
+``{hybrid,plain}-inpaint``, ``{hybrid,plain}-ksvd-blind`` (refining the adaptive K-SVD
+estimate: ``--estimates``, ``--warm-start``) and ``dncnn-matched-upscale`` (the pure-torch super-resolution
 CNN, scales 2-4, with the blind hybrid's parameter count; 48x48 crops); ``plain-*`` is the hybrid's network without codes at its
 parameter count (``sparseforge.restore.matched_plain_cnn``). The shipped names
 (``SHIPPED``: the three hybrids and the SR CNN) are written to ``python/sparseforge/data/``
