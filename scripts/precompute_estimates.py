@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Precompute the adaptive K-SVD estimates a denoising hybrid refines (see
-sparseforge/restore/estimates.py): fixed noisy copies of Train400 with their estimates.
+sparseforge/restore/estimates.py and training.py): fixed noisy copies of Train400 with their estimates.
 
     python scripts/precompute_estimates.py                       # 4 copies per image
     python scripts/precompute_estimates.py --workers 2 --draws 4 --out benchmarks/cache/ksvd-estimates
@@ -11,8 +11,7 @@ Resumes an interrupted run (finished images are skipped). About 1.6 s of one cor
 
 import argparse
 
-from sparseforge.restore.estimates import precompute_estimates
-from sparseforge.restore.training import default_data_dir
+from sparseforge.restore.training import default_data_dir, precompute_estimates
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--train-dir", default=None, help="default: Train400 of the data folder")

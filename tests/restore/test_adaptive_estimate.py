@@ -15,10 +15,10 @@ torch = pytest.importorskip("torch", reason="the learned restorers need PyTorch"
 import sparseforge as sf  # noqa: E402
 from sparseforge.restore import (HybridRestorer, TrainingSetupError, denoise_ksvd,  # noqa: E402
                                  matched_plain_cnn, restore_image, train)
-from sparseforge.restore.estimates import (adaptive_estimate, load_estimates,  # noqa: E402
-                                           precompute_estimates)
+from sparseforge.restore.estimates import adaptive_estimate  # noqa: E402
 from sparseforge.restore.hybrid import with_estimate_input  # noqa: E402
-from sparseforge.restore.training import random_crops  # noqa: E402
+from sparseforge.restore.training import (load_estimates, precompute_estimates,  # noqa: E402
+                                          random_crops)
 
 torch.set_num_threads(1)
 SMALL = dict(depth=3, width=8, channels=2, n_jobs=1, sigma_range=(0, 55), unshuffle=2)

@@ -9,11 +9,13 @@ clock or, on a shared machine, as the process's CPU time.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import pickle
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ._torch import require_torch
+from .estimates import ESTIMATE_VERSION, INDEX, adaptive_estimate
 from .pretrained import FORMAT, build_model, model_kind, save_model
 
 torch = require_torch()
@@ -534,7 +537,7 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
     estimates : path, optional
         Denoising models built with ``adaptive_ksvd=True`` (and only they) train on fixed
         noisy copies of `train_dir`'s images with their adaptive K-SVD estimates, made once
-        by :func:`~sparseforge.restore.estimates.precompute_estimates` (the estimate learns
+        by :func:`~sparseforge.restore.training.precompute_estimates` (the estimate learns
         a dictionary on a whole image: too slow for every crop of every step): crops of
         (clean, noisy, estimate) and each copy's sigma replace the noise drawn on the fly.
         One process (`nproc` = 1).
@@ -667,8 +670,6 @@ def train(model: Any = "hybrid", *, task: str = "denoise",
             "`estimates`" if wants_estimates else
             "`estimates` is for denoising models built with adaptive_ksvd=True")
     if estimates is not None:
-        from .estimates import load_estimates
-
         if nproc != 1:
             raise TrainingSetupError("`estimates` trains in one process (nproc=1)")
         images, copy_sigmas, estimates_set = load_estimates(train_folder, estimates,
@@ -885,3 +886,114 @@ def _fit(net, images, val_items, o: dict[str, Any], rank: int = 0,
                    train_config=run_config, machines=machines)
     written = ckpt if ckpt is not None and ckpt.is_file() else None
     return TrainResult(net, step, clock["wall"], history, written, clock["cpu"], machines)
+
+
+# ----------------------------------------------------------------------------------------
+# Fixed noisy copies with precomputed adaptive K-SVD estimates (adaptive_ksvd models)
+
+def _estimate_copy(task: tuple[int, int, int, np.ndarray, tuple[float, float]]) -> tuple[Any, ...]:
+    """One noisy copy and its estimate (run in a worker process, one thread)."""
+    from threadpoolctl import threadpool_limits
+
+    seed, image_index, draw, clean, sigma_range = task
+    rng = np.random.default_rng([seed, image_index, draw])
+    sigma = float(sigma_range[0] + (sigma_range[1] - sigma_range[0]) * rng.random())
+    noisy = clean + np.float32(sigma) * rng.standard_normal(clean.shape, dtype=np.float32)
+    with threadpool_limits(1):
+        estimate = adaptive_estimate(noisy, sigma, n_jobs=1)
+    return image_index, draw, sigma, noisy, estimate.astype(np.float32)
+
+
+def precompute_estimates(train_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+                         draws: int = 4, sigma_range: tuple[float, float] = (0.0, 55.0),
+                         seed: int = 0, workers: int = 1, limit: int | None = None,
+                         progress: bool = True) -> Path:
+    """Write ``draws`` noisy copies of each image of `train_dir` with their
+    :func:`adaptive_estimate` to `out_dir` (one ``.npz`` per image, and ``estimates.json``).
+
+    Each copy has its own sigma, uniform in `sigma_range`, and noise seeded by
+    ``(seed, image index, draw)``, so the set is the same whatever `workers` is. An image
+    whose file is already there is skipped: an interrupted run resumes. `workers` processes
+    of one thread each.
+
+    Returns
+    -------
+    out_dir : Path
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    folder = Path(train_dir)
+    names = sorted(p.name for p in folder.iterdir()
+                   if p.suffix.lower() in (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg"))
+    names = names[:limit]
+    images = load_folder(folder, limit)
+    index = {"version": ESTIMATE_VERSION, "train_dir": folder.name, "draws": int(draws),
+             "sigma_range": [float(s) for s in sigma_range], "seed": int(seed),
+             "images": names}
+    path = out / INDEX
+    if path.is_file() and json.loads(path.read_text()) != index:
+        raise ValueError(f"{out} holds estimates of another set ({path}); use another "
+                         f"`out_dir`")
+    path.write_text(json.dumps(index, indent=1))
+    todo = [i for i, name in enumerate(names) if not (out / f"{name}.npz").is_file()]
+    tasks = [(seed, i, d, images[i], tuple(sigma_range)) for i in todo for d in range(draws)]
+    parts: dict[int, dict[int, tuple]] = {}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(tasks), desc="adaptive K-SVD estimates", unit="copy")
+    with ProcessPoolExecutor(max_workers=max(1, int(workers))) as pool:
+        for i, d, sigma, noisy, estimate in pool.map(_estimate_copy, tasks, chunksize=1):
+            parts.setdefault(i, {})[d] = (sigma, noisy, estimate)
+            if len(parts[i]) == draws:
+                done = parts.pop(i)
+                got = [done[k] for k in range(draws)]
+                tmp = out / f"{names[i]}.tmp.npz"
+                np.savez(tmp, sigma=np.array([g[0] for g in got]),
+                         noisy=np.stack([g[1] for g in got]),
+                         estimate=np.stack([g[2] for g in got]))
+                os.replace(tmp, out / f"{names[i]}.npz")   # never a half-written file
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return out
+
+
+def load_estimates(train_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                   sigma_range: tuple[float, float]
+                   ) -> tuple[list[np.ndarray], np.ndarray, dict[str, Any]]:
+    """The precomputed copies of `train_dir`'s images: a list of (3, H, W) float32 arrays
+    (clean, noisy, estimate), one per copy, their sigmas, and the set's index (what a
+    training checkpoint records). Refuses a set made for other images, another sigma range
+    or another version of the estimate."""
+    out = Path(out_dir)
+    path = out / INDEX
+    if not path.is_file():
+        raise TrainingSetupError(f"`estimates` {out} has no {INDEX}: make it with "
+                                 f"precompute_estimates (scripts/precompute_estimates.py)")
+    index = json.loads(path.read_text())
+    if index.get("version") != ESTIMATE_VERSION:
+        raise TrainingSetupError(f"{path}: estimates of version {index.get('version')}, this "
+                                 f"sparseforge computes version {ESTIMATE_VERSION}; recompute")
+    if [float(s) for s in index["sigma_range"]] != [float(s) for s in sigma_range]:
+        raise TrainingSetupError(f"{path}: estimates for sigma in {index['sigma_range']}, the "
+                                 f"run trains on {list(sigma_range)}")
+    folder = Path(train_dir)
+    names = index["images"]
+    images = load_folder(folder, len(names))
+    found = sorted(p.name for p in folder.iterdir()
+                   if p.suffix.lower() in (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg"))
+    if found[:len(names)] != names:
+        raise TrainingSetupError(f"{path} lists other images than {folder} holds")
+    copies, sigmas = [], []
+    for name, clean in zip(names, images):
+        file = out / f"{name}.npz"
+        if not file.is_file():
+            raise TrainingSetupError(f"{file} is missing: precompute_estimates did not finish "
+                                     f"(run it again; it resumes)")
+        with np.load(file) as blob:
+            for d in range(len(blob["sigma"])):
+                copies.append(np.stack([clean, blob["noisy"][d], blob["estimate"][d]]))
+                sigmas.append(float(blob["sigma"][d]))
+    return copies, np.array(sigmas), index
