@@ -1,12 +1,10 @@
-"""The adaptive K-SVD estimate a denoising hybrid can refine, and fixed noisy copies of a
-training folder with that estimate precomputed.
+"""The adaptive K-SVD estimate a denoising hybrid refines (``adaptive_ksvd=True``): one rule
+for training and inference, and a small cache of the latest results.
 
-Why a precomputed set: the estimate learns a dictionary on the whole noisy image (Elad &
-Aharon's adaptive K-SVD), about 1 s for a 180 x 180 image at sigma >= 15 and up to 20 s at
-sigma < 1 on one core, far too slow to run on every crop of every training step. So
-training on it uses a fixed set of noisy copies of each training image (``draws`` per image,
-each with its own sigma uniform in ``sigma_range``), whose estimates are computed once by
-:func:`~sparseforge.restore.training.precompute_estimates`; crops of (clean, noisy, estimate) are then drawn as usual.
+It learns a dictionary on the whole noisy image (Elad & Aharon's adaptive K-SVD): about 1 s
+for a 180 x 180 image at sigma >= 15 and up to 20 s at sigma < 1 on one core, far too slow
+for every crop of every training step, so training uses fixed noisy copies whose estimates
+are computed once (:func:`~sparseforge.restore.training.precompute_estimates`).
 """
 
 from __future__ import annotations

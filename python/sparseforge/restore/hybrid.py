@@ -559,13 +559,13 @@ def restore_image(model: Any, image: Any, *, sigma: float | None = None, mask: A
             with torch.no_grad():
                 s = sigma
                 lo, hi = getattr(model, "sigma_range", (0.0, 0.0))
-                if s is None and getattr(model, "task", None) == "denoise" and lo < hi and (
-                        self_ensemble or tiled or with_estimate):
-                    check_finite(x)  # one estimate for every view and tile, of a finite image
-                    s = float(check_sigma(None, 1, model.sigma_range, x)[0])
+                blind = s is None and getattr(model, "task", None) == "denoise" and lo < hi
+                if with_estimate or (blind and (self_ensemble or tiled)):
+                    check_finite(x)  # one sigma and estimate for every view and tile
+                    if blind:
+                        s = float(check_sigma(None, 1, model.sigma_range, x)[0])
                 x_in = x
                 if with_estimate:
-                    check_finite(x)
                     x_in = torch.cat([x, model.estimate(
                         x, check_sigma(s, 1, model.sigma_range, x))], dim=1)
                 out = run_tiled(lambda x_part, m_part: views(x_part, m_part, s), x_in, m,

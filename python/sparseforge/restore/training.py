@@ -51,6 +51,12 @@ def default_data_dir() -> Path:
         f"{', '.join(str(c) for c in candidates)})")
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The image files of `folder` (by suffix), sorted: the order :func:`load_folder` and the
+    precomputed copies of :func:`precompute_estimates` share."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def load_folder(folder: str | os.PathLike, limit: int | None = None, min_size: int = 1,
                 needed: str = "the {0}x{0} crops") -> list[np.ndarray]:
     """Sorted grayscale images of `folder` as float32 arrays on the 0-255 scale: 8-bit as
@@ -62,7 +68,7 @@ def load_folder(folder: str | os.PathLike, limit: int | None = None, min_size: i
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    files = image_files(folder)[:limit]
     if not files:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     images = []
@@ -923,10 +929,8 @@ def precompute_estimates(train_dir: str | os.PathLike, out_dir: str | os.PathLik
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     folder = Path(train_dir)
-    names = sorted(p.name for p in folder.iterdir()
-                   if p.suffix.lower() in (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg"))
-    names = names[:limit]
     images = load_folder(folder, limit)
+    names = [p.name for p in image_files(folder)[:limit]]
     index = {"version": ESTIMATE_VERSION, "train_dir": folder.name, "draws": int(draws),
              "sigma_range": [float(s) for s in sigma_range], "seed": int(seed),
              "images": names}
@@ -982,9 +986,7 @@ def load_estimates(train_dir: str | os.PathLike, out_dir: str | os.PathLike,
     folder = Path(train_dir)
     names = index["images"]
     images = load_folder(folder, len(names))
-    found = sorted(p.name for p in folder.iterdir()
-                   if p.suffix.lower() in (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg"))
-    if found[:len(names)] != names:
+    if [p.name for p in image_files(folder)[:len(names)]] != names:
         raise TrainingSetupError(f"{path} lists other images than {folder} holds")
     copies, sigmas = [], []
     for name, clean in zip(names, images):
