@@ -17,22 +17,24 @@ from typing import Any
 
 from .aggregate import SureBlend, sure_blend
 from .classical import denoise_ksvd, inpaint_ksvd
+from .estimates import adaptive_estimate
 from .operators import check_kernel, check_scale, imresize, rgb_to_y
 from .pnp import bicubic_kernel, deblur, sr_iterations, upscale
 from .zeyde import load_zeyde, train_zeyde, zeyde_upscale
 
 # Public name -> submodule that defines it (imported lazily: they import torch).
 _LAZY = {
-    "HybridRestorer": "hybrid", "restore_image": "hybrid",
+    "HybridRestorer": "hybrid", "restore_image": "hybrid", "with_estimate_input": "hybrid",
     "DnCNN": "baselines", "matched_dncnn": "baselines", "matched_plain_cnn": "baselines",
     "count_parameters": "baselines",
     "LeastSquaresOnSupport": "codes", "sparse_codes": "codes",
     "train": "training", "TrainResult": "training", "TrainingSetupError": "training",
+    "precompute_estimates": "training", "load_estimates": "training",
     "load_pretrained": "pretrained", "load_model": "pretrained", "save_model": "pretrained",
     "available_pretrained": "_registry", "PRETRAINED": "_registry",
 }
 
-__all__ = ["SureBlend", "bicubic_kernel", "check_kernel", "check_scale", "deblur",
+__all__ = ["SureBlend", "adaptive_estimate", "bicubic_kernel", "check_kernel", "check_scale", "deblur",
            "denoise_ksvd", "imresize", "inpaint_ksvd", "load_zeyde", "rgb_to_y", "sr_iterations",
            "sure_blend", "train_zeyde", "upscale", "zeyde_upscale", *sorted(_LAZY)]
 

@@ -922,9 +922,43 @@ def precompute_estimates(train_dir: str | os.PathLike, out_dir: str | os.PathLik
     whose file is already there is skipped: an interrupted run resumes. `workers` processes
     of one thread each.
 
+    Parameters
+    ----------
+    train_dir : str or path
+        Grayscale training images (:func:`load_folder`'s rules).
+    out_dir : str or path
+        Where the copies go; refused if it holds a set made with other settings.
+    draws : int
+        Noisy copies per image.
+    sigma_range : (float, float)
+        Noise levels, 0-255 scale, drawn uniformly per copy.
+    seed : int
+        Seeds the noise and the sigmas.
+    workers : int
+        Processes, one thread each.
+    limit : int, optional
+        Only the first `limit` images.
+    progress : bool
+        A tqdm bar per copy.
+
     Returns
     -------
     out_dir : Path
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> import skimage.io
+    >>> import sparseforge as sf
+    >>> Path("train").mkdir()
+    >>> skimage.io.imsave("train/a.png", sf.datasets.load_image()[96:160, 192:256])
+    >>> out = precompute_estimates("train", "copies", draws=2, progress=False)
+    >>> copies, sigmas, index = load_estimates("train", out, sigma_range=(0.0, 55.0))
+    >>> len(copies), copies[0].shape, index["draws"]      # (clean, noisy, estimate) each
+    (2, (3, 64, 64), 2)
+    >>> bool(np.all((0 <= sigmas) & (sigmas <= 55)))
+    True
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -970,7 +1004,16 @@ def load_estimates(train_dir: str | os.PathLike, out_dir: str | os.PathLike,
     """The precomputed copies of `train_dir`'s images: a list of (3, H, W) float32 arrays
     (clean, noisy, estimate), one per copy, their sigmas, and the set's index (what a
     training checkpoint records). Refuses a set made for other images, another sigma range
-    or another version of the estimate."""
+    or another version of the estimate, with a :class:`TrainingSetupError` that says what
+    to do. :func:`precompute_estimates` shows an example.
+
+    Examples
+    --------
+    >>> load_estimates("train", "nowhere", sigma_range=(0.0, 55.0))
+    Traceback (most recent call last):
+    ...
+    sparseforge.restore.training.TrainingSetupError: `estimates` nowhere has no estimates.json: ...
+    """
     out = Path(out_dir)
     path = out / INDEX
     if not path.is_file():
