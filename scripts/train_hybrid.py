@@ -106,6 +106,10 @@ and the budget counts the training steps of all its sessions together:
         --warm-start benchmarks/checkpoints/hybrid-blind-balanced-float32.pt
     python scripts/train_hybrid.py plain-ksvd-blind $D \
         --warm-start benchmarks/checkpoints/plain-blind-balanced.pt
+    # session 18: both resumed side by side to 5,400 CPU s (the same schedule)
+    D="--seconds 5400 --threads 1 --budget-clock cpu --loss balanced --lr 1e-4 --out-dir benchmarks/weights-ksvd --resume"
+    python scripts/train_hybrid.py hybrid-ksvd-blind $D
+    python scripts/train_hybrid.py plain-ksvd-blind $D
 
 Other names follow the same pattern: ``{hybrid,dncnn,dncnn-matched}-sigma{15,25,50}`` (fixed
 sigma), ``{hybrid,plain,hybrid-fullres,dncnn,dncnn-matched}-blind`` (sigma in [0, 55]) and
