@@ -34,9 +34,10 @@ _LAZY = {
     "available_pretrained": "_registry", "PRETRAINED": "_registry",
 }
 
-__all__ = ["SureBlend", "adaptive_estimate", "bicubic_kernel", "check_kernel", "check_scale", "deblur",
-           "denoise_ksvd", "imresize", "inpaint_ksvd", "load_zeyde", "rgb_to_y", "sr_iterations",
-           "sure_blend", "train_zeyde", "upscale", "zeyde_upscale", *sorted(_LAZY)]
+__all__ = ["SureBlend", "adaptive_estimate", "bicubic_kernel", "check_kernel", "check_scale",
+           "deblur", "denoise_ksvd", "imresize", "inpaint_ksvd", "load_zeyde", "rgb_to_y",
+           "sr_iterations", "sure_blend", "train_zeyde", "upscale", "zeyde_upscale",
+           *sorted(_LAZY)]
 
 
 def __getattr__(name: str) -> Any:

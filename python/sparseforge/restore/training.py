@@ -1007,6 +1007,24 @@ def load_estimates(train_dir: str | os.PathLike, out_dir: str | os.PathLike,
     or another version of the estimate, with a :class:`TrainingSetupError` that says what
     to do. :func:`precompute_estimates` shows an example.
 
+    Parameters
+    ----------
+    train_dir : str or path
+        The clean images the copies were made of.
+    out_dir : str or path
+        What :func:`precompute_estimates` wrote.
+    sigma_range : (float, float)
+        The noise levels the training run serves; must be the set's.
+
+    Returns
+    -------
+    copies : list of ndarray of shape (3, H, W)
+        Clean, noisy and estimate of each copy, float32, 0-255 scale.
+    sigmas : ndarray of shape (n_copies,)
+        Each copy's noise level.
+    index : dict
+        The set's ``estimates.json``.
+
     Examples
     --------
     >>> load_estimates("train", "nowhere", sigma_range=(0.0, 55.0))
