@@ -338,11 +338,9 @@ class HybridRestorer(nn.Module):
         it: the classical rounds are a fixed first stage)."""
         from .classical import inpaint_ksvd
 
-        y = seen.detach().cpu().numpy().astype(np.float32)
         m = observed.cpu().numpy()
-        out = np.stack([inpaint_ksvd(y[i, 0], m[i, 0], n_iter=self.ksvd_rounds,
-                                     n_jobs=self.n_jobs) for i in range(len(y))])[:, None]
-        return torch.from_numpy(out).to(seen.device, seen.dtype)
+        return _per_image(seen, lambda i, y: inpaint_ksvd(y, m[i, 0], n_iter=self.ksvd_rounds,
+                                                          n_jobs=self.n_jobs))
 
     def estimate(self, degraded: Any, sigmas: Any, given: Any = None) -> Any:
         """The adaptive K-SVD estimate of each image of a (B, 1, H, W) batch at its sigma
@@ -357,10 +355,8 @@ class HybridRestorer(nn.Module):
             return given.to(degraded.dtype).detach()
         from .estimates import adaptive_estimate
 
-        y = degraded.detach().cpu().numpy().astype(np.float32)
-        out = np.stack([adaptive_estimate(y[i, 0], float(sigmas[i]), self.n_jobs)
-                        for i in range(len(y))])[:, None]
-        return torch.from_numpy(out).to(degraded.device, degraded.dtype)
+        return _per_image(degraded, lambda i, y: adaptive_estimate(y, float(sigmas[i]),
+                                                                   self.n_jobs))
 
     def receptive_radius(self) -> int | None:
         """How far, in pixels, an output pixel sees in every direction (the halo of
@@ -395,6 +391,15 @@ class HybridRestorer(nn.Module):
         return y[..., :h, :w]
 
 
+def _per_image(batch: Any, classical: Any) -> Any:
+    """A classical first stage on the host: ``classical(i, image)`` for each (H, W) float32
+    image of a (B, 1, H, W) batch, stacked back on the batch's device and dtype (no gradient
+    flows through it)."""
+    y = batch.detach().cpu().numpy().astype(np.float32)
+    out = np.stack([classical(i, y[i, 0]) for i in range(len(y))])[:, None]
+    return torch.from_numpy(out).to(batch.device, batch.dtype)
+
+
 def with_estimate_input(model: "HybridRestorer") -> "HybridRestorer":
     """A copy of a trained denoising `model` that also sees the adaptive K-SVD estimate
     (``adaptive_ksvd=True``), with the new input's weights at zero: it restores exactly as
@@ -404,8 +409,7 @@ def with_estimate_input(model: "HybridRestorer") -> "HybridRestorer":
     --------
     >>> import numpy as np
     >>> import sparseforge as sf
-    >>> from sparseforge.restore import load_pretrained, restore_image
-    >>> from sparseforge.restore.hybrid import with_estimate_input
+    >>> from sparseforge.restore import load_pretrained, restore_image, with_estimate_input
     >>> blind = load_pretrained("hybrid-blind")
     >>> refined = with_estimate_input(blind)
     >>> refined.adaptive_ksvd, refined.config["adaptive_ksvd"]
