@@ -110,11 +110,19 @@ and the budget counts the training steps of all its sessions together:
     D="--seconds 5400 --threads 1 --budget-clock cpu --loss balanced --lr 1e-4 --out-dir benchmarks/weights-ksvd --resume"
     python scripts/train_hybrid.py hybrid-ksvd-blind $D
     python scripts/train_hybrid.py plain-ksvd-blind $D
+    # session 19: the per-pixel weight of the estimate (estimate_gate), both warm-started from
+    # their 5,400-CPU-s weights (the weight's output at zero) with the rest of the budget,
+    # 3,000 CPU s (10,800 + 5,400 + 2,400 for the copies + 3,000 = 21,600), side by side
+    D="--seconds 3000 --threads 1 --budget-clock cpu --loss balanced --lr 1e-4 --out-dir benchmarks/weights-ksvd"
+    python scripts/train_hybrid.py hybrid-ksvdgate-blind $D \
+        --warm-start benchmarks/weights-ksvd/hybrid-ksvd-blind.pt
+    python scripts/train_hybrid.py plain-ksvdgate-blind $D \
+        --warm-start benchmarks/weights-ksvd/plain-ksvd-blind.pt
 
 Other names follow the same pattern: ``{hybrid,dncnn,dncnn-matched}-sigma{15,25,50}`` (fixed
 sigma), ``{hybrid,plain,hybrid-fullres,dncnn,dncnn-matched}-blind`` (sigma in [0, 55]) and
 ``{hybrid,plain}-inpaint``, ``{hybrid,plain}-ksvd-blind`` (refining the adaptive K-SVD
-estimate: ``--estimates``, ``--warm-start``) and ``dncnn-matched-upscale`` (the pure-torch super-resolution
+estimate: ``--estimates``, ``--warm-start``; ``-ksvdgate-`` also weighs it per pixel) and ``dncnn-matched-upscale`` (the pure-torch super-resolution
 CNN, scales 2-4, with the blind hybrid's parameter count; 48x48 crops); ``plain-*`` is the hybrid's network without codes at its
 parameter count (``sparseforge.restore.matched_plain_cnn``). The shipped names
 (``SHIPPED``: the three hybrids and the SR CNN) are written to ``python/sparseforge/data/``
@@ -157,7 +165,8 @@ SHIPPED = ("hybrid-sigma25", "hybrid-blind", "hybrid-inpaint", "dncnn-matched-up
 #: benchmarks/checkpoints/) and the package gets the float16 copy (scripts/half_weights.py).
 HALF = ("hybrid-sigma25", "hybrid-blind", "dncnn-matched-upscale")
 _NAME = re.compile(r"^(hybrid|hybrid-fullres|hybrid-nocodes|hybrid-noimage|plain|dncnn|"
-                   r"dncnn-matched|hybrid-ksvd|plain-ksvd)-(sigma(\d+)|blind|inpaint|upscale)$")
+                   r"dncnn-matched|hybrid-ksvd|plain-ksvd|hybrid-ksvdgate|plain-ksvdgate)-"
+                   r"(sigma(\d+)|blind|inpaint|upscale)$")
 #: Where scripts/precompute_estimates.py writes the adaptive K-SVD estimates of Train400.
 ESTIMATES = REPO / "benchmarks" / "cache" / "ksvd-estimates"
 #: The network of the blind and inpainting hybrids (issue 16): the CNN at half resolution on
@@ -186,11 +195,12 @@ def spec(name: str) -> dict:
         config["image_input"] = False
     kind = "hybrid" if family.startswith("hybrid") else (
         "plain" if family.startswith("plain") else family)
-    if family.endswith("-ksvd"):  # refine the adaptive K-SVD estimate (issue 16)
+    if family.endswith(("-ksvd", "-ksvdgate")):  # refine the adaptive K-SVD estimate
         if variant != "blind":
             raise SystemExit("the adaptive K-SVD refiners are blind denoisers "
-                             "(hybrid-ksvd-blind, plain-ksvd-blind)")
+                             "({hybrid,plain}-ksvd-blind, {hybrid,plain}-ksvdgate-blind)")
         config["adaptive_ksvd"] = True
+        config["estimate_gate"] = family.endswith("-ksvdgate")  # weighed per pixel
     if variant == "upscale":  # the pure-torch SR CNN, matched to the blind hybrid (issue 17)
         if kind not in ("dncnn", "dncnn-matched"):
             raise SystemExit("only DnCNNs upscale (dncnn-upscale, dncnn-matched-upscale)")
@@ -239,8 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints")
     p.add_argument("--warm-start", default=None,
                    help="*-ksvd-* names: start from these trained weights (float32 .pt) with "
-                        "the estimate's input weights at zero (restore.hybrid."
-                        "with_estimate_input), instead of from scratch")
+                        "the estimate's input weights (and a -ksvdgate name's weight output) "
+                        "at zero (restore.hybrid.with_estimate_input), instead of from "
+                        "scratch; the weights may already see the estimate")
     p.add_argument("--estimates", default=None,
                    help=f"*-ksvd-* names: the precomputed estimates (default {ESTIMATES})")
     p.add_argument("--allow-machine-change", action="store_true",
@@ -277,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
                 from sparseforge.restore.hybrid import with_estimate_input
 
                 warm = load_model(args.warm_start)
-                settings["model"] = with_estimate_input(warm)
+                settings["model"] = with_estimate_input(
+                    warm, gate=settings["model_config"]["estimate_gate"])
         elif args.warm_start or args.estimates:
             raise SystemExit("--warm-start and --estimates are for the *-ksvd-* names")
         try:

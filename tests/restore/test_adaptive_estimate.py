@@ -125,6 +125,53 @@ def test_estimate_errors():
         with_estimate_input(HybridRestorer(task="inpaint"))
 
 
+def test_gate_weighs_the_estimate_per_pixel():
+    """``estimate_gate``: out = base + residual + g * (estimate - base), g the CNN's second
+    output. With the residual at zero, g = 1 gives the estimate and g = 0 the base."""
+    model = HybridRestorer(adaptive_ksvd=True, estimate_gate=True, **SMALL).eval()
+    _, noisy = _noisy()
+    x = torch.from_numpy(noisy)[None, None]
+    estimate = torch.from_numpy(adaptive_estimate(noisy, 20))[None, None]
+    last = model.cnn[-1]
+    assert last.out_channels == 2 * 4            # residual and weight, pixel-unshuffled
+    with torch.no_grad():
+        base = model.synthesize(x, torch.tensor([20.0]))[:, :1]
+        torch.testing.assert_close(model(x, sigma=20, estimate=estimate), base)
+        last.bias[4:] = 1.0                      # g = 1 everywhere
+        torch.testing.assert_close(model(x, sigma=20, estimate=estimate), estimate,
+                                   rtol=0, atol=1e-3)
+        last.bias[4:] = 0.25
+        torch.testing.assert_close(model(x, sigma=20, estimate=estimate),
+                                   0.75 * base + 0.25 * estimate, rtol=0, atol=1e-3)
+
+
+def test_gate_warm_start_restores_as_the_model_it_extends(tmp_path):
+    from sparseforge.restore import load_model, save_model
+
+    refiner = _trained_like(with_estimate_input(HybridRestorer(**SMALL)))
+    gated = with_estimate_input(refiner, gate=True)
+    assert gated.estimate_gate and not refiner.estimate_gate
+    _, noisy = _noisy()
+    np.testing.assert_allclose(restore_image(gated, noisy, sigma=20),
+                               restore_image(refiner, noisy, sigma=20), atol=1e-4)
+    # From a model that does not see the estimate yet: both additions at once.
+    base = _trained_like(HybridRestorer(**SMALL))
+    np.testing.assert_allclose(restore_image(with_estimate_input(base, gate=True), noisy,
+                                             sigma=20),
+                               restore_image(base, noisy, sigma=20), atol=1e-4)
+    # Saved and loaded, the gate stays.
+    _trained_like(gated)
+    save_model(gated, tmp_path / "gated.pt")
+    loaded = load_model(tmp_path / "gated.pt")
+    assert loaded.config["estimate_gate"]
+    np.testing.assert_allclose(restore_image(loaded, noisy, sigma=20),
+                               restore_image(gated, noisy, sigma=20), atol=1e-5)
+    with pytest.raises(ValueError, match="weighs it"):
+        with_estimate_input(gated, gate=True)
+    with pytest.raises(ValueError, match="needs adaptive_ksvd"):
+        HybridRestorer(estimate_gate=True, **SMALL)
+
+
 def test_random_crops_of_stacks_crop_every_channel_alike():
     rng = np.random.default_rng(0)
     image = rng.random((20, 30)).astype(np.float32)

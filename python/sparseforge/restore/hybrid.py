@@ -84,6 +84,13 @@ class HybridRestorer(nn.Module):
         (10 / 255). Its input weights start at zero, so a
         model built on trained weights starts as they were (:func:`with_estimate_input`).
         The output stays a residual on the codes' channel 0.
+    estimate_gate : bool
+        ``adaptive_ksvd`` models: the CNN also outputs a per-pixel weight ``g`` of the
+        estimate, and the output is ``base + residual + g * (estimate - base)``. A product
+        of the CNN's output and the estimate, which ReLU layers fed the estimate as an input
+        only approximate: on textures the estimate gets right (Barbara's stripes), the
+        refined image can take it whole. The weight's output starts at zero, so a model
+        built on trained weights starts as they were (:func:`with_estimate_input`).
     code_channels : bool
         Ablation switch: False drops the codes (the CNN sees the image and the map only, and
         its residual is on the degraded image).
@@ -142,7 +149,8 @@ class HybridRestorer(nn.Module):
                  depth: int = 12, width: int = 48, step: int = 1, gain: float = 1.15,
                  max_atoms: int | None = None, inpaint_atoms: int = 4,
                  ksvd_rounds: int | None = None, adaptive_ksvd: bool = False,
-                 code_channels: bool = True, image_input: bool = True,
+                 estimate_gate: bool = False, code_channels: bool = True,
+                 image_input: bool = True,
                  train_dictionary: bool = True, batch_norm: bool = True,
                  unshuffle: int = 1, n_jobs: int | None = None) -> None:
         super().__init__()
@@ -181,6 +189,10 @@ class HybridRestorer(nn.Module):
         if adaptive_ksvd and self.task != "denoise":
             raise ValueError("`adaptive_ksvd` is for denoising models (task='denoise')")
         self.adaptive_ksvd = bool(adaptive_ksvd)
+        if estimate_gate and not self.adaptive_ksvd:
+            raise ValueError("`estimate_gate` weighs the adaptive K-SVD estimate: it needs "
+                             "adaptive_ksvd=True")
+        self.estimate_gate = bool(estimate_gate)
         self.code_channels, self.image_input = bool(code_channels), bool(image_input)
         self.n_jobs = n_jobs
         self.config = {"task": self.task, "sigma_range": list(self.sigma_range),
@@ -188,6 +200,7 @@ class HybridRestorer(nn.Module):
                        "step": self.step, "gain": self.gain, "max_atoms": max_atoms,
                        "inpaint_atoms": self.inpaint_atoms, "ksvd_rounds": ksvd_rounds,
                        "adaptive_ksvd": self.adaptive_ksvd,
+                       "estimate_gate": self.estimate_gate,
                        "code_channels": self.code_channels,
                        "image_input": self.image_input,
                        "train_dictionary": bool(train_dictionary),
@@ -208,8 +221,9 @@ class HybridRestorer(nn.Module):
         n_in = ((channels if code_channels else 0) + (1 if image_input else 0) + 1
                 + (ksvd_rounds is not None) + self.adaptive_ksvd)
         self.unshuffle = int(unshuffle)
-        self.cnn = dncnn_body(n_in * self.unshuffle ** 2, self.unshuffle ** 2, depth, width,
-                              batch_norm)
+        n_out = 1 + self.estimate_gate        # the residual, and the estimate's weight
+        self.cnn = dncnn_body(n_in * self.unshuffle ** 2, n_out * self.unshuffle ** 2, depth,
+                              width, batch_norm)
         last = self.cnn[-1]
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
@@ -327,10 +341,14 @@ class HybridRestorer(nn.Module):
             # What the estimate adds to the base, magnified: the estimate itself is nearly
             # the base (both are the image), and weights starting at zero learn its
             # difference from the base far faster at the scale of O(0.1) than of O(0.01).
-            inputs.append((self.estimate(seen, sigmas, estimate) - base) * ESTIMATE_GAIN)
+            added = self.estimate(seen, sigmas, estimate) - base
+            inputs.append(added * ESTIMATE_GAIN)
         elif estimate is not None:
             raise ValueError("`estimate` given to a model built without adaptive_ksvd=True")
-        out = base + 255.0 * self._refine(torch.cat(inputs, dim=1))
+        refined = self._refine(torch.cat(inputs, dim=1))
+        out = base + 255.0 * refined[:, :1]
+        if self.estimate_gate:
+            out = out + refined[:, 1:2] * added
         return out if observed is None else torch.where(observed, degraded, out)
 
     def _ksvd_estimate(self, seen: Any, observed: Any) -> Any:
@@ -400,10 +418,24 @@ def _per_image(batch: Any, classical: Any) -> Any:
     return torch.from_numpy(out).to(batch.device, batch.dtype)
 
 
-def with_estimate_input(model: "HybridRestorer") -> "HybridRestorer":
+def with_estimate_input(model: "HybridRestorer", *,
+                        gate: bool = False) -> "HybridRestorer":
     """A copy of a trained denoising `model` that also sees the adaptive K-SVD estimate
-    (``adaptive_ksvd=True``), with the new input's weights at zero: it restores exactly as
-    `model` does until training teaches it to use the estimate.
+    (``adaptive_ksvd=True``), with the new input's weights at zero, and with `gate`, also
+    weighs it per pixel (``estimate_gate=True``), the weight's output at zero: it restores
+    exactly as `model` does until training teaches it to use the estimate.
+
+    Parameters
+    ----------
+    model : HybridRestorer
+        A denoising model. One that already sees the estimate gets the gate (`gate` True).
+    gate : bool
+        Add the estimate's per-pixel weight too.
+
+    Returns
+    -------
+    HybridRestorer
+        A new model in `model`'s dtype and train/eval mode; `model` is not modified.
 
     Examples
     --------
@@ -419,23 +451,36 @@ def with_estimate_input(model: "HybridRestorer") -> "HybridRestorer":
     >>> bool(np.allclose(restore_image(refined, noisy, sigma=15),
     ...                  restore_image(blind, noisy, sigma=15), atol=1e-4))
     True
+    >>> gated = with_estimate_input(refined, gate=True)
+    >>> gated.config["estimate_gate"], bool(np.allclose(
+    ...     restore_image(gated, noisy, sigma=15), restore_image(blind, noisy, sigma=15),
+    ...     atol=1e-4))
+    (True, True)
     """
     if not isinstance(model, HybridRestorer) or model.task != "denoise":
         raise ValueError("`model` must be a denoising HybridRestorer")
-    if model.adaptive_ksvd:
-        raise ValueError("`model` already sees the adaptive K-SVD estimate")
-    config = dict(model.config, adaptive_ksvd=True)
+    if model.adaptive_ksvd and (model.estimate_gate or not gate):
+        raise ValueError("`model` already sees the adaptive K-SVD estimate"
+                         + (" and weighs it" if model.estimate_gate else
+                            " (gate=True adds its per-pixel weight)"))
+    config = dict(model.config, adaptive_ksvd=True, estimate_gate=bool(gate))
     config.pop("n_atoms", None)
     dictionary = model.dictionary.detach().cpu().numpy() if model.code_channels else \
         np.zeros((int(model.config["n_atoms"]), PATCH * PATCH))
     new = HybridRestorer(dictionary, n_jobs=model.n_jobs, **config)
     state = dict(model.state_dict())
-    first = next(name for name, value in state.items() if value.ndim == 4
-                 and name.startswith("cnn."))
-    weight = state[first]
-    extra = model.unshuffle ** 2          # the appended channel, pixel-unshuffled
-    state[first] = torch.cat([weight, weight.new_zeros(weight.shape[0], extra,
-                                                       *weight.shape[2:])], dim=1)
+    convolutions = [name for name, value in state.items() if value.ndim == 4
+                    and name.startswith("cnn.")]
+    block = model.unshuffle ** 2          # one channel, pixel-unshuffled
+    if not model.adaptive_ksvd:           # the appended input channel
+        weight = state[convolutions[0]]
+        state[convolutions[0]] = torch.cat(
+            [weight, weight.new_zeros(weight.shape[0], block, *weight.shape[2:])], dim=1)
+    if gate:                              # the appended output channel and its bias
+        weight, bias_name = state[convolutions[-1]], convolutions[-1][:-len("weight")] + "bias"
+        state[convolutions[-1]] = torch.cat(
+            [weight, weight.new_zeros(block, *weight.shape[1:])], dim=0)
+        state[bias_name] = torch.cat([state[bias_name], state[bias_name].new_zeros(block)])
     new.load_state_dict(state)
     new.to(next(model.parameters()).dtype)
     return new.train(model.training)
