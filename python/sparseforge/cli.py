@@ -303,6 +303,21 @@ def _train_hint(method: str, task: str, sigma: float | None) -> str:
 _LOADED: dict[tuple, Any] = {}
 
 
+def _shipped_weights(args: argparse.Namespace) -> None:
+    """``--weights NAME`` for a shipped model (``hybrid-blind``: the fast blind denoiser)
+    becomes the path of its installed file; a file of that name in the working directory
+    wins."""
+    from .restore._registry import PRETRAINED, pretrained_path
+
+    name = getattr(args, "weights", None)
+    if name in PRETRAINED and not os.path.exists(name):
+        path = pretrained_path(name)
+        if not path.is_file():
+            raise UsageError(f"--weights {name}: the shipped weights of that name are not "
+                             "installed")
+        args.weights = str(path)
+
+
 def _load_weights(path: str) -> Any:
     from .restore import load_model
 
@@ -1526,7 +1541,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="default: hybrid when PyTorch and its weights are installed "
                             "(K-SVD when a K-SVD option is given), else ksvd")
         p.add_argument("--weights", default=None, metavar="FILE",
-                       help="learned methods: weights file (default: the shipped ones)")
+                       help="learned methods: weights file, or the name of shipped weights "
+                            "(hybrid-blind: the fast blind denoiser; default: the shipped "
+                            "hybrid-ksvdgate-blind for denoising, hybrid-inpaint)")
         p.add_argument("--self-ensemble", action="store_true",
                        help="learned methods: average over the 8 flips/rotations (8x time)")
         if name == "denoise":
@@ -1654,6 +1671,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
+        _shipped_weights(args)
         return args.func(args)
     except UsageError as exc:
         print(f"sparseforge {args.command}: error: {exc}", file=sys.stderr)

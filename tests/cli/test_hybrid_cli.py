@@ -164,18 +164,19 @@ def test_self_ensemble_option(noisy_file, tmp_path, capsys):
 
 
 def test_blend_ksvd_option(noisy_file, tmp_path, capsys):
-    """--blend-ksvd: the shipped hybrid's estimate blended with adaptive K-SVD's by
+    """--blend-ksvd: the default shipped hybrid's estimate blended with adaptive K-SVD's by
     sure_blend (the same pixels as the API); no worse than the better of the two here; a
     learned-only option, refused with K-SVD."""
     from sparseforge.restore import (denoise_ksvd, load_pretrained, restore_image,
                                      sure_blend)
+    from sparseforge.restore._registry import pretrained_for
 
     noisy_path, out = noisy_file / "noisy.png", tmp_path / "b.png"
     assert main(["denoise", str(noisy_path), str(out), "--sigma", "25", "--blend-ksvd",
                  "--n-jobs", "1"]) == 0
     assert "blended with adaptive K-SVD by SURE" in capsys.readouterr().out
     noisy = imread(noisy_path).astype(np.float64)
-    model = load_pretrained("hybrid-blind")
+    model = load_pretrained(pretrained_for("hybrid", "denoise", 25))
     hybrid = lambda v: restore_image(model, v, sigma=25, threads=1)  # noqa: E731
     ksvd = lambda v: denoise_ksvd(v, 25, dictionary="adaptive", n_jobs=1)  # noqa: E731
     expected = sure_blend(noisy, 25, [hybrid, ksvd])
@@ -189,4 +190,30 @@ def test_blend_ksvd_option(noisy_file, tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(["denoise", str(noisy_path), str(tmp_path / "c.png"), "--sigma", "25",
                   "--blend-ksvd", *extra])
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_weights_by_shipped_name(noisy_file, tmp_path, capsys, monkeypatch):
+    """--weights NAME loads the shipped weights of that name (hybrid-blind: the fast blind
+    denoiser instead of the default, which refines the adaptive K-SVD estimate); a file of
+    that name in the working directory wins; an unknown name is a missing file."""
+    from sparseforge.restore import load_pretrained, restore_image
+    from sparseforge.restore._registry import pretrained_for
+
+    assert pretrained_for("hybrid", "denoise", 25) == "hybrid-ksvdgate-blind"
+    noisy_path, out = noisy_file / "noisy.png", tmp_path / "b.png"
+    assert main(["denoise", str(noisy_path), str(out), "--sigma", "25", "--weights",
+                 "hybrid-blind", "--n-jobs", "1"]) == 0
+    noisy = imread(noisy_path).astype(np.float64)
+    expected = restore_image(load_pretrained("hybrid-blind"), noisy, sigma=25, threads=1)
+    assert np.abs(imread(out).astype(np.float64)
+                  - np.clip(np.rint(expected), 0, 255)).max() <= 1
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hybrid-blind").write_bytes(b"not weights")
+    with pytest.raises(SystemExit, match="not a sparseforge weights file"):
+        main(["denoise", str(noisy_path), str(tmp_path / "c.png"), "--sigma", "25",
+              "--weights", "hybrid-blind"])
+    with pytest.raises(SystemExit, match="--weights"):
+        main(["denoise", str(noisy_path), str(tmp_path / "c.png"), "--sigma", "25",
+              "--weights", "hybrid-nope"])
     assert not (tmp_path / "c.png").exists()

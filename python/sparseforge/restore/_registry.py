@@ -12,6 +12,9 @@ from pathlib import Path
 PRETRAINED = {
     "hybrid-sigma25": "hybrid restorer, Gaussian noise sigma = 25",
     "hybrid-blind": "hybrid restorer, blind Gaussian noise, sigma in [0, 55]",
+    "hybrid-ksvdgate-blind": "hybrid restorer, blind Gaussian noise, sigma in [0, 55], "
+                             "refining the adaptive K-SVD estimate (the most accurate "
+                             "denoiser; the estimate costs seconds per image)",
     "hybrid-inpaint": "hybrid restorer, inpainting of 30-90% missing pixels (refines "
                       "inpaint_ksvd's estimate)",
     "dncnn-sigma25": "DnCNN (17 x 64), sigma = 25, same wall-clock budget as the hybrid",
@@ -52,7 +55,7 @@ def available_pretrained() -> list[str]:
     >>> set(names) <= set(PRETRAINED)
     True
     >>> sorted(name for name in names if name.startswith("hybrid-"))
-    ['hybrid-blind', 'hybrid-inpaint', 'hybrid-sigma25']
+    ['hybrid-blind', 'hybrid-inpaint', 'hybrid-ksvdgate-blind', 'hybrid-sigma25']
     >>> PRETRAINED["hybrid-blind"]
     'hybrid restorer, blind Gaussian noise, sigma in [0, 55]'
     """
@@ -61,10 +64,12 @@ def available_pretrained() -> list[str]:
 
 def pretrained_for(method: str, task: str, sigma: float | None = None) -> str | None:
     """The installed weights that serve `method` ("hybrid" or "dncnn") for `task` (and
-    `sigma`): for the hybrid, the blind model for any sigma in [0, 55] (at sigma = 25 it
-    measures 0.06 / 0.11 dB above the fixed-sigma `hybrid-sigma25` on BSD68 / Set12,
-    benchmarks/results/bench_restore.json), then a fixed-sigma one at its level; for the
-    DnCNNs the fixed-sigma model first; None when nothing installed fits."""
+    `sigma`): for the hybrid, the blind model refining the adaptive K-SVD estimate, then
+    the blind model, for any sigma in [0, 55] (the first is the more accurate everywhere
+    on Set12, benchmarks/results/bench_restore_ksvdgate_set12.json; the blind one measures
+    0.06 / 0.11 dB above the fixed-sigma `hybrid-sigma25` at sigma = 25 on BSD68 / Set12,
+    bench_restore.json), then a fixed-sigma one at its level; for the DnCNNs the
+    fixed-sigma model first; None when nothing installed fits."""
     available = set(available_pretrained())
     if task == "inpaint":
         candidates = [f"{method}-inpaint"]
@@ -73,7 +78,7 @@ def pretrained_for(method: str, task: str, sigma: float | None = None) -> str | 
     else:
         candidates = [f"{method}-sigma{sigma:g}", f"{method}-blind"]
         if method == "hybrid":
-            candidates.reverse()
+            candidates = ["hybrid-ksvdgate-blind", *reversed(candidates)]
         if sigma is not None and not 0 <= sigma <= 55:
             candidates = []
     return next((c for c in candidates if c in available), None)
