@@ -125,7 +125,7 @@ sigma), ``{hybrid,plain,hybrid-fullres,dncnn,dncnn-matched}-blind`` (sigma in [0
 estimate: ``--estimates``, ``--warm-start``; ``-ksvdgate-`` also weighs it per pixel) and ``dncnn-matched-upscale`` (the pure-torch super-resolution
 CNN, scales 2-4, with the blind hybrid's parameter count; 48x48 crops); ``plain-*`` is the hybrid's network without codes at its
 parameter count (``sparseforge.restore.matched_plain_cnn``). The shipped names
-(``SHIPPED``: the three hybrids and the SR CNN) are written to ``python/sparseforge/data/``
+(``SHIPPED``: the four hybrids and the SR CNN) are written to ``python/sparseforge/data/``
 (in the package, then ``pip install .``), in float16 for the names in ``HALF`` (their float32
 file goes to ``benchmarks/weights/``: keep it in ``benchmarks/checkpoints/``); the others, the
 baselines and ablations included, to
@@ -159,11 +159,12 @@ SHIPPED_DIR = REPO / "python" / "sparseforge" / "data"
 OTHER_DIR = REPO / "benchmarks" / "weights"
 #: The weights the package ships (the baselines' are not shipped: 5 MB cap, and a user
 #: wants the best restorer, not the reference points).
-SHIPPED = ("hybrid-sigma25", "hybrid-blind", "hybrid-inpaint", "dncnn-matched-upscale")
+SHIPPED = ("hybrid-sigma25", "hybrid-blind", "hybrid-ksvdgate-blind", "hybrid-inpaint",
+           "dncnn-matched-upscale")
 #: The shipped weights stored in float16 to fit the 5 MB (python/sparseforge/data/README.md):
 #: training writes their float32 file to benchmarks/weights/ (the record, to keep in
 #: benchmarks/checkpoints/) and the package gets the float16 copy (scripts/half_weights.py).
-HALF = ("hybrid-sigma25", "hybrid-blind", "dncnn-matched-upscale")
+HALF = SHIPPED  # all of them since hybrid-ksvdgate-blind joined (session 19)
 _NAME = re.compile(r"^(hybrid|hybrid-fullres|hybrid-nocodes|hybrid-noimage|plain|dncnn|"
                    r"dncnn-matched|hybrid-ksvd|plain-ksvd|hybrid-ksvdgate|plain-ksvdgate)-"
                    r"(sigma(\d+)|blind|inpaint|upscale)$")

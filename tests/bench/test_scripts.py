@@ -137,8 +137,8 @@ def test_train_hybrid_writes_float16_weights_for_the_package(tmp_path, monkeypat
 
     assert precision(shipped / "hybrid-blind.pt") == "float16"
     assert precision(other / "hybrid-blind.pt") == "float32"
-    assert precision(shipped / "hybrid-inpaint.pt") == "float32"  # not in HALF
-    assert not (other / "hybrid-inpaint.pt").exists()
+    assert precision(shipped / "hybrid-inpaint.pt") == "float16"  # every shipped name
+    assert precision(other / "hybrid-inpaint.pt") == "float32"
     assert precision(other / "plain-blind.pt") == "float32"
     assert not (shipped / "plain-blind.pt").exists()
     assert json.loads((shipped / "hybrid-blind.json").read_text())["steps"] == 2
