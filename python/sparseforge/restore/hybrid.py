@@ -11,6 +11,9 @@ degraded image (+ sigma, or mask)
   -> DnCNN-style CNN on [synthesis channels, degraded image, noise-level or mask map], whose
      output is added to channel 0 (a residual on the K-SVD estimate; its last layer starts at
      zero, so the untrained model returns the classical estimate).
+  -> optionally (``adaptive_ksvd``) the CNN also sees the adaptive K-SVD estimate, and
+     (``estimate_gate``) outputs a per-pixel weight g of it: base + residual + g * (estimate
+     - base).
 """
 
 from __future__ import annotations
